@@ -1,0 +1,82 @@
+"""The `points-ledger` command: serve | migrate | verify | seal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import msgspec
+import uvicorn
+
+from service.config import Settings, load_settings
+from service.db import create_pool, migrate, q, start_embedded
+from service.logs import configure_logging
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL if set, else an embedded PostgreSQL in LEDGER_DATA_DIR."""
+    return settings.database_url or start_embedded(settings.data_dir)
+
+
+async def _verify_all(dsn: str) -> int:
+    from service.ledger.audit import verify
+    from service.ledger.service import seal_all
+    from service.rules.params import active_params
+
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    failed = 0
+    try:
+        await seal_all(pool)
+        async with pool.acquire() as conn:
+            for row in await conn.fetch(q("community_ids")):
+                report = await verify(conn, row["id"], await active_params(conn, row["id"]))
+                line = {"community": row["id"], **msgspec.structs.asdict(report)}
+                print(msgspec.json.encode(line).decode())
+                failed += 0 if report.ok else 1
+    finally:
+        await pool.close()
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="points-ledger", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="migrate, then serve the HTTP API")
+    serve.add_argument("--host", default=os.environ.get("LEDGER_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("LEDGER_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=int(os.environ.get("LEDGER_WORKERS", "1")))
+    serve.add_argument("--demo", action="store_true", help="create the demo community first")
+    sub.add_parser("migrate", help="apply pending migrations and exit")
+    sub.add_parser("verify", help="audit every community; exit 1 on any problem")
+    args = parser.parse_args(argv)
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    dsn = database_url(settings)
+    asyncio.run(migrate(dsn))
+    if args.command == "migrate":
+        return 0
+    if args.command == "verify":
+        return asyncio.run(_verify_all(dsn))
+    if args.demo:
+        from service.demo import seed_demo
+
+        asyncio.run(seed_demo(dsn))
+    os.environ["DATABASE_URL"] = dsn  # the workers connect to the same server
+    uvicorn.run(
+        "service.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""What every controller shares: authorisation, strict body decoding, responses."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final, TypeVar
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from service.auth import KeyResolver, Principal, require
+from service.errors import ValidationFailed
+from service.ledger.model import COMMUNITY_PATTERN
+from service.ledger.store import Conn
+
+T = TypeVar("T")
+
+OPERATOR: Final = frozenset({"operator"})
+READ_MEMBER: Final = frozenset({"operator", "property", "resident"})
+_COMMUNITY = re.compile(COMMUNITY_PATTERN)
+
+
+def pool_of(connection: ASGIConnection[Any, Any, Any, Any]) -> asyncpg.Pool:
+    pool: asyncpg.Pool = connection.app.state.pool
+    return pool
+
+
+@asynccontextmanager
+async def db(request: Request[Any, Any, Any]) -> AsyncIterator[Conn]:
+    async with pool_of(request).acquire() as conn:
+        yield conn
+
+
+async def authorize(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Guard on every /v1 route: a valid key whose role the route allows, in scope.
+
+    Routes say who may call them with `opt={"roles": …}`; a route that says
+    nothing is for admins only, so a forgotten declaration fails closed.
+    """
+    community = connection.path_params.get("c")
+    if community is not None and not _COMMUNITY.match(community):
+        raise ValidationFailed("community id must match [a-z0-9-]{1,64}")
+    resolver: KeyResolver = connection.app.state.key_resolver
+    async with pool_of(connection).acquire() as conn:
+        principal = await resolver.resolve(conn, connection.headers.get("authorization"))
+    require(principal, handler.opt.get("roles", frozenset()), community)
+    connection.state.principal = principal
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+async def body(request: Request[Any, Any, Any], type_: type[T]) -> T:
+    """Decodes a JSON body strictly: integers stay integers, unknown fields are refused."""
+    raw = await request.body()
+    try:
+        return msgspec.json.decode(raw, type=type_, strict=True)
+    except msgspec.ValidationError as err:
+        raise ValidationFailed(str(err)) from err
+    except msgspec.DecodeError as err:
+        raise ValidationFailed(f"the body is not valid JSON: {err}") from err
+
+
+def fingerprint(value: Any) -> bytes:
+    """A digest of a request that ignores key order, to recognise replays."""
+    return hashlib.blake2b(msgspec.json.encode(value, order="sorted"), digest_size=16).digest()
+
+
+def written(content: Any, replayed: bool) -> Response[Any]:
+    """201 for a new resource; 200 and `Idempotent-Replayed: true` for a replay."""
+    if replayed:
+        return Response(content, status_code=200, headers={"Idempotent-Replayed": "true"})
+    return Response(content, status_code=201)

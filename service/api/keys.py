@@ -1,0 +1,77 @@
+"""API keys: issue and revoke (admins everywhere, operators in their community)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from litestar import Request, Response, delete, post
+
+from service import auth
+from service.api.deps import body, db, principal_of
+from service.api.wire import ApiKeyIn, ApiKeyOut
+from service.db import q
+from service.errors import Forbidden, NotFound
+
+KEY_ADMINS: Final = frozenset({"operator"})
+Req = Request[Any, Any, Any]
+
+
+@post("/v1/api-keys", opt={"roles": KEY_ADMINS})
+async def create_key(request: Req) -> Response[ApiKeyOut]:
+    """Issues a key; its secret appears in this response only."""
+    data = await body(request, ApiKeyIn)
+    caller = principal_of(request)
+    scope = auth.Principal(
+        key_id=auth.new_key_id(),
+        role=data.role,
+        community=data.community,
+        property_company=data.property_company,
+        store=data.store,
+        member=data.member,
+    )
+    auth.check_scope_fields(scope)
+    if caller.role != "admin" and (data.role == "admin" or data.community != caller.community):
+        raise Forbidden("an operator issues non-admin keys for its own community only")
+    key, secret_hash = auth.new_key(scope)
+    async with db(request) as conn:
+        if (
+            scope.community is not None
+            and await conn.fetchval(q("community_get"), scope.community) is None
+        ):
+            raise NotFound(f"no community {scope.community!r}")
+        await conn.execute(
+            q("key_insert"),
+            scope.key_id,
+            secret_hash,
+            scope.role,
+            scope.community,
+            scope.property_company,
+            scope.store,
+            scope.member,
+            caller.key_id,
+        )
+    out = ApiKeyOut(
+        id=scope.key_id,
+        key=key,
+        role=scope.role,
+        community=scope.community,
+        property_company=scope.property_company,
+        store=scope.store,
+        member=scope.member,
+    )
+    return Response(out, status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@delete("/v1/api-keys/{key_id:str}", opt={"roles": KEY_ADMINS}, status_code=204)
+async def revoke_key(request: Req, key_id: str) -> None:
+    caller = principal_of(request)
+    async with db(request) as conn:
+        row = await conn.fetchrow(q("key_scope"), key_id)
+        if row is None:
+            raise NotFound(f"no active key {key_id!r}")
+        if caller.role != "admin" and (
+            row["role"] == "admin" or row["community_id"] != caller.community
+        ):
+            raise NotFound(f"no active key {key_id!r}")
+        await conn.execute(q("key_revoke"), key_id)
+    request.app.state.key_resolver.forget(key_id)

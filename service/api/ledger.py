@@ -1,0 +1,110 @@
+"""Low-level ledger endpoints: transactions, accounts, audit (operators, integrations)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.params import Parameter
+
+from service.api.deps import OPERATOR, body, db, fingerprint, principal_of, written
+from service.api.wire import PostIn, TransactionIn, TransactionOut, postings_in, transaction_out
+from service.errors import ValidationFailed
+from service.ledger import audit, reads, store
+from service.ledger import service as ledger
+from service.ledger.model import NewTransaction
+from service.rules.params import active_params
+
+Req = Request[Any, Any, Any]
+TxPath = "/v1/communities/{c:str}/transactions/{tx:str}"
+_MAX_METADATA_BYTES = 4096
+
+
+@post("/v1/communities/{c:str}/transactions", opt={"roles": OPERATOR})
+async def create_transaction(request: Req, c: str) -> Response[TransactionOut]:
+    """Posts a balanced transaction, or reserves it when `pending` is given."""
+    data = await body(request, TransactionIn)
+    if data.metadata is not None and len(msgspec.json.encode(data.metadata)) > _MAX_METADATA_BYTES:
+        raise ValidationFailed(f"metadata is larger than {_MAX_METADATA_BYTES} bytes")
+    new = NewTransaction(
+        client_id=data.id,
+        postings=postings_in(data.postings),
+        request_hash=fingerprint(data),
+        pending=data.pending is not None,
+        ttl_s=data.pending.ttl_s if data.pending else None,
+        memo=data.memo,
+        metadata=data.metadata,
+        actor=principal_of(request).key_id,
+    )
+    async with db(request) as conn:
+        params = await active_params(conn, c)
+        tx, replayed = await ledger.create_transaction(conn, c, new, params)
+    return written(transaction_out(tx), replayed)
+
+
+@get(TxPath, opt={"roles": OPERATOR})
+async def get_transaction(request: Req, c: str, tx: str) -> TransactionOut:
+    async with db(request) as conn:
+        found = await ledger.get_transaction(conn, c, tx)
+        return transaction_out(found, await store.reversed_by(conn, c, found.row_id))
+
+
+def _finished(tx: Any, replayed: bool) -> Response[TransactionOut]:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(transaction_out(tx), status_code=200, headers=headers)
+
+
+@post(TxPath + "/post", opt={"roles": OPERATOR})
+async def post_transaction(request: Req, c: str, tx: str) -> Response[TransactionOut]:
+    """Posts a pending transaction, in full or for a smaller `amount`."""
+    raw = await request.body()
+    amount = (await body(request, PostIn)).amount if raw.strip() else None
+    async with db(request) as conn:
+        done, replayed = await ledger.post_transaction(conn, c, tx, amount)
+    return _finished(done, replayed)
+
+
+@post(TxPath + "/void", opt={"roles": OPERATOR})
+async def void_transaction(request: Req, c: str, tx: str) -> Response[TransactionOut]:
+    async with db(request) as conn:
+        done, replayed = await ledger.void_transaction(conn, c, tx)
+    return _finished(done, replayed)
+
+
+@post(TxPath + "/reverse", opt={"roles": OPERATOR})
+async def reverse_transaction(request: Req, c: str, tx: str) -> Response[TransactionOut]:
+    """Writes the transaction that undoes a posted one; reversing twice is a replay."""
+    async with db(request) as conn:
+        params = await active_params(conn, c)
+        actor = principal_of(request).key_id
+        reversal, replayed = await ledger.reverse_transaction(conn, c, tx, params, actor)
+    return written(transaction_out(reversal), replayed)
+
+
+@get("/v1/communities/{c:str}/accounts/{address:str}", opt={"roles": OPERATOR})
+async def get_account(
+    request: Req, c: str, address: str, as_of: datetime | None = None
+) -> reads.AccountBalance:
+    async with db(request) as conn:
+        return await reads.account_balance(conn, c, address, as_of)
+
+
+@get("/v1/communities/{c:str}/accounts/{address:str}/entries", opt={"roles": OPERATOR})
+async def account_entries(
+    request: Req,
+    c: str,
+    address: str,
+    cursor: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+) -> reads.EntryPage:
+    async with db(request) as conn:
+        return await reads.entries_page(conn, c, address, cursor=cursor, limit=limit)
+
+
+@get("/v1/communities/{c:str}/audit/verify", opt={"roles": OPERATOR})
+async def verify(request: Req, c: str) -> audit.AuditReport:
+    """Recomputes every invariant of the community's ledger."""
+    async with db(request) as conn:
+        return await audit.verify(conn, c, await active_params(conn, c))

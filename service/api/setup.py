@@ -1,0 +1,112 @@
+"""Setup and resident endpoints: communities, households, members, balances, statements."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal
+
+from litestar import Request, Response, get, post
+from litestar.params import Parameter
+
+from service import setup
+from service.api.deps import OPERATOR, READ_MEMBER, body, db, fingerprint, principal_of, written
+from service.api.wire import CommunityIn, HouseholdIn, MemberIn
+from service.errors import NotFound
+from service.ledger import reads
+from service.ledger.model import MemberBalance, member_address
+from service.ledger.store import Conn
+from service.rules.params import active_params
+
+ANY_ROLE: Final = frozenset({"operator", "property", "volunteer_app", "store", "resident"})
+ADMIN_ONLY: Final = frozenset[str]()
+Req = Request[Any, Any, Any]
+
+
+@post("/v1/communities", opt={"roles": ADMIN_ONLY})
+async def create_community(request: Req) -> Response[setup.Community]:
+    data = await body(request, CommunityIn)
+    setup.check_timezone(data.timezone)
+    async with db(request) as conn:
+        community, replayed = await setup.create_community(
+            conn, data.id, data.name, data.timezone, fingerprint(data)
+        )
+    return written(community, replayed)
+
+
+@get("/v1/communities/{c:str}", opt={"roles": ANY_ROLE})
+async def get_community(request: Req, c: str) -> setup.Community:
+    async with db(request) as conn:
+        return await setup.get_community(conn, c)
+
+
+@post("/v1/communities/{c:str}/households", opt={"roles": OPERATOR})
+async def create_household(request: Req, c: str) -> Response[setup.Household]:
+    data = await body(request, HouseholdIn)
+    async with db(request) as conn:
+        household, replayed = await setup.create_household(
+            conn, c, data.id, data.address, data.property_company, fingerprint(data)
+        )
+    return written(household, replayed)
+
+
+@post("/v1/communities/{c:str}/members", opt={"roles": OPERATOR})
+async def create_member(request: Req, c: str) -> Response[setup.Member]:
+    data = await body(request, MemberIn)
+    async with db(request) as conn:
+        params = await active_params(conn, c)
+        member, replayed = await setup.create_member(
+            conn, c, data.id, data.household, data.name, fingerprint(data), params
+        )
+    return written(member, replayed)
+
+
+async def _readable_member(request: Req, conn: Conn, c: str, m: str) -> setup.Member:
+    """The member, if this key may read it: residents themselves, property companies
+    the members of households they serve. Others' members are 404, not 403, so a
+    key cannot probe which members exist."""
+    principal = principal_of(request)
+    member = await setup.get_member(conn, c, m)
+    if principal.role == "resident" and principal.member != m:
+        raise NotFound(f"no member {m!r} in community {c!r}")
+    if principal.role == "property" and principal.property_company != member.property_company:
+        raise NotFound(f"no member {m!r} in community {c!r}")
+    return member
+
+
+@get("/v1/communities/{c:str}/members/{m:str}", opt={"roles": READ_MEMBER})
+async def get_member(request: Req, c: str, m: str) -> setup.Member:
+    async with db(request) as conn:
+        return await _readable_member(request, conn, c, m)
+
+
+@get("/v1/communities/{c:str}/members/{m:str}/balance", opt={"roles": READ_MEMBER})
+async def member_balance(request: Req, c: str, m: str) -> MemberBalance:
+    async with db(request) as conn:
+        principal = principal_of(request)
+        if principal.role == "property":
+            await _readable_member(request, conn, c, m)
+        elif principal.role == "resident" and principal.member != m:
+            raise NotFound(f"no member {m!r} in community {c!r}")
+        return await reads.member_balance(conn, c, m, await active_params(conn, c))
+
+
+@get(
+    "/v1/communities/{c:str}/members/{m:str}/statement",
+    opt={"roles": frozenset({"operator", "resident"})},
+)
+async def member_statement(
+    request: Req,
+    c: str,
+    m: str,
+    cursor: str | None = None,
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    asset: Literal["points", "minutes"] = "points",
+    start: Annotated[datetime | None, Parameter(query="from")] = None,
+    end: Annotated[datetime | None, Parameter(query="to")] = None,
+) -> reads.EntryPage:
+    """The member's entries, newest first, each saying why it exists."""
+    async with db(request) as conn:
+        await _readable_member(request, conn, c, m)
+        return await reads.entries_page(
+            conn, c, member_address(m, asset), cursor=cursor, limit=limit, start=start, end=end
+        )

@@ -1,0 +1,145 @@
+"""Request and response bodies: the JSON contract, separate from domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from service.ledger.model import (
+    COMMUNITY_PATTERN,
+    ID_PATTERN,
+    MAX_AMOUNT,
+    MAX_POSTINGS,
+    Posting,
+    Transaction,
+)
+
+Amount = Annotated[int, Meta(ge=1, le=MAX_AMOUNT)]
+ClientId = Annotated[str, Meta(pattern=ID_PATTERN)]
+CommunityId = Annotated[str, Meta(pattern=COMMUNITY_PATTERN)]
+Address = Annotated[str, Meta(min_length=3, max_length=200)]
+Text = Annotated[str, Meta(max_length=500)]
+TtlSeconds = Annotated[int, Meta(ge=1, le=366 * 86_400)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of request bodies: an unknown field is an error, not silently ignored."""
+
+
+class CommunityIn(Strict):
+    id: CommunityId
+    name: Annotated[str, Meta(min_length=1, max_length=200)]
+    timezone: Annotated[str, Meta(max_length=64)] = "Asia/Shanghai"
+
+
+class HouseholdIn(Strict):
+    id: ClientId
+    property_company: ClientId
+    address: Text | None = None
+
+
+class MemberIn(Strict):
+    id: ClientId
+    household: ClientId
+    name: Annotated[str, Meta(max_length=200)] | None = None
+
+
+class PostingIn(Strict):
+    source: Address
+    destination: Address
+    asset: Literal["points", "minutes"]
+    amount: Amount
+
+
+class PendingIn(Strict):
+    ttl_s: TtlSeconds | None = None
+
+
+class TransactionIn(Strict):
+    id: ClientId
+    postings: Annotated[list[PostingIn], Meta(min_length=1, max_length=MAX_POSTINGS)]
+    memo: Text | None = None
+    metadata: dict[str, Any] | None = None
+    pending: PendingIn | None = None
+
+
+class PostIn(Strict):
+    amount: Amount | None = None
+
+
+class ApiKeyIn(Strict):
+    role: Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
+    community: CommunityId | None = None
+    property_company: ClientId | None = None
+    store: ClientId | None = None
+    member: ClientId | None = None
+
+
+class ApiKeyOut(msgspec.Struct, kw_only=True):
+    id: str
+    key: str
+    role: str
+    community: str | None
+    property_company: str | None
+    store: str | None
+    member: str | None
+
+
+class PostingOut(msgspec.Struct, kw_only=True):
+    source: str
+    destination: str
+    asset: str
+    amount: int
+
+
+class TransactionOut(msgspec.Struct, kw_only=True):
+    id: str
+    status: str
+    kind: str
+    postings: list[PostingOut]
+    memo: str | None
+    metadata: dict[str, Any] | None
+    reason: str | None
+    rule_id: str | None
+    rule_version: int | None
+    event_id: str | None
+    reversal_of: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    finalized_at: datetime | None
+    void_reason: str | None
+    reversed_by: str | None = None
+
+
+def postings_in(items: list[PostingIn]) -> tuple[Posting, ...]:
+    return tuple(
+        Posting(source=p.source, destination=p.destination, asset=p.asset, amount=p.amount)
+        for p in items
+    )
+
+
+def transaction_out(tx: Transaction, reversed_by: str | None = None) -> TransactionOut:
+    return TransactionOut(
+        id=tx.client_id,
+        status=tx.status,
+        kind=tx.kind,
+        postings=[
+            PostingOut(source=p.source, destination=p.destination, asset=p.asset, amount=p.amount)
+            for p in tx.postings
+        ],
+        memo=tx.memo,
+        metadata=tx.metadata,
+        reason=tx.reason,
+        rule_id=tx.rule_id,
+        rule_version=tx.rule_version,
+        event_id=tx.event_id,
+        reversal_of=tx.reversal_of,
+        created_at=tx.created_at,
+        expires_at=tx.expires_at,
+        finalized_at=tx.finalized_at,
+        void_reason=tx.void_reason,
+        reversed_by=reversed_by,
+    )

@@ -1,0 +1,153 @@
+"""create_app(): the Litestar application, its lifespan and its one error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+import structlog
+from litestar import Litestar, Request, Response, Router
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from service.api import keys, ledger, ops, setup
+from service.api.deps import authorize
+from service.auth import KeyResolver
+from service.config import Settings, load_settings
+from service.db import create_pool
+from service.errors import DomainError
+from service.logs import configure_logging
+from service.middleware import RequestContext
+from service.scheduler import build_scheduler
+
+log = structlog.get_logger(__name__)
+PROBLEM = "application/problem+json"
+
+_HTTP_CODES = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    422: "validation_error",
+}
+
+
+def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[Any]:
+    body = {
+        "type": f"urn:points-ledger:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return Response(body, status_code=status, media_type=PROBLEM)
+
+
+def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
+    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+
+
+def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    return problem(422, "validation_error", "Validation failed", exc.detail, errors=exc.extra)
+
+
+def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return problem(exc.status_code, code, code.replace("_", " ").capitalize(), exc.detail)
+
+
+def _data(_: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
+    # The database refused a value that passed our checks (e.g. a NUL character).
+    return problem(422, "validation_error", "Validation failed", f"a value was refused: {exc}")
+
+
+def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
+    return problem(500, "internal_error", "Internal error", "the error was logged; retry later")
+
+
+def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = await create_pool(
+            dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+        )
+        app.state.pool = pool
+        app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
+        scheduler = build_scheduler(pool, settings) if scheduler_on else None
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            await pool.close()
+
+    return lifespan
+
+
+V1_HANDLERS = [
+    setup.create_community,
+    setup.get_community,
+    setup.create_household,
+    setup.create_member,
+    setup.get_member,
+    setup.member_balance,
+    setup.member_statement,
+    ledger.create_transaction,
+    ledger.get_transaction,
+    ledger.post_transaction,
+    ledger.void_transaction,
+    ledger.reverse_transaction,
+    ledger.get_account,
+    ledger.account_entries,
+    ledger.verify,
+    keys.create_key,
+    keys.revoke_key,
+]
+
+
+def create_app(
+    settings: Settings | None = None, *, dsn: str | None = None, scheduler: bool | None = None
+) -> Litestar:
+    """The application. `dsn` defaults to DATABASE_URL; the CLI sets it for the embedded server."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level)
+    dsn = dsn or settings.database_url
+    if dsn is None:
+        raise RuntimeError("DATABASE_URL is not set; start the service with `points-ledger serve`")
+    prometheus = PrometheusConfig(app_name="points_ledger", prefix="ledger", group_path=True)
+    return Litestar(
+        route_handlers=[
+            Router(path="/", route_handlers=V1_HANDLERS, guards=[authorize]),
+            ops.health,
+            ops.ready,
+            PrometheusController,
+        ],
+        lifespan=[
+            _lifespan(settings, dsn, settings.scheduler_enabled if scheduler is None else scheduler)
+        ],
+        middleware=[RequestContext, prometheus.middleware],
+        exception_handlers={
+            DomainError: _domain,
+            ValidationException: _validation,
+            NotFoundException: _http,
+            HTTPException: _http,
+            asyncpg.DataError: _data,
+            Exception: _unexpected,
+        },
+        openapi_config=OpenAPIConfig(
+            title="Community points ledger", version="0.1.0", path="/schema"
+        ),
+        request_max_body_size=settings.max_body_bytes,
+        response_headers=[],
+        debug=False,
+        logging_config=None,
+    )

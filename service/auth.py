@@ -1,0 +1,124 @@
+"""API keys: issuing, hashing, resolving a bearer key to a principal, scope checks.
+
+A key reads `plk_<id>_<secret>`. Only SHA-256 of the secret is stored (the secret
+is 256 random bits, so a slow hash adds nothing). Resolved keys are cached per
+process for `key_cache_ttl_s`; a revocation takes effect at once in the process
+that made it and within that time in the others.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from typing import Final, Literal
+
+import msgspec
+
+from service.db import q
+from service.errors import Forbidden, Unauthorized, ValidationFailed
+from service.ledger.store import Conn
+
+Role = Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
+ROLES: Final = ("admin", "operator", "property", "volunteer_app", "store", "resident")
+_PREFIX: Final = "plk"
+
+
+class Principal(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    role: Role
+    community: str | None = None
+    property_company: str | None = None
+    store: str | None = None
+    member: str | None = None
+
+
+class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
+    principal: Principal
+    key: str
+
+
+def _hash(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def new_key(principal_fields: Principal) -> tuple[str, bytes]:
+    """A fresh secret key string for `principal_fields.key_id`, and the hash to store."""
+    secret = secrets.token_urlsafe(32)
+    return f"{_PREFIX}_{principal_fields.key_id}_{secret}", _hash(secret)
+
+
+def new_key_id() -> str:
+    return secrets.token_hex(8)
+
+
+def check_scope_fields(principal: Principal) -> None:
+    """Each role names exactly the scope it needs (SPEC section 7)."""
+    needs = {
+        "admin": (),
+        "operator": ("community",),
+        "volunteer_app": ("community",),
+        "property": ("community", "property_company"),
+        "store": ("community", "store"),
+        "resident": ("community", "member"),
+    }[principal.role]
+    for field in ("community", "property_company", "store", "member"):
+        present = getattr(principal, field) is not None
+        if present != (field in needs):
+            verb = "needs" if field in needs else "takes no"
+            raise ValidationFailed(f"a {principal.role} key {verb} {field!r}")
+
+
+class KeyResolver:
+    """Turns an Authorization header into a principal, with a short per-process cache."""
+
+    def __init__(self, admin_key: str | None, ttl_s: float) -> None:
+        self._admin_hash = _hash(admin_key) if admin_key else None
+        self._ttl_s = ttl_s
+        self._cache: dict[bytes, tuple[float, Principal]] = {}
+
+    def forget(self, key_id: str) -> None:
+        self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
+
+    async def resolve(self, conn: Conn, authorization: str | None) -> Principal:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise Unauthorized("send 'Authorization: Bearer <key>'")
+        presented = authorization[7:].strip()
+        digest = _hash(presented)
+        if self._admin_hash is not None and hmac.compare_digest(digest, self._admin_hash):
+            return Principal(key_id="env-admin", role="admin")
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        principal = await self._lookup(conn, presented)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[digest] = (time.monotonic() + self._ttl_s, principal)
+        return principal
+
+    async def _lookup(self, conn: Conn, presented: str) -> Principal:
+        parts = presented.split("_", 2)
+        if len(parts) != 3 or parts[0] != _PREFIX:
+            raise Unauthorized("the key is not valid")
+        row = await conn.fetchrow(q("key_get"), parts[1])
+        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(parts[2])):
+            raise Unauthorized("the key is not valid or was revoked")
+        return Principal(
+            key_id=row["id"],
+            role=row["role"],
+            community=row["community_id"],
+            property_company=row["property_company"],
+            store=row["store"],
+            member=row["member_id"],
+        )
+
+
+def require(principal: Principal, roles: frozenset[str], community: str | None) -> None:
+    """The role check every endpoint makes; admins pass everywhere."""
+    if principal.role == "admin":
+        return
+    if principal.role not in roles:
+        raise Forbidden(f"a {principal.role} key may not call this endpoint")
+    if community is not None and principal.community != community:
+        raise Forbidden(f"this key acts only in community {principal.community!r}")

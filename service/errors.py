@@ -1,0 +1,76 @@
+"""The domain's expected rejections.
+
+Each error carries a stable machine `code` from SPEC section 3 and the HTTP status it
+maps to; `app.py` turns them into RFC 9457 problem documents in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class DomainError(Exception):
+    """An expected rejection: the caller can act on `code` and `detail`."""
+
+    code: ClassVar[str] = "invalid_state"
+    status: ClassVar[int] = 409
+    title: ClassVar[str] = "Invalid state"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+    status = 422
+    title = "Validation failed"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class InsufficientPoints(DomainError):
+    code = "insufficient_points"
+    status = 409
+    title = "Insufficient balance"
+
+
+class IdempotencyConflict(DomainError):
+    code = "idempotency_conflict"
+    status = 409
+    title = "Idempotency conflict"
+
+
+class InvalidState(DomainError):
+    code = "invalid_state"
+    status = 409
+    title = "Invalid state"
+
+
+class CapExceeded(DomainError):
+    code = "cap_exceeded"
+    status = 409
+    title = "Cap exceeded"
+
+
+class OutOfStock(DomainError):
+    code = "out_of_stock"
+    status = 409
+    title = "Out of stock"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(DomainError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"

@@ -1,0 +1,70 @@
+"""audit/verify: recomputes every invariant of a community's ledger from its entries."""
+
+from __future__ import annotations
+
+import msgspec
+
+from service.db import q
+from service.ledger.model import RuleParams
+from service.ledger.store import Conn
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    check: str
+    detail: str
+
+
+class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
+    ok: bool
+    checked: int
+    problems: list[Problem]
+
+
+# Each check: the query returning offending rows, and how to say what is wrong.
+_CHECKS: tuple[tuple[str, str, str], ...] = (
+    (
+        "unbalanced",
+        "audit_unbalanced",
+        "transaction {client_id} does not balance in {asset}: off by {imbalance}",
+    ),
+    (
+        "stored_balance",
+        "audit_stored_balances",
+        "{address} stores {stored} but its entries sum to {expected}",
+    ),
+    (
+        "held",
+        "audit_held",
+        "{address} holds {stored} but its pending transactions reserve {expected}",
+    ),
+    ("asset_sum", "audit_asset_sums", "{asset} balances sum to {total}, not 0"),
+    (
+        "running_balance",
+        "audit_running_balances",
+        "{address} entry {seq} says balance {balance_after}, its entries sum to {running}",
+    ),
+    (
+        "unsealed",
+        "audit_unsealed",
+        "final transaction {client_id} ({status}) is neither sealed nor queued for sealing",
+    ),
+    ("hash_chain", "audit_chain", "seal {seq} (transaction row {tx_id}): {problem}"),
+)
+
+
+async def verify(conn: Conn, community: str, params: RuleParams) -> AuditReport:
+    """Runs every check in one consistent snapshot; `ok` only when none finds a problem."""
+    problems: list[Problem] = []
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        checked: int = await conn.fetchval(q("audit_count"), community)
+        for check, query, template in _CHECKS:
+            for row in await conn.fetch(q(query), community):
+                problems.append(Problem(check=check, detail=template.format(**dict(row))))
+        for row in await conn.fetch(q("audit_limits"), community, params.floor):
+            problems.append(
+                Problem(
+                    check="limit",
+                    detail=f"{row['address']} is at {row['posted'] - row['held']}, below its floor",
+                )
+            )
+    return AuditReport(ok=not problems, checked=checked, problems=problems)

@@ -1,0 +1,151 @@
+"""Pure planning of ledger writes: balanced postings in, a lock-ordered plan out.
+
+A plan lists each touched account once, sorted by address (the lock order every
+writer uses), with the change to its posted balance, the change to its pending
+debits, and the lowest `posted - held` it may be left at. The database applies a
+plan under row locks and checks the limits again there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+
+from service.errors import ValidationFailed
+from service.ledger.model import (
+    MAX_AMOUNT,
+    MAX_POSTINGS,
+    AccountRef,
+    Posting,
+    RuleParams,
+    parse_address,
+)
+
+# How a debit of a member's points is limited: a spend keeps the baseline; a
+# reversal (or, later, a clamped deduction) may go down to the floor.
+LimitMode = Literal["spend", "floor"]
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    addresses: list[str]
+    assets: list[str]
+    limited: list[bool]
+    posted: list[int]
+    held: list[int]
+    minimum: list[int | None]
+    leg_account: list[int]
+    leg_amount: list[int]
+
+
+def check_postings(postings: Iterable[Posting]) -> dict[str, AccountRef]:
+    """Validates postings on their own; returns the accounts they touch."""
+    refs: dict[str, AccountRef] = {}
+    count = 0
+    for p in postings:
+        count += 1
+        if not 1 <= p.amount <= MAX_AMOUNT:
+            raise ValidationFailed(f"amount {p.amount} is outside 1 … 10^12")
+        if p.source == p.destination:
+            raise ValidationFailed(f"posting moves {p.source!r} to itself")
+        for address in (p.source, p.destination):
+            ref = refs.get(address) or parse_address(address)
+            if ref.asset != p.asset:
+                raise ValidationFailed(f"{address!r} holds {ref.asset}, not {p.asset}")
+            refs[address] = ref
+    if not 1 <= count <= MAX_POSTINGS:
+        raise ValidationFailed(f"a transaction has 1 … {MAX_POSTINGS} postings, not {count}")
+    return refs
+
+
+def _minimum(ref: AccountRef, params: RuleParams, mode: LimitMode) -> int | None:
+    if not ref.limited:
+        return None
+    if ref.asset == "minutes":
+        return 0
+    return params.baseline if mode == "spend" else params.floor
+
+
+def _net(postings: Iterable[Posting]) -> dict[str, int]:
+    net: dict[str, int] = {}
+    for p in postings:
+        net[p.source] = net.get(p.source, 0) - p.amount
+        net[p.destination] = net.get(p.destination, 0) + p.amount
+    return net
+
+
+def _legs(postings: Iterable[Posting], index: dict[str, int]) -> tuple[list[int], list[int]]:
+    accounts: list[int] = []
+    amounts: list[int] = []
+    for p in postings:
+        accounts += [index[p.source], index[p.destination]]
+        amounts += [-p.amount, p.amount]
+    return accounts, amounts
+
+
+def _plan(
+    refs: dict[str, AccountRef],
+    posted: dict[str, int],
+    held: dict[str, int],
+    minimum: dict[str, int | None],
+    legs_from: tuple[Posting, ...],
+) -> Plan:
+    addresses = sorted(refs)
+    index = {a: i + 1 for i, a in enumerate(addresses)}  # PostgreSQL arrays start at 1
+    leg_account, leg_amount = _legs(legs_from, index)
+    return Plan(
+        addresses=addresses,
+        assets=[refs[a].asset for a in addresses],
+        limited=[refs[a].limited for a in addresses],
+        posted=[posted.get(a, 0) for a in addresses],
+        held=[held.get(a, 0) for a in addresses],
+        minimum=[minimum.get(a) for a in addresses],
+        leg_account=leg_account,
+        leg_amount=leg_amount,
+    )
+
+
+def plan_create(
+    postings: tuple[Posting, ...], params: RuleParams, *, pending: bool, mode: LimitMode = "spend"
+) -> Plan:
+    """A new transaction: posted at once, or pending (its net debits are held)."""
+    refs = check_postings(postings)
+    net = _net(postings)
+    minimum = {a: _minimum(ref, params, mode) for a, ref in refs.items()}
+    if pending:
+        held = {a: -d for a, d in net.items() if d < 0 and refs[a].limited}
+        return _plan(refs, {}, held, minimum, ())
+    return _plan(refs, net, {}, minimum, postings)
+
+
+def _release(reserved: tuple[Posting, ...], refs: dict[str, AccountRef]) -> dict[str, int]:
+    return {a: d for a, d in _net(reserved).items() if d < 0 and refs[a].limited}
+
+
+def plan_post_pending(
+    reserved: tuple[Posting, ...], amount: int | None
+) -> tuple[Plan, tuple[Posting, ...]]:
+    """Posting a pending transaction: release what it held, post `amount` or all of it."""
+    postings = reserved
+    if amount is not None:
+        if len(reserved) != 1:
+            raise ValidationFailed("a partial amount can only post a single-posting transaction")
+        if not 1 <= amount <= reserved[0].amount:
+            raise ValidationFailed(f"amount must be 1 … {reserved[0].amount}, the amount held")
+        postings = (msgspec.structs.replace(reserved[0], amount=amount),)
+    refs = check_postings(reserved)
+    release = _release(reserved, refs)
+    return _plan(refs, _net(postings), release, {}, postings), postings
+
+
+def plan_void(reserved: tuple[Posting, ...]) -> Plan:
+    refs = check_postings(reserved)
+    return _plan(refs, {}, _release(reserved, refs), {}, ())
+
+
+def reversed_postings(postings: tuple[Posting, ...]) -> tuple[Posting, ...]:
+    """The postings that undo `postings`: every amount flows back."""
+    return tuple(
+        msgspec.structs.replace(p, source=p.destination, destination=p.source) for p in postings
+    )

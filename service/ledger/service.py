@@ -1,0 +1,221 @@
+"""Ledger use cases: each opens what it needs, calls the pure core, and persists."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+import asyncpg
+import msgspec
+
+from service.errors import IdempotencyConflict, InvalidState, NotFound
+from service.ledger import store
+from service.ledger.model import NewTransaction, RuleParams, Transaction
+from service.ledger.posting import (
+    LimitMode,
+    plan_create,
+    plan_post_pending,
+    plan_void,
+    reversed_postings,
+)
+
+T = TypeVar("T")
+
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], tries: int = 5) -> T:
+    """Runs a whole database transaction again after a deadlock or serialization failure."""
+    for n in range(tries):
+        try:
+            return await attempt()
+        except _RETRYABLE:
+            if n == tries - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.005 * 2**n))
+    raise AssertionError("unreachable")
+
+
+def creation_view(tx: Transaction) -> Transaction:
+    """The transaction as its creating request returned it, for idempotent replays."""
+    if tx.reserved is None:
+        return tx
+    return msgspec.structs.replace(
+        tx, status="pending", postings=tx.reserved, finalized_at=None, void_reason=None
+    )
+
+
+async def _fetch(conn: store.Conn, community: str, client_id: str) -> tuple[Transaction, bytes]:
+    found = await store.get_tx(conn, community, client_id=client_id)
+    if found is None:
+        raise NotFound(f"no transaction {client_id!r} in community {community!r}")
+    return found
+
+
+async def create_transaction(
+    conn: store.Conn,
+    community: str,
+    tx: NewTransaction,
+    params: RuleParams,
+    *,
+    mode: LimitMode = "spend",
+    reversal_of: str | None = None,
+) -> tuple[Transaction, bool]:
+    """Writes `tx` once; a replay of the same client id returns the original result."""
+    plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
+    row = await retrying(lambda: store.create_tx(conn, community, tx, plan))
+    outcome, row_id, created_at, expires_at = row
+    if outcome != "created":
+        existing, request_hash = await _fetch(conn, community, tx.client_id)
+        if outcome == "conflict" or request_hash != tx.request_hash:
+            raise IdempotencyConflict(
+                f"transaction {tx.client_id!r} exists with a different request; "
+                "use a new id for a new transaction"
+            )
+        return creation_view(existing), True
+    created = Transaction(
+        row_id=row_id,
+        client_id=tx.client_id,
+        kind=tx.kind,
+        status="pending" if tx.pending else "posted",
+        postings=tx.postings,
+        reserved=tx.postings if tx.pending else None,
+        memo=tx.memo,
+        metadata=tx.metadata,
+        reason=tx.reason,
+        rule_id=tx.rule_id,
+        rule_version=tx.rule_version,
+        event_id=tx.event_id,
+        actor=tx.actor,
+        reversal_of=reversal_of,
+        created_at=created_at,
+        expires_at=expires_at,
+        finalized_at=None if tx.pending else created_at,
+        void_reason=None,
+    )
+    return created, False
+
+
+async def get_transaction(conn: store.Conn, community: str, client_id: str) -> Transaction:
+    tx, _ = await _fetch(conn, community, client_id)
+    return tx
+
+
+async def post_transaction(
+    conn: store.Conn, community: str, client_id: str, amount: int | None
+) -> tuple[Transaction, bool]:
+    """Posts a pending transaction in full or for `amount`; posting it again is a replay."""
+    tx, _ = await _fetch(conn, community, client_id)
+    if tx.status == "posted" and (
+        amount is None or (len(tx.postings) == 1 and tx.postings[0].amount == amount)
+    ):
+        return tx, True
+    if tx.status != "pending":
+        raise InvalidState(
+            f"transaction {client_id!r} is {tx.status}; only a pending one can be posted"
+        )
+    assert tx.reserved is not None
+    plan, postings = plan_post_pending(tx.reserved, amount)
+    outcome, finalized_at = await retrying(
+        lambda: store.finish_tx(conn, community, tx.row_id, "posted", None, plan)
+    )
+    if outcome == "done":
+        return msgspec.structs.replace(
+            tx, status="posted", postings=postings, finalized_at=finalized_at
+        ), False
+    if outcome == "expired":
+        raise InvalidState(
+            f"transaction {client_id!r} expired at {tx.expires_at}; it is being voided"
+        )
+    return await post_transaction(conn, community, client_id, amount)
+
+
+async def void_transaction(
+    conn: store.Conn, community: str, client_id: str, reason: str = "voided"
+) -> tuple[Transaction, bool]:
+    """Voids a pending transaction, releasing what it held; voiding it again is a replay."""
+    tx, _ = await _fetch(conn, community, client_id)
+    return await _void(conn, community, tx, reason)
+
+
+async def _void(
+    conn: store.Conn, community: str, tx: Transaction, reason: str
+) -> tuple[Transaction, bool]:
+    if tx.status == "voided":
+        return tx, True
+    if tx.status != "pending":
+        raise InvalidState(
+            f"transaction {tx.client_id!r} is {tx.status}; reverse it instead of voiding it"
+        )
+    assert tx.reserved is not None
+    plan = plan_void(tx.reserved)
+    outcome, finalized_at = await retrying(
+        lambda: store.finish_tx(conn, community, tx.row_id, "voided", reason, plan)
+    )
+    if outcome == "done":
+        voided = msgspec.structs.replace(
+            tx, status="voided", finalized_at=finalized_at, void_reason=reason
+        )
+        return voided, False
+    return await void_transaction(conn, community, tx.client_id, reason)
+
+
+async def reverse_transaction(
+    conn: store.Conn, community: str, client_id: str, params: RuleParams, actor: str | None
+) -> tuple[Transaction, bool]:
+    """Writes the transaction that undoes a posted one, at most once.
+
+    A reversal may take a member below the baseline but not below the floor.
+    """
+    tx, _ = await _fetch(conn, community, client_id)
+    if tx.status != "posted":
+        raise InvalidState(
+            f"transaction {client_id!r} is {tx.status}; only a posted one can be reversed"
+        )
+    reversal = NewTransaction(
+        client_id=f"{tx.client_id}:reversal",
+        postings=reversed_postings(tx.postings),
+        request_hash=b"reversal",
+        kind="reversal",
+        reason=f"reversal of {tx.client_id}",
+        actor=actor,
+        reversal_of=tx.row_id,
+        rule_id=tx.rule_id,
+        rule_version=tx.rule_version,
+        event_id=tx.event_id,
+    )
+    return await create_transaction(
+        conn, community, reversal, params, mode="floor", reversal_of=tx.client_id
+    )
+
+
+async def expire_due(pool: asyncpg.Pool, now: datetime | None = None, limit: int = 500) -> int:
+    """Voids pending transactions whose ttl has passed; safe to run in many processes."""
+    now = now or datetime.now(UTC)
+    voided = 0
+    async with pool.acquire() as conn:
+        for row in await store.pending_expired(conn, now, limit):
+            found = await store.get_tx(conn, row["community_id"], row_id=row["id"])
+            if found is None or found[0].status != "pending":
+                continue
+            try:
+                _, replayed = await _void(conn, row["community_id"], found[0], "expired")
+            except InvalidState:
+                continue  # posted by its owner in the same instant: nothing to expire
+            voided += 0 if replayed else 1
+    return voided
+
+
+async def seal_all(pool: asyncpg.Pool, batch: int = 2000) -> int:
+    """Seals every community's final transactions into its hash chain."""
+    sealed = 0
+    async with pool.acquire() as conn:
+        for community in await store.seal_backlog(conn):
+            while (n := await store.seal(conn, community, batch)) > 0:
+                sealed += n
+                if n < batch:
+                    break
+    return sealed

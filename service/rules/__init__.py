@@ -1,0 +1,1 @@
+"""The rules engine: rule sets as data, evaluated into explained postings."""

@@ -1,0 +1,302 @@
+-- The ledger's write path as server-side functions, so that one transaction is one
+-- round trip. The service computes the plan (which accounts, net deltas, limits,
+-- legs) in pure Python; these functions resolve accounts, lock the accounts that
+-- have limits in the order given (the service sorts them by address), check the
+-- limits under those locks, and append the entries.
+--
+-- Errors use SQLSTATE class LG: LG404 unknown account, LG409 insufficient
+-- balance, LG403 refused change. The service maps them to problem codes.
+
+CREATE FUNCTION ledger_resolve_accounts(p_community text, p_addrs text[], p_assets text[])
+RETURNS bigint[]
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_missing text;
+BEGIN
+    SELECT array_agg(acc.id ORDER BY a.ord),
+           min(a.addr) FILTER (WHERE acc.id IS NULL)
+      INTO v_ids, v_missing
+      FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord)
+      LEFT JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
+    IF v_missing IS NULL THEN
+        RETURN v_ids;
+    END IF;
+    -- Member accounts are opened with the member; anything else opens on first use.
+    SELECT min(a.addr) INTO v_missing
+      FROM unnest(p_addrs) AS a(addr)
+     WHERE a.addr LIKE 'member:%'
+       AND NOT EXISTS (SELECT 1 FROM accounts acc
+                        WHERE acc.community_id = p_community AND acc.address = a.addr);
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'account % does not exist', v_missing
+            USING ERRCODE = 'LG404', DETAIL = v_missing;
+    END IF;
+    INSERT INTO accounts (community_id, address, asset)
+    SELECT p_community, a.addr, a.asset
+      FROM unnest(p_addrs, p_assets) WITH ORDINALITY AS a(addr, asset, ord)
+     WHERE NOT EXISTS (SELECT 1 FROM accounts acc
+                        WHERE acc.community_id = p_community AND acc.address = a.addr)
+     ORDER BY a.ord
+    ON CONFLICT (community_id, address) DO NOTHING;
+    SELECT array_agg(acc.id ORDER BY a.ord) INTO v_ids
+      FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord)
+      JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
+    RETURN v_ids;
+END
+$$;
+
+-- Applies balance changes and appends entries for one transaction.
+-- Per account i (in lock order): posted += p_posted[i], held += p_held[i]; a change
+-- that lowers what is available (posted - held) must leave it >= p_min[i].
+-- Legs: entry k (leg k-1) moves p_leg_amount[k] on account p_leg_acct[k].
+CREATE FUNCTION ledger_apply(
+    p_community text, p_tx_id bigint, p_ids bigint[], p_member boolean[],
+    p_posted bigint[], p_held bigint[], p_min bigint[],
+    p_leg_acct integer[], p_leg_amount bigint[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    n integer := coalesce(array_length(p_ids, 1), 0);
+    n_legs integer := coalesce(array_length(p_leg_acct, 1), 0);
+    v_running bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+    v_leg_after bigint[] := array_fill(NULL::bigint, ARRAY[n_legs]);
+    v_posted bigint;
+    v_available bigint;
+    v_address text;
+    i integer;
+BEGIN
+    FOR i IN 1..n LOOP
+        CONTINUE WHEN NOT p_member[i];
+        UPDATE accounts
+           SET posted = posted + p_posted[i], held = held + p_held[i]
+         WHERE community_id = p_community AND id = p_ids[i]
+           AND (p_posted[i] - p_held[i] >= 0 OR p_min[i] IS NULL
+                OR posted + p_posted[i] - held - p_held[i] >= p_min[i])
+        RETURNING posted INTO v_posted;
+        IF NOT FOUND THEN
+            SELECT address, posted - held INTO v_address, v_available
+              FROM accounts WHERE community_id = p_community AND id = p_ids[i];
+            RAISE EXCEPTION 'insufficient balance on %', v_address
+                USING ERRCODE = 'LG409',
+                      DETAIL = json_build_object('address', v_address,
+                                                 'available', v_available,
+                                                 'minimum', p_min[i],
+                                                 'change', p_posted[i] - p_held[i])::text;
+        END IF;
+        v_running[i] := v_posted - p_posted[i];
+    END LOOP;
+    IF n_legs = 0 THEN
+        RETURN;
+    END IF;
+    FOR i IN 1..n_legs LOOP
+        IF p_member[p_leg_acct[i]] THEN
+            v_running[p_leg_acct[i]] := v_running[p_leg_acct[i]] + p_leg_amount[i];
+            v_leg_after[i] := v_running[p_leg_acct[i]];
+        END IF;
+    END LOOP;
+    INSERT INTO entries (community_id, tx_id, leg, account_id, amount, balance_after)
+    SELECT p_community, p_tx_id, (l.ord - 1)::smallint, p_ids[l.acct], l.amount, l.after
+      FROM unnest(p_leg_acct, p_leg_amount, v_leg_after) WITH ORDINALITY AS l(acct, amount, after, ord)
+     ORDER BY l.ord;
+END
+$$;
+
+-- Creates a transaction, posted or pending, idempotently by client id.
+-- outcome: 'created', 'replay' (same client id, same request) or 'conflict'.
+CREATE FUNCTION ledger_create_tx(
+    p_community text, p_client_id text, p_hash bytea, p_kind text, p_pending boolean,
+    p_pending_postings jsonb, p_memo text, p_metadata jsonb, p_reason text,
+    p_rule_id text, p_rule_version integer, p_event_id text, p_actor text,
+    p_reversal_of bigint, p_ttl_s bigint,
+    p_addrs text[], p_assets text[], p_member boolean[],
+    p_posted bigint[], p_held bigint[], p_min bigint[],
+    p_leg_acct integer[], p_leg_amount bigint[],
+    OUT outcome text, OUT tx_id bigint, OUT created_at timestamptz, OUT expires_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_same boolean;
+BEGIN
+    INSERT INTO transactions AS t
+        (community_id, client_id, request_hash, kind, status, pending_postings, memo, metadata,
+         reason, rule_id, rule_version, event_id, actor, reversal_of, expires_at, finalized_at)
+    VALUES (p_community, p_client_id, p_hash, p_kind,
+            CASE WHEN p_pending THEN 'pending' ELSE 'posted' END,
+            p_pending_postings, p_memo, p_metadata, p_reason, p_rule_id, p_rule_version,
+            p_event_id, p_actor, p_reversal_of,
+            CASE WHEN p_ttl_s IS NOT NULL THEN now() + make_interval(secs => p_ttl_s) END,
+            CASE WHEN NOT p_pending THEN now() END)
+    ON CONFLICT (community_id, client_id) DO NOTHING
+    RETURNING t.id, t.created_at, t.expires_at INTO tx_id, created_at, expires_at;
+    IF NOT FOUND THEN
+        SELECT t.id, t.request_hash = p_hash INTO tx_id, v_same
+          FROM transactions t
+         WHERE t.community_id = p_community AND t.client_id = p_client_id;
+        outcome := CASE WHEN v_same THEN 'replay' ELSE 'conflict' END;
+        RETURN;
+    END IF;
+    PERFORM ledger_apply(p_community, tx_id,
+                         ledger_resolve_accounts(p_community, p_addrs, p_assets),
+                         p_member, p_posted, p_held, p_min, p_leg_acct, p_leg_amount);
+    IF NOT p_pending THEN
+        INSERT INTO seal_queue (community_id, tx_id) VALUES (p_community, tx_id);
+    END IF;
+    outcome := 'created';
+END
+$$;
+
+-- Posts or voids a pending transaction. outcome: 'done', 'not_found', 'expired',
+-- or the status it already had ('posted', 'voided').
+CREATE FUNCTION ledger_finish_tx(
+    p_community text, p_tx_id bigint, p_status text, p_void_reason text,
+    p_addrs text[], p_assets text[], p_member boolean[],
+    p_posted bigint[], p_held bigint[],
+    p_leg_acct integer[], p_leg_amount bigint[],
+    OUT outcome text, OUT finalized_at timestamptz)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_status text;
+    v_expires_at timestamptz;
+BEGIN
+    SELECT t.status, t.expires_at INTO v_status, v_expires_at
+      FROM transactions t
+     WHERE t.community_id = p_community AND t.id = p_tx_id
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        outcome := 'not_found';
+        RETURN;
+    END IF;
+    IF v_status <> 'pending' THEN
+        outcome := v_status;
+        RETURN;
+    END IF;
+    IF p_status = 'posted' AND v_expires_at IS NOT NULL AND v_expires_at <= now() THEN
+        outcome := 'expired';
+        RETURN;
+    END IF;
+    PERFORM ledger_apply(p_community, p_tx_id,
+                         ledger_resolve_accounts(p_community, p_addrs, p_assets),
+                         p_member, p_posted, p_held, NULL::bigint[], p_leg_acct, p_leg_amount);
+    UPDATE transactions AS t
+       SET status = p_status, finalized_at = now(), void_reason = p_void_reason
+     WHERE t.community_id = p_community AND t.id = p_tx_id
+    RETURNING t.finalized_at INTO finalized_at;
+    INSERT INTO seal_queue (community_id, tx_id) VALUES (p_community, p_tx_id);
+    outcome := 'done';
+END
+$$;
+
+-- The digest of one final transaction: everything about it that must never change.
+CREATE FUNCTION ledger_tx_digest(p_community text, p_tx_id bigint)
+RETURNS bytea
+LANGUAGE sql STABLE AS $$
+    SELECT sha256(convert_to(jsonb_build_array(
+               t.id, t.client_id, encode(t.request_hash, 'hex'), t.kind, t.status,
+               t.pending_postings, t.memo, t.metadata, t.reason, t.rule_id, t.rule_version,
+               t.event_id, t.actor, t.reversal_of,
+               (extract(epoch FROM t.created_at) * 1000000)::bigint,
+               (extract(epoch FROM t.finalized_at) * 1000000)::bigint,
+               t.void_reason,
+               (SELECT jsonb_agg(jsonb_build_array(e.leg, a.address, e.amount, e.balance_after)
+                                 ORDER BY e.leg)
+                  FROM entries e
+                  JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+                 WHERE e.community_id = t.community_id AND e.tx_id = t.id))::text, 'UTF8'))
+      FROM transactions t
+     WHERE t.community_id = p_community AND t.id = p_tx_id
+$$;
+
+-- Seals final transactions into the community's hash chain, and rolls their
+-- entries on accounts without limits into those accounts' stored balance. Only
+-- one sealer works on a community at a time (the chain head is locked, others
+-- skip it), and it takes only writes whose xid is below every running
+-- transaction's, so the chain's order never has to change afterwards.
+CREATE FUNCTION ledger_seal(p_community text, p_limit integer)
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_seq bigint;
+    v_hash bytea;
+    v_digest bytea;
+    v_txs bigint[] := '{}';
+    r record;
+BEGIN
+    SELECT h.seq, h.hash INTO v_seq, v_hash
+      FROM chain_heads h WHERE h.community_id = p_community
+       FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    FOR r IN SELECT q.tx_id
+               FROM seal_queue q
+              WHERE q.community_id = p_community
+                AND q.xid < pg_snapshot_xmin(pg_current_snapshot())
+              ORDER BY q.xid, q.tx_id
+              LIMIT p_limit
+    LOOP
+        v_digest := ledger_tx_digest(p_community, r.tx_id);
+        v_seq := v_seq + 1;
+        v_hash := sha256(v_hash || v_digest);
+        INSERT INTO seals (community_id, seq, tx_id, digest, hash)
+        VALUES (p_community, v_seq, r.tx_id, v_digest, v_hash);
+        v_txs := v_txs || r.tx_id;
+    END LOOP;
+    IF cardinality(v_txs) = 0 THEN
+        RETURN 0;
+    END IF;
+    UPDATE accounts a
+       SET posted = a.posted + s.total
+      FROM (SELECT e.account_id, sum(e.amount) AS total
+              FROM entries e
+             WHERE e.community_id = p_community AND e.tx_id = ANY (v_txs)
+             GROUP BY e.account_id) s
+     WHERE a.community_id = p_community AND a.id = s.account_id AND a.member_id IS NULL;
+    DELETE FROM seal_queue WHERE community_id = p_community AND tx_id = ANY (v_txs);
+    UPDATE chain_heads SET seq = v_seq, hash = v_hash WHERE community_id = p_community;
+    RETURN cardinality(v_txs);
+END
+$$;
+
+-- Recomputes the hash chain of a community from its first seal; returns one row
+-- per seal whose digest or link no longer matches what was sealed.
+CREATE FUNCTION ledger_verify_chain(p_community text)
+RETURNS TABLE (seq bigint, tx_id bigint, problem text)
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_hash bytea := '\x'::bytea;
+    v_expected_seq bigint := 0;
+    v_digest bytea;
+    r record;
+BEGIN
+    FOR r IN SELECT s.seq, s.tx_id, s.digest, s.hash FROM seals s
+              WHERE s.community_id = p_community ORDER BY s.seq
+    LOOP
+        v_expected_seq := v_expected_seq + 1;
+        IF r.seq <> v_expected_seq THEN
+            seq := r.seq; tx_id := r.tx_id;
+            problem := format('seal %s follows seal %s', r.seq, v_expected_seq - 1);
+            RETURN NEXT;
+            v_expected_seq := r.seq;
+        END IF;
+        v_digest := ledger_tx_digest(p_community, r.tx_id);
+        IF v_digest IS DISTINCT FROM r.digest THEN
+            seq := r.seq; tx_id := r.tx_id;
+            problem := 'transaction changed after it was sealed';
+            RETURN NEXT;
+        END IF;
+        v_hash := sha256(v_hash || r.digest);
+        IF v_hash <> r.hash THEN
+            seq := r.seq; tx_id := r.tx_id;
+            problem := 'hash chain broken';
+            RETURN NEXT;
+            v_hash := r.hash;
+        END IF;
+    END LOOP;
+    IF NOT EXISTS (SELECT 1 FROM chain_heads h WHERE h.community_id = p_community
+                      AND h.seq = v_expected_seq AND h.hash = v_hash) THEN
+        seq := v_expected_seq; tx_id := NULL;
+        problem := 'chain head does not match the last seal';
+        RETURN NEXT;
+    END IF;
+END
+$$;
