@@ -7,6 +7,7 @@ import re
 import warnings
 from functools import cache
 from pathlib import Path
+
 import asyncpg
 import msgspec
 import structlog

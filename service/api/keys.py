@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from litestar import Request, Response, delete, post
+from litestar.params import FromPath
 
 from service import auth
 from service.api.deps import body, db, principal_of
@@ -63,7 +64,7 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
 
 
 @delete("/v1/api-keys/{key_id:str}", opt={"roles": KEY_ADMINS}, status_code=204)
-async def revoke_key(request: Req, key_id: str) -> None:
+async def revoke_key(request: Req, key_id: FromPath[str]) -> None:
     caller = principal_of(request)
     async with db(request) as conn:
         row = await conn.fetchrow(q("key_scope"), key_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.deps import OPERATOR, body, db, fingerprint, principal_of, written
 from service.api.wire import PostIn, TransactionIn, TransactionOut, postings_in, transaction_out
@@ -23,7 +23,7 @@ _MAX_METADATA_BYTES = 4096
 
 
 @post("/v1/communities/{c:str}/transactions", opt={"roles": OPERATOR})
-async def create_transaction(request: Req, c: str) -> Response[TransactionOut]:
+async def create_transaction(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
     """Posts a balanced transaction, or reserves it when `pending` is given."""
     data = await body(request, TransactionIn)
     if data.metadata is not None and len(msgspec.json.encode(data.metadata)) > _MAX_METADATA_BYTES:
@@ -45,7 +45,7 @@ async def create_transaction(request: Req, c: str) -> Response[TransactionOut]:
 
 
 @get(TxPath, opt={"roles": OPERATOR})
-async def get_transaction(request: Req, c: str, tx: str) -> TransactionOut:
+async def get_transaction(request: Req, c: FromPath[str], tx: FromPath[str]) -> TransactionOut:
     async with db(request) as conn:
         found = await ledger.get_transaction(conn, c, tx)
         return transaction_out(found, await store.reversed_by(conn, c, found.row_id))
@@ -57,7 +57,9 @@ def _finished(tx: Any, replayed: bool) -> Response[TransactionOut]:
 
 
 @post(TxPath + "/post", opt={"roles": OPERATOR})
-async def post_transaction(request: Req, c: str, tx: str) -> Response[TransactionOut]:
+async def post_transaction(
+    request: Req, c: FromPath[str], tx: FromPath[str]
+) -> Response[TransactionOut]:
     """Posts a pending transaction, in full or for a smaller `amount`."""
     raw = await request.body()
     amount = (await body(request, PostIn)).amount if raw.strip() else None
@@ -67,14 +69,18 @@ async def post_transaction(request: Req, c: str, tx: str) -> Response[Transactio
 
 
 @post(TxPath + "/void", opt={"roles": OPERATOR})
-async def void_transaction(request: Req, c: str, tx: str) -> Response[TransactionOut]:
+async def void_transaction(
+    request: Req, c: FromPath[str], tx: FromPath[str]
+) -> Response[TransactionOut]:
     async with db(request) as conn:
         done, replayed = await ledger.void_transaction(conn, c, tx)
     return _finished(done, replayed)
 
 
 @post(TxPath + "/reverse", opt={"roles": OPERATOR})
-async def reverse_transaction(request: Req, c: str, tx: str) -> Response[TransactionOut]:
+async def reverse_transaction(
+    request: Req, c: FromPath[str], tx: FromPath[str]
+) -> Response[TransactionOut]:
     """Writes the transaction that undoes a posted one; reversing twice is a replay."""
     async with db(request) as conn:
         params = await active_params(conn, c)
@@ -85,7 +91,7 @@ async def reverse_transaction(request: Req, c: str, tx: str) -> Response[Transac
 
 @get("/v1/communities/{c:str}/accounts/{address:str}", opt={"roles": OPERATOR})
 async def get_account(
-    request: Req, c: str, address: str, as_of: datetime | None = None
+    request: Req, c: FromPath[str], address: FromPath[str], as_of: FromQuery[datetime | None] = None
 ) -> reads.AccountBalance:
     async with db(request) as conn:
         return await reads.account_balance(conn, c, address, as_of)
@@ -94,17 +100,17 @@ async def get_account(
 @get("/v1/communities/{c:str}/accounts/{address:str}/entries", opt={"roles": OPERATOR})
 async def account_entries(
     request: Req,
-    c: str,
-    address: str,
-    cursor: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
+    c: FromPath[str],
+    address: FromPath[str],
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> reads.EntryPage:
     async with db(request) as conn:
         return await reads.entries_page(conn, c, address, cursor=cursor, limit=limit)
 
 
 @get("/v1/communities/{c:str}/audit/verify", opt={"roles": OPERATOR})
-async def verify(request: Req, c: str) -> audit.AuditReport:
+async def verify(request: Req, c: FromPath[str]) -> audit.AuditReport:
     """Recomputes every invariant of the community's ledger."""
     async with db(request) as conn:
         return await audit.verify(conn, c, await active_params(conn, c))

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from litestar import Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service import setup
 from service.api.deps import OPERATOR, READ_MEMBER, body, db, fingerprint, principal_of, written
@@ -34,13 +34,13 @@ async def create_community(request: Req) -> Response[setup.Community]:
 
 
 @get("/v1/communities/{c:str}", opt={"roles": ANY_ROLE})
-async def get_community(request: Req, c: str) -> setup.Community:
+async def get_community(request: Req, c: FromPath[str]) -> setup.Community:
     async with db(request) as conn:
         return await setup.get_community(conn, c)
 
 
 @post("/v1/communities/{c:str}/households", opt={"roles": OPERATOR})
-async def create_household(request: Req, c: str) -> Response[setup.Household]:
+async def create_household(request: Req, c: FromPath[str]) -> Response[setup.Household]:
     data = await body(request, HouseholdIn)
     async with db(request) as conn:
         household, replayed = await setup.create_household(
@@ -50,7 +50,7 @@ async def create_household(request: Req, c: str) -> Response[setup.Household]:
 
 
 @post("/v1/communities/{c:str}/members", opt={"roles": OPERATOR})
-async def create_member(request: Req, c: str) -> Response[setup.Member]:
+async def create_member(request: Req, c: FromPath[str]) -> Response[setup.Member]:
     data = await body(request, MemberIn)
     async with db(request) as conn:
         params = await active_params(conn, c)
@@ -74,13 +74,13 @@ async def _readable_member(request: Req, conn: Conn, c: str, m: str) -> setup.Me
 
 
 @get("/v1/communities/{c:str}/members/{m:str}", opt={"roles": READ_MEMBER})
-async def get_member(request: Req, c: str, m: str) -> setup.Member:
+async def get_member(request: Req, c: FromPath[str], m: FromPath[str]) -> setup.Member:
     async with db(request) as conn:
         return await _readable_member(request, conn, c, m)
 
 
 @get("/v1/communities/{c:str}/members/{m:str}/balance", opt={"roles": READ_MEMBER})
-async def member_balance(request: Req, c: str, m: str) -> MemberBalance:
+async def member_balance(request: Req, c: FromPath[str], m: FromPath[str]) -> MemberBalance:
     async with db(request) as conn:
         principal = principal_of(request)
         if principal.role == "property":
@@ -96,13 +96,13 @@ async def member_balance(request: Req, c: str, m: str) -> MemberBalance:
 )
 async def member_statement(
     request: Req,
-    c: str,
-    m: str,
-    cursor: str | None = None,
-    limit: Annotated[int, Parameter(ge=1, le=500)] = 50,
-    asset: Literal["points", "minutes"] = "points",
-    start: Annotated[datetime | None, Parameter(query="from")] = None,
-    end: Annotated[datetime | None, Parameter(query="to")] = None,
+    c: FromPath[str],
+    m: FromPath[str],
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+    asset: FromQuery[Literal["points", "minutes"]] = "points",
+    start: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    end: Annotated[datetime | None, QueryParameter(name="to")] = None,
 ) -> reads.EntryPage:
     """The member's entries, newest first, each saying why it exists."""
     async with db(request) as conn:

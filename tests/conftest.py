@@ -1,0 +1,113 @@
+"""Fixtures: one PostgreSQL per test run, a fresh database per test, the real app.
+
+The server is the embedded one unless DATABASE_URL points elsewhere. Migrations
+run once into a template database; each test gets a copy of it (a file copy,
+tens of milliseconds), so tests never see each other's rows. Every test that
+touches a database ends with the ledger's own audit passing for every community.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.app import create_app
+from service.config import load_settings
+from service.db import create_pool, migrate, start_embedded
+from service.ledger.audit import verify
+from service.ledger.service import seal_all
+from service.rules.params import active_params
+
+ADMIN_KEY = "test-admin-key"
+TEMPLATE = "ledger_template"
+_counter = itertools.count()
+
+
+def with_database(dsn: str, name: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    if os.environ.get("DATABASE_URL"):
+        yield os.environ["DATABASE_URL"]
+        return
+    with tempfile.TemporaryDirectory(prefix="ledger-test-") as tmp:
+        yield start_embedded(Path(tmp) / "pg")
+
+
+@pytest.fixture(scope="session")
+def template_dsn(server_dsn: str) -> str:
+    async def build() -> None:
+        conn = await asyncpg.connect(server_dsn)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)")
+            await conn.execute(f"CREATE DATABASE {TEMPLATE}")
+        finally:
+            await conn.close()
+        await migrate(with_database(server_dsn, TEMPLATE))
+
+    asyncio.run(build())
+    return with_database(server_dsn, TEMPLATE)
+
+
+async def audit_all(dsn: str) -> None:
+    """Seals what is queued, then asserts the audit finds nothing in any community."""
+    pool = await create_pool(dsn, min_size=1, max_size=2)
+    try:
+        await seal_all(pool)
+        async with pool.acquire() as conn:
+            for row in await conn.fetch("SELECT id FROM communities"):
+                report = await verify(conn, row["id"], await active_params(conn, row["id"]))
+                assert report.ok, f"audit of {row['id']}: {report.problems}"
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def dsn(server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
+    """A fresh migrated database for this test; audited when the test ends."""
+    name = f"t_{os.getpid()}_{next(_counter)}"
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
+    finally:
+        await admin.close()
+    url = with_database(server_dsn, name)
+    yield url
+    await audit_all(url)
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    p = await create_pool(dsn, min_size=1, max_size=10)
+    yield p
+    await p.close()
+
+
+@pytest.fixture
+async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
+    """The real app on the test database, with an admin key; the scheduler is off
+    so tests drive expiry and sealing explicitly."""
+    os.environ["LEDGER_ADMIN_KEY"] = ADMIN_KEY
+    os.environ["LEDGER_POOL_MAX"] = "30"
+    app = create_app(load_settings(), dsn=dsn, scheduler=False)
+    async with AsyncTestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        yield c

@@ -1,0 +1,43 @@
+"""Small builders the API tests share."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient[Any]
+C = "/v1/communities/green"
+
+
+def transfer(
+    tx_id: str, source: str, destination: str, amount: int, asset: str = "points", **extra: Any
+) -> dict[str, Any]:
+    posting = {"source": source, "destination": destination, "asset": asset, "amount": amount}
+    return {"id": tx_id, "postings": [posting], **extra}
+
+
+async def community(client: Client, members: int = 2, households: int = 1) -> None:
+    """Community `green`, households h0…, members m0… spread over them."""
+    r = await client.post("/v1/communities", json={"id": "green", "name": "Green Court"})
+    assert r.status_code == 201, r.text
+    for h in range(households):
+        body = {"id": f"h{h}", "property_company": "acme" if h % 2 == 0 else "other"}
+        r = await client.post(f"{C}/households", json=body)
+        assert r.status_code == 201, r.text
+    for m in range(members):
+        r = await client.post(f"{C}/members", json={"id": f"m{m}", "household": f"h{m % households}"})
+        assert r.status_code == 201, r.text
+
+
+async def award(client: Client, tx_id: str, member: str, amount: int) -> None:
+    body = transfer(tx_id, "system:issuance:points", f"member:{member}:points", amount)
+    r = await client.post(f"{C}/transactions", json=body)
+    assert r.status_code == 201, r.text
+
+
+async def balance(client: Client, member: str) -> dict[str, Any]:
+    r = await client.get(f"{C}/members/{member}/balance")
+    assert r.status_code == 200, r.text
+    result: dict[str, Any] = r.json()
+    return result
