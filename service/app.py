@@ -80,6 +80,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
         )
         app.state.pool = pool
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
+        app.state.known_communities = set()
         scheduler = build_scheduler(pool, settings) if scheduler_on else None
         if scheduler is not None:
             scheduler.start()

@@ -26,7 +26,9 @@ async def community(client: Client, members: int = 2, households: int = 1) -> No
         r = await client.post(f"{C}/households", json=body)
         assert r.status_code == 201, r.text
     for m in range(members):
-        r = await client.post(f"{C}/members", json={"id": f"m{m}", "household": f"h{m % households}"})
+        r = await client.post(
+            f"{C}/members", json={"id": f"m{m}", "household": f"h{m % households}"}
+        )
         assert r.status_code == 201, r.text
 
 

@@ -15,7 +15,8 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from service.auth import KeyResolver, Principal, require
-from service.errors import ValidationFailed
+from service.db import q
+from service.errors import NotFound, ValidationFailed
 from service.ledger.model import COMMUNITY_PATTERN
 from service.ledger.store import Conn
 
@@ -51,8 +52,23 @@ async def authorize(
     resolver: KeyResolver = connection.app.state.key_resolver
     async with pool_of(connection).acquire() as conn:
         principal = await resolver.resolve(conn, connection.headers.get("authorization"))
-    require(principal, handler.opt.get("roles", frozenset()), community)
+        require(principal, handler.opt.get("roles", frozenset()), community)
+        if community is not None:
+            await _community_exists(connection, conn, community)
     connection.state.principal = principal
+
+
+async def _community_exists(
+    connection: ASGIConnection[Any, Any, Any, Any], conn: Conn, community: str
+) -> None:
+    """404 for an unknown community. Communities are never deleted, so once seen
+    one is remembered for the life of the process."""
+    known: set[str] = connection.app.state.known_communities
+    if community in known:
+        return
+    if await conn.fetchval(q("community_get"), community) is None:
+        raise NotFound(f"no community {community!r}")
+    known.add(community)
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

@@ -31,6 +31,8 @@ def _raise_domain(err: asyncpg.PostgresError) -> None:
             available=max(0, available),
             requested=need,
         ) from err
+    if isinstance(err, asyncpg.ForeignKeyViolationError):
+        raise NotFound(f"a referenced row does not exist: {err.detail}") from err
     if state == "LG403":
         raise InvalidState(str(err)) from err
     raise err

@@ -34,8 +34,18 @@ async def test_overspend_is_refused_whole(client: Client) -> None:
     body = {
         "id": "t1",
         "postings": [
-            {"source": "member:m0:points", "destination": "store:s1:redemptions", "asset": "points", "amount": 3},
-            {"source": "member:m0:points", "destination": "store:s2:redemptions", "asset": "points", "amount": 3},
+            {
+                "source": "member:m0:points",
+                "destination": "store:s1:redemptions",
+                "asset": "points",
+                "amount": 3,
+            },
+            {
+                "source": "member:m0:points",
+                "destination": "store:s2:redemptions",
+                "asset": "points",
+                "amount": 3,
+            },
         ],
     }
     r = await client.post(f"{C}/transactions", json=body)
@@ -68,13 +78,19 @@ async def test_pending_post_partial_then_void_refused(client: Client) -> None:
     r = await client.post(f"{C}/transactions", json=body)
     assert r.status_code == 201 and r.json()["status"] == "pending"
     assert (await balance(client, "m0"))["points"] == {
-        "score": 150, "held": 40, "baseline": 100, "redeemable": 10,
+        "score": 150,
+        "held": 40,
+        "baseline": 100,
+        "redeemable": 10,
     }
     r = await client.post(f"{C}/transactions/h1/post", json={"amount": 25})
     assert r.status_code == 200 and r.json()["status"] == "posted"
     assert r.json()["postings"][0]["amount"] == 25
     assert (await balance(client, "m0"))["points"] == {
-        "score": 125, "held": 0, "baseline": 100, "redeemable": 25,
+        "score": 125,
+        "held": 0,
+        "baseline": 100,
+        "redeemable": 25,
     }
     r = await client.post(f"{C}/transactions/h1/void")
     assert r.status_code == 409 and r.json()["code"] == "invalid_state"
