@@ -15,16 +15,17 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
 from service.api import keys, ledger, ops, setup
 from service.api.deps import authorize
+from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
 from service.auth import KeyResolver
 from service.config import Settings, load_settings
 from service.db import create_pool
 from service.errors import DomainError
+from service.ledger.coalescer import Coalescer
 from service.logs import configure_logging
 from service.middleware import RequestContext
 from service.scheduler import build_scheduler
 
 log = structlog.get_logger(__name__)
-PROBLEM = "application/problem+json"
 
 _HTTP_CODES = {
     400: "validation_error",
@@ -38,19 +39,12 @@ _HTTP_CODES = {
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[Any]:
-    body = {
-        "type": f"urn:points-ledger:problem:{code}",
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        **extra,
-    }
-    return Response(body, status_code=status, media_type=PROBLEM)
+    body = problem_body(status, code, title, detail, **extra)
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    return problem(exc.status, exc.code, exc.title, exc.detail, **exc.extra)
+    return Response(domain_problem(exc), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE)
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -81,6 +75,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
         app.state.pool = pool
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
         app.state.known_communities = set()
+        app.state.coalescer = Coalescer(pool)
         scheduler = build_scheduler(pool, settings) if scheduler_on else None
         if scheduler is not None:
             scheduler.start()
@@ -103,6 +98,7 @@ V1_HANDLERS = [
     setup.member_balance,
     setup.member_statement,
     ledger.create_transaction,
+    ledger.create_batch,
     ledger.get_transaction,
     ledger.post_transaction,
     ledger.void_transaction,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import random
 import re
 import warnings
+from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -132,3 +136,25 @@ async def migrate(dsn: str) -> list[str]:
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         await conn.close()
+
+
+T = TypeVar("T")
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+
+
+async def retrying(attempt: Callable[[], Awaitable[T]], tries: int = 5, conn: Any = None) -> T:
+    """Runs a whole database transaction again after a deadlock or serialization failure.
+
+    Inside a caller's open transaction nothing can be retried (it is aborted), so
+    then the error goes up to whoever owns that transaction.
+    """
+    if conn is not None and conn.is_in_transaction():
+        tries = 1
+    for n in range(tries):
+        try:
+            return await attempt()
+        except _RETRYABLE:
+            if n == tries - 1:
+                raise
+            await asyncio.sleep(random.uniform(0, 0.005 * 2**n))
+    raise AssertionError("unreachable")

@@ -9,11 +9,22 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service.api.deps import OPERATOR, body, db, fingerprint, principal_of, written
-from service.api.wire import PostIn, TransactionIn, TransactionOut, postings_in, transaction_out
-from service.errors import ValidationFailed
+from service.api.deps import OPERATOR, body, db, fingerprint, pool_of, principal_of, written
+from service.api.problems import domain_problem
+from service.api.wire import (
+    BatchIn,
+    BatchOut,
+    ItemResult,
+    PostIn,
+    TransactionIn,
+    TransactionOut,
+    postings_in,
+    transaction_out,
+)
+from service.errors import DomainError, ValidationFailed
 from service.ledger import audit, reads, store
 from service.ledger import service as ledger
+from service.ledger.batch import Result, create_many, submit_one
 from service.ledger.model import NewTransaction
 from service.rules.params import active_params
 
@@ -22,13 +33,10 @@ TxPath = "/v1/communities/{c:str}/transactions/{tx:str}"
 _MAX_METADATA_BYTES = 4096
 
 
-@post("/v1/communities/{c:str}/transactions", opt={"roles": OPERATOR})
-async def create_transaction(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
-    """Posts a balanced transaction, or reserves it when `pending` is given."""
-    data = await body(request, TransactionIn)
+def _new_transaction(data: TransactionIn, actor: str) -> NewTransaction:
     if data.metadata is not None and len(msgspec.json.encode(data.metadata)) > _MAX_METADATA_BYTES:
         raise ValidationFailed(f"metadata is larger than {_MAX_METADATA_BYTES} bytes")
-    new = NewTransaction(
+    return NewTransaction(
         client_id=data.id,
         postings=postings_in(data.postings),
         request_hash=fingerprint(data),
@@ -36,12 +44,49 @@ async def create_transaction(request: Req, c: FromPath[str]) -> Response[Transac
         ttl_s=data.pending.ttl_s if data.pending else None,
         memo=data.memo,
         metadata=data.metadata,
-        actor=principal_of(request).key_id,
+        actor=actor,
     )
+
+
+@post("/v1/communities/{c:str}/transactions", opt={"roles": OPERATOR})
+async def create_transaction(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
+    """Posts a balanced transaction, or reserves it when `pending` is given."""
+    new = _new_transaction(await body(request, TransactionIn), principal_of(request).key_id)
+    pool = pool_of(request)
+    params = await active_params(pool, c)
+    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
+    return written(transaction_out(tx), replayed)
+
+
+def _decode_item(raw: msgspec.Raw, actor: str) -> NewTransaction | DomainError:
+    try:
+        return _new_transaction(msgspec.json.decode(raw, type=TransactionIn, strict=True), actor)
+    except msgspec.ValidationError as err:
+        return ValidationFailed(str(err))
+    except DomainError as err:
+        return err
+
+
+def _item_result(result: Result) -> ItemResult:
+    if isinstance(result, DomainError):
+        return ItemResult(status=result.status, transaction=None, problem=domain_problem(result))
+    tx, replayed = result
+    return ItemResult(
+        status=200 if replayed else 201, transaction=transaction_out(tx), problem=None
+    )
+
+
+@post("/v1/communities/{c:str}/transactions:batch", opt={"roles": OPERATOR}, status_code=200)
+async def create_batch(request: Req, c: FromPath[str]) -> BatchOut:
+    """Up to 1000 transactions in one request, each applied or refused on its own
+    (a result per item, in order), or with `atomic: true` all or none."""
+    data = await body(request, BatchIn)
+    actor = principal_of(request).key_id
+    items = [_decode_item(raw, actor) for raw in data.transactions]
     async with db(request) as conn:
         params = await active_params(conn, c)
-        tx, replayed = await ledger.create_transaction(conn, c, new, params)
-    return written(transaction_out(tx), replayed)
+        results = await create_many(conn, c, items, params, atomic=data.atomic)
+    return BatchOut(results=[_item_result(r) for r in results])
 
 
 @get(TxPath, opt={"roles": OPERATOR})

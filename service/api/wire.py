@@ -66,6 +66,26 @@ class TransactionIn(Strict):
     pending: PendingIn | None = None
 
 
+MAX_BATCH = 1000
+
+
+class BatchIn(Strict):
+    """Items stay raw here so that one malformed item is refused on its own."""
+
+    transactions: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_BATCH)]
+    atomic: bool = False
+
+
+class ItemResult(msgspec.Struct, kw_only=True):
+    status: int
+    transaction: TransactionOut | None
+    problem: dict[str, Any] | None
+
+
+class BatchOut(msgspec.Struct, kw_only=True):
+    results: list[ItemResult]
+
+
 class PostIn(Strict):
     amount: Amount | None = None
 

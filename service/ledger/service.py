@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
-import random
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import asyncpg
 import msgspec
 
-from service.errors import IdempotencyConflict, InvalidState, NotFound
+from service.db import retrying
+from service.errors import (
+    DomainError,
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidState,
+    NotFound,
+)
 from service.ledger import store
 from service.ledger.model import NewTransaction, RuleParams, Transaction
 from service.ledger.posting import (
@@ -21,22 +24,6 @@ from service.ledger.posting import (
     plan_void,
     reversed_postings,
 )
-
-T = TypeVar("T")
-
-_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-
-
-async def retrying(attempt: Callable[[], Awaitable[T]], tries: int = 5) -> T:
-    """Runs a whole database transaction again after a deadlock or serialization failure."""
-    for n in range(tries):
-        try:
-            return await attempt()
-        except _RETRYABLE:
-            if n == tries - 1:
-                raise
-            await asyncio.sleep(random.uniform(0, 0.005 * 2**n))
-    raise AssertionError("unreachable")
 
 
 def creation_view(tx: Transaction) -> Transaction:
@@ -55,29 +42,36 @@ async def _fetch(conn: store.Conn, community: str, client_id: str) -> tuple[Tran
     return found
 
 
-async def create_transaction(
-    conn: store.Conn,
-    community: str,
-    tx: NewTransaction,
-    params: RuleParams,
-    *,
-    mode: LimitMode = "spend",
-    reversal_of: str | None = None,
-) -> tuple[Transaction, bool]:
-    """Writes `tx` once; a replay of the same client id returns the original result."""
-    plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
-    row = await retrying(lambda: store.create_tx(conn, community, tx, plan))
-    outcome, row_id, created_at, expires_at = row
-    if outcome != "created":
-        existing, request_hash = await _fetch(conn, community, tx.client_id)
-        if outcome == "conflict" or request_hash != tx.request_hash:
-            raise IdempotencyConflict(
-                f"transaction {tx.client_id!r} exists with a different request; "
-                "use a new id for a new transaction"
-            )
-        return creation_view(existing), True
-    created = Transaction(
-        row_id=row_id,
+def refusal(tx: NewTransaction, created: store.Created) -> DomainError | None:
+    """The domain error for an item the database refused, or None if it was written."""
+    failure = created.failure or {}
+    if created.outcome == "not_found":
+        return NotFound(
+            f"account {failure.get('address')} does not exist: create the member first",
+            account=failure.get("address"),
+        )
+    if created.outcome == "insufficient":
+        available = max(0, int(failure["available"]) - int(failure.get("minimum") or 0))
+        requested = -int(failure["change"])
+        return InsufficientPoints(
+            f"{failure['address']} can give {available} but the transaction needs {requested}",
+            account=failure["address"],
+            available=available,
+            requested=requested,
+        )
+    if created.outcome == "conflict":
+        return IdempotencyConflict(
+            f"transaction {tx.client_id!r} exists with a different request; "
+            "use a new id for a new transaction"
+        )
+    return None
+
+
+def written(tx: NewTransaction, created: store.Created, reversal_of: str | None) -> Transaction:
+    """The transaction `tx` became, from what the database returned."""
+    assert created.row_id is not None and created.created_at is not None
+    return Transaction(
+        row_id=created.row_id,
         client_id=tx.client_id,
         kind=tx.kind,
         status="pending" if tx.pending else "posted",
@@ -91,12 +85,44 @@ async def create_transaction(
         event_id=tx.event_id,
         actor=tx.actor,
         reversal_of=reversal_of,
-        created_at=created_at,
-        expires_at=expires_at,
-        finalized_at=None if tx.pending else created_at,
+        created_at=created.created_at,
+        expires_at=created.expires_at,
+        finalized_at=None if tx.pending else created.created_at,
         void_reason=None,
     )
-    return created, False
+
+
+async def settle(
+    conn: store.Conn,
+    community: str,
+    tx: NewTransaction,
+    created: store.Created,
+    reversal_of: str | None = None,
+) -> tuple[Transaction, bool]:
+    """The result for the caller: the new transaction, the original one for a replay,
+    or the domain error for a refusal."""
+    error = refusal(tx, created)
+    if error is not None:
+        raise error
+    if created.outcome == "replay":
+        existing, _ = await _fetch(conn, community, tx.client_id)
+        return creation_view(existing), True
+    return written(tx, created, reversal_of), False
+
+
+async def create_transaction(
+    conn: store.Conn,
+    community: str,
+    tx: NewTransaction,
+    params: RuleParams,
+    *,
+    mode: LimitMode = "spend",
+    reversal_of: str | None = None,
+) -> tuple[Transaction, bool]:
+    """Writes `tx` once; a replay of the same client id returns the original result."""
+    plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
+    [created] = await retrying(lambda: store.create_batch(conn, community, [(tx, plan)]), conn=conn)
+    return await settle(conn, community, tx, created, reversal_of)
 
 
 async def get_transaction(conn: store.Conn, community: str, client_id: str) -> Transaction:

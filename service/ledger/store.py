@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -9,53 +10,51 @@ import asyncpg
 import msgspec
 
 from service.db import q
-from service.errors import InsufficientPoints, InvalidState, NotFound
+from service.errors import InvalidState, NotFound
 from service.ledger.model import NewTransaction, Posting, Transaction
 from service.ledger.posting import Plan
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 
+class Created(msgspec.Struct, frozen=True, kw_only=True):
+    """What the database says of one transaction of a batch."""
+
+    outcome: str  # created | replay | conflict | not_found | insufficient
+    row_id: int | None
+    created_at: datetime | None
+    expires_at: datetime | None
+    failure: dict[str, Any] | None
+
+
 def _raise_domain(err: asyncpg.PostgresError) -> None:
     """Turns the ledger functions' SQLSTATEs into domain errors; re-raises the rest."""
-    state = getattr(err, "sqlstate", None)
-    if state == "LG404":
-        raise NotFound(f"account {err.detail} does not exist: create the member first") from err
-    if state == "LG409":
-        info = msgspec.json.decode(err.detail or "{}")
-        need = -int(info.get("change", 0))
-        available = int(info.get("available", 0)) - int(info.get("minimum") or 0)
-        raise InsufficientPoints(
-            f"{info.get('address')} can give {max(0, available)} but the transaction needs {need}",
-            account=info.get("address"),
-            available=max(0, available),
-            requested=need,
-        ) from err
     if isinstance(err, asyncpg.ForeignKeyViolationError):
         raise NotFound(f"a referenced row does not exist: {err.detail}") from err
-    if state == "LG403":
+    if getattr(err, "sqlstate", None) == "LG403":
         raise InvalidState(str(err)) from err
     raise err
 
 
-async def create_tx(
-    conn: Conn, community: str, tx: NewTransaction, plan: Plan
-) -> tuple[str, int, datetime, datetime | None]:
-    """One round trip: idempotency, limits under row locks, entries."""
-    reserved = None
-    if tx.pending:
-        reserved = [msgspec.structs.asdict(p) for p in tx.postings]
-    try:
-        row = await conn.fetchrow(
-            q("tx_create"),
-            community,
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _batch_args(items: Sequence[tuple[NewTransaction, Plan]]) -> list[Any]:
+    """Flattens transactions and their plans into the parallel arrays of
+    ledger_create_batch: one entry per item, then the items' accounts and legs
+    concatenated, with each item's end offsets."""
+    columns: list[list[Any]] = [[] for _ in range(16)]
+    plan_columns: list[list[Any]] = [[] for _ in range(8)]
+    for tx, plan in items:
+        values = (
             tx.client_id,
             tx.request_hash,
             tx.kind,
             tx.pending,
-            reserved,
+            _json(tx.postings) if tx.pending else None,
             tx.memo,
-            tx.metadata,
+            None if tx.metadata is None else _json(tx.metadata),
             tx.reason,
             tx.rule_id,
             tx.rule_version,
@@ -63,6 +62,10 @@ async def create_tx(
             tx.actor,
             tx.reversal_of,
             tx.ttl_s,
+        )
+        for column, value in zip(columns, values, strict=False):
+            column.append(value)
+        parts: tuple[list[Any], ...] = (
             plan.addresses,
             plan.assets,
             plan.limited,
@@ -72,10 +75,31 @@ async def create_tx(
             plan.leg_account,
             plan.leg_amount,
         )
+        for column, part in zip(plan_columns, parts, strict=True):
+            column.extend(part)
+        columns[14].append(len(plan_columns[0]))
+        columns[15].append(len(plan_columns[6]))
+    return [*columns, *plan_columns]
+
+
+async def create_batch(
+    conn: Conn, community: str, items: Sequence[tuple[NewTransaction, Plan]]
+) -> list[Created]:
+    """One round trip for many transactions, each applied or refused on its own."""
+    try:
+        rows = await conn.fetch(q("tx_create_batch"), community, *_batch_args(items))
     except asyncpg.PostgresError as err:
         _raise_domain(err)
-    assert row is not None
-    return row["outcome"], row["tx_id"], row["created_at"], row["expires_at"]
+    return [
+        Created(
+            outcome=r["outcome"],
+            row_id=r["tx_id"],
+            created_at=r["created_at"],
+            expires_at=r["expires_at"],
+            failure=r["failure"],
+        )
+        for r in rows
+    ]
 
 
 async def finish_tx(

@@ -1,36 +1,37 @@
--- The ledger's write path as server-side functions, so that one transaction is one
--- round trip. The service computes the plan (which accounts, net deltas, limits,
--- legs) in pure Python; these functions resolve accounts, lock the accounts that
--- have limits in the order given (the service sorts them by address), check the
--- limits under those locks, and append the entries.
+-- The ledger's write path as server-side functions, so that a request (or a batch
+-- of them) is one round trip. The service computes each transaction's plan in pure
+-- Python: which accounts, in lock order (sorted by address), the net change of each,
+-- and the lowest `posted - held` each may be left at. These functions resolve the
+-- accounts, lock the member accounts in that order, check the limits under the
+-- locks, and append the entries.
 --
--- Errors use SQLSTATE class LG: LG404 unknown account, LG409 insufficient
--- balance, LG403 refused change. The service maps them to problem codes.
+-- Expected refusals (unknown member, insufficient balance, a duplicate client id)
+-- are returned, not raised, and leave nothing behind: a transaction that fails
+-- after changing some balances undoes them itself. So a batch needs no
+-- subtransactions, and one failing item does not abort the others.
 
-CREATE FUNCTION ledger_resolve_accounts(p_community text, p_addrs text[], p_assets text[])
-RETURNS bigint[]
+-- Resolves addresses to account ids, opening accounts without limits on first use.
+-- A member account that does not exist leaves `ids` null and is named in `missing`.
+CREATE FUNCTION ledger_resolve_accounts(
+    p_community text, p_addrs text[], p_assets text[], OUT ids bigint[], OUT missing text)
 LANGUAGE plpgsql AS $$
-DECLARE
-    v_ids bigint[];
-    v_missing text;
 BEGIN
-    SELECT array_agg(acc.id ORDER BY a.ord),
-           min(a.addr) FILTER (WHERE acc.id IS NULL)
-      INTO v_ids, v_missing
+    SELECT array_agg(acc.id ORDER BY a.ord), min(a.addr) FILTER (WHERE acc.id IS NULL)
+      INTO ids, missing
       FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord)
       LEFT JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
-    IF v_missing IS NULL THEN
-        RETURN v_ids;
+    IF missing IS NULL THEN
+        RETURN;
     END IF;
     -- Member accounts are opened with the member; anything else opens on first use.
-    SELECT min(a.addr) INTO v_missing
+    SELECT min(a.addr) INTO missing
       FROM unnest(p_addrs) AS a(addr)
      WHERE a.addr LIKE 'member:%'
        AND NOT EXISTS (SELECT 1 FROM accounts acc
                         WHERE acc.community_id = p_community AND acc.address = a.addr);
-    IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION 'account % does not exist', v_missing
-            USING ERRCODE = 'LG404', DETAIL = v_missing;
+    IF missing IS NOT NULL THEN
+        ids := NULL;
+        RETURN;
     END IF;
     INSERT INTO accounts (community_id, address, asset)
     SELECT p_community, a.addr, a.asset
@@ -39,33 +40,41 @@ BEGIN
                         WHERE acc.community_id = p_community AND acc.address = a.addr)
      ORDER BY a.ord
     ON CONFLICT (community_id, address) DO NOTHING;
-    SELECT array_agg(acc.id ORDER BY a.ord) INTO v_ids
+    SELECT array_agg(acc.id ORDER BY a.ord) INTO ids
       FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord)
       JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
-    RETURN v_ids;
 END
 $$;
 
--- Applies balance changes and appends entries for one transaction.
--- Per account i (in lock order): posted += p_posted[i], held += p_held[i]; a change
--- that lowers what is available (posted - held) must leave it >= p_min[i].
--- Legs: entry k (leg k-1) moves p_leg_amount[k] on account p_leg_acct[k].
-CREATE FUNCTION ledger_apply(
-    p_community text, p_tx_id bigint, p_ids bigint[], p_member boolean[],
-    p_posted bigint[], p_held bigint[], p_min bigint[],
-    p_leg_acct integer[], p_leg_amount bigint[])
+-- Takes back balance changes this transaction made (its locks are still held).
+CREATE FUNCTION ledger_undo_balances(
+    p_community text, p_ids bigint[], p_member boolean[], p_posted bigint[], p_held bigint[])
 RETURNS void
+LANGUAGE sql AS $$
+    UPDATE accounts a
+       SET posted = a.posted - c.posted, held = a.held - c.held
+      FROM unnest(p_ids, p_member, p_posted, p_held) AS c(id, member, posted, held)
+     WHERE a.community_id = p_community AND a.id = c.id AND c.member;
+$$;
+
+-- Changes member balances in the order given: posted += p_posted[i], held +=
+-- p_held[i]. A change that lowers what is available (posted - held) must leave it
+-- >= p_min[i]. Returns each account's posted balance after the change (null for
+-- accounts without limits, which are never locked or updated here); when a limit
+-- would break, undoes what it changed and returns the failure instead.
+CREATE FUNCTION ledger_change_balances(
+    p_community text, p_ids bigint[], p_member boolean[],
+    p_posted bigint[], p_held bigint[], p_min bigint[],
+    OUT posted_after bigint[], OUT failure jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
     n integer := coalesce(array_length(p_ids, 1), 0);
-    n_legs integer := coalesce(array_length(p_leg_acct, 1), 0);
-    v_running bigint[] := array_fill(NULL::bigint, ARRAY[n]);
-    v_leg_after bigint[] := array_fill(NULL::bigint, ARRAY[n_legs]);
     v_posted bigint;
     v_available bigint;
     v_address text;
     i integer;
 BEGIN
+    posted_after := array_fill(NULL::bigint, ARRAY[n]);
     FOR i IN 1..n LOOP
         CONTINUE WHEN NOT p_member[i];
         UPDATE accounts
@@ -77,22 +86,40 @@ BEGIN
         IF NOT FOUND THEN
             SELECT address, posted - held INTO v_address, v_available
               FROM accounts WHERE community_id = p_community AND id = p_ids[i];
-            RAISE EXCEPTION 'insufficient balance on %', v_address
-                USING ERRCODE = 'LG409',
-                      DETAIL = json_build_object('address', v_address,
-                                                 'available', v_available,
-                                                 'minimum', p_min[i],
-                                                 'change', p_posted[i] - p_held[i])::text;
+            PERFORM ledger_undo_balances(p_community, p_ids[1:i - 1], p_member[1:i - 1],
+                                         p_posted[1:i - 1], p_held[1:i - 1]);
+            posted_after := NULL;
+            failure := jsonb_build_object('address', v_address, 'available', v_available,
+                                          'minimum', p_min[i], 'change', p_posted[i] - p_held[i]);
+            RETURN;
         END IF;
-        v_running[i] := v_posted - p_posted[i];
+        posted_after[i] := v_posted;
     END LOOP;
-    IF n_legs = 0 THEN
-        RETURN;
-    END IF;
+END
+$$;
+
+-- Appends a transaction's entries: leg k (k = 0, 1, …) moves p_leg_amount[k+1] on
+-- account p_leg_acct[k+1]. Member entries carry their exact running balance.
+CREATE FUNCTION ledger_append_entries(
+    p_community text, p_tx_id bigint, p_ids bigint[], p_member boolean[],
+    p_posted bigint[], p_posted_after bigint[], p_leg_acct integer[], p_leg_amount bigint[])
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    n_legs integer := coalesce(array_length(p_leg_acct, 1), 0);
+    v_running bigint[] := p_posted_after;
+    v_leg_after bigint[] := array_fill(NULL::bigint, ARRAY[n_legs]);
+    i integer;
+    a integer;
+BEGIN
+    FOR i IN 1..coalesce(array_length(p_ids, 1), 0) LOOP
+        v_running[i] := p_posted_after[i] - p_posted[i];
+    END LOOP;
     FOR i IN 1..n_legs LOOP
-        IF p_member[p_leg_acct[i]] THEN
-            v_running[p_leg_acct[i]] := v_running[p_leg_acct[i]] + p_leg_amount[i];
-            v_leg_after[i] := v_running[p_leg_acct[i]];
+        a := p_leg_acct[i];
+        IF p_member[a] THEN
+            v_running[a] := v_running[a] + p_leg_amount[i];
+            v_leg_after[i] := v_running[a];
         END IF;
     END LOOP;
     INSERT INTO entries (community_id, tx_id, leg, account_id, amount, balance_after)
@@ -102,46 +129,117 @@ BEGIN
 END
 $$;
 
--- Creates a transaction, posted or pending, idempotently by client id.
--- outcome: 'created', 'replay' (same client id, same request) or 'conflict'.
-CREATE FUNCTION ledger_create_tx(
+-- Creates one transaction, posted or pending, idempotently by client id.
+-- outcome: 'created'; 'replay' or 'conflict' (the client id exists with the same or
+-- another request); 'not_found' (failure names the account); 'insufficient'.
+CREATE FUNCTION ledger_create_one(
     p_community text, p_client_id text, p_hash bytea, p_kind text, p_pending boolean,
-    p_pending_postings jsonb, p_memo text, p_metadata jsonb, p_reason text,
+    p_reserved jsonb, p_memo text, p_metadata jsonb, p_reason text,
     p_rule_id text, p_rule_version integer, p_event_id text, p_actor text,
     p_reversal_of bigint, p_ttl_s bigint,
     p_addrs text[], p_assets text[], p_member boolean[],
     p_posted bigint[], p_held bigint[], p_min bigint[],
     p_leg_acct integer[], p_leg_amount bigint[],
-    OUT outcome text, OUT tx_id bigint, OUT created_at timestamptz, OUT expires_at timestamptz)
+    OUT outcome text, OUT tx_id bigint, OUT created_at timestamptz,
+    OUT expires_at timestamptz, OUT failure jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_same boolean;
+    v_ids bigint[];
+    v_missing text;
+    v_after bigint[];
 BEGIN
-    INSERT INTO transactions AS t
-        (community_id, client_id, request_hash, kind, status, pending_postings, memo, metadata,
-         reason, rule_id, rule_version, event_id, actor, reversal_of, expires_at, finalized_at)
-    VALUES (p_community, p_client_id, p_hash, p_kind,
-            CASE WHEN p_pending THEN 'pending' ELSE 'posted' END,
-            p_pending_postings, p_memo, p_metadata, p_reason, p_rule_id, p_rule_version,
-            p_event_id, p_actor, p_reversal_of,
-            CASE WHEN p_ttl_s IS NOT NULL THEN now() + make_interval(secs => p_ttl_s) END,
-            CASE WHEN NOT p_pending THEN now() END)
-    ON CONFLICT (community_id, client_id) DO NOTHING
-    RETURNING t.id, t.created_at, t.expires_at INTO tx_id, created_at, expires_at;
-    IF NOT FOUND THEN
-        SELECT t.id, t.request_hash = p_hash INTO tx_id, v_same
-          FROM transactions t
-         WHERE t.community_id = p_community AND t.client_id = p_client_id;
-        outcome := CASE WHEN v_same THEN 'replay' ELSE 'conflict' END;
+    SELECT r.ids, r.missing INTO v_ids, v_missing
+      FROM ledger_resolve_accounts(p_community, p_addrs, p_assets) r;
+    IF v_missing IS NOT NULL THEN
+        outcome := 'not_found';
+        failure := jsonb_build_object('address', v_missing);
         RETURN;
     END IF;
-    PERFORM ledger_apply(p_community, tx_id,
-                         ledger_resolve_accounts(p_community, p_addrs, p_assets),
-                         p_member, p_posted, p_held, p_min, p_leg_acct, p_leg_amount);
-    IF NOT p_pending THEN
-        INSERT INTO seal_queue (community_id, tx_id) VALUES (p_community, tx_id);
+    SELECT c.posted_after, c.failure INTO v_after, failure
+      FROM ledger_change_balances(p_community, v_ids, p_member, p_posted, p_held, p_min) c;
+    IF failure IS NULL THEN
+        INSERT INTO transactions AS t
+            (community_id, client_id, request_hash, kind, status, pending_postings, memo,
+             metadata, reason, rule_id, rule_version, event_id, actor, reversal_of,
+             expires_at, finalized_at)
+        VALUES (p_community, p_client_id, p_hash, p_kind,
+                CASE WHEN p_pending THEN 'pending' ELSE 'posted' END,
+                p_reserved, p_memo, p_metadata, p_reason, p_rule_id, p_rule_version,
+                p_event_id, p_actor, p_reversal_of,
+                CASE WHEN p_ttl_s IS NOT NULL THEN now() + make_interval(secs => p_ttl_s) END,
+                CASE WHEN NOT p_pending THEN now() END)
+        ON CONFLICT (community_id, client_id) DO NOTHING
+        RETURNING t.id, t.created_at, t.expires_at INTO tx_id, created_at, expires_at;
+        IF FOUND THEN
+            IF NOT p_pending THEN
+                PERFORM ledger_append_entries(p_community, tx_id, v_ids, p_member, p_posted,
+                                              v_after, p_leg_acct, p_leg_amount);
+                INSERT INTO seal_queue (community_id, tx_id) VALUES (p_community, tx_id);
+            END IF;
+            outcome := 'created';
+            RETURN;
+        END IF;
+        PERFORM ledger_undo_balances(p_community, v_ids, p_member, p_posted, p_held);
     END IF;
-    outcome := 'created';
+    -- The client id exists (a concurrent duplicate that committed first also looks,
+    -- from here, like a spent balance): report the replay or the conflict.
+    SELECT t.id, CASE WHEN t.request_hash = p_hash THEN 'replay' ELSE 'conflict' END
+      INTO tx_id, outcome
+      FROM transactions t
+     WHERE t.community_id = p_community AND t.client_id = p_client_id;
+    IF FOUND THEN
+        failure := NULL;
+    ELSE
+        outcome := 'insufficient';
+    END IF;
+END
+$$;
+
+-- Creates many transactions in one round trip, each on its own: item i's accounts
+-- are p_addrs[p_acct_end[i-1]+1 : p_acct_end[i]] (and the parallel arrays), its legs
+-- p_leg_*[p_leg_end[i-1]+1 : p_leg_end[i]], with leg account numbers relative to
+-- the item's accounts. JSON values arrive as text (a jsonb[] parameter cannot
+-- carry JSON arrays unambiguously). One row per item, in order.
+CREATE FUNCTION ledger_create_batch(
+    p_community text, p_client_ids text[], p_hashes bytea[], p_kinds text[],
+    p_pendings boolean[], p_reserved text[], p_memos text[], p_metadata text[],
+    p_reasons text[], p_rule_ids text[], p_rule_versions integer[], p_event_ids text[],
+    p_actors text[], p_reversal_ofs bigint[], p_ttls bigint[],
+    p_acct_end integer[], p_leg_end integer[],
+    p_addrs text[], p_assets text[], p_member boolean[],
+    p_posted bigint[], p_held bigint[], p_min bigint[],
+    p_leg_acct integer[], p_leg_amount bigint[])
+RETURNS TABLE (idx integer, outcome text, tx_id bigint, created_at timestamptz,
+               expires_at timestamptz, failure jsonb)
+LANGUAGE plpgsql AS $$
+DECLARE
+    a0 integer := 1;
+    l0 integer := 1;
+    a1 integer;
+    l1 integer;
+    r record;
+BEGIN
+    FOR i IN 1..coalesce(array_length(p_client_ids, 1), 0) LOOP
+        a1 := p_acct_end[i];
+        l1 := p_leg_end[i];
+        SELECT * INTO r
+          FROM ledger_create_one(
+                   p_community, p_client_ids[i], p_hashes[i], p_kinds[i], p_pendings[i],
+                   p_reserved[i]::jsonb, p_memos[i], p_metadata[i]::jsonb, p_reasons[i], p_rule_ids[i],
+                   p_rule_versions[i], p_event_ids[i], p_actors[i], p_reversal_ofs[i],
+                   p_ttls[i], p_addrs[a0:a1], p_assets[a0:a1], p_member[a0:a1],
+                   p_posted[a0:a1], p_held[a0:a1], p_min[a0:a1],
+                   p_leg_acct[l0:l1], p_leg_amount[l0:l1]);
+        idx := i;
+        outcome := r.outcome;
+        tx_id := r.tx_id;
+        created_at := r.created_at;
+        expires_at := r.expires_at;
+        failure := r.failure;
+        RETURN NEXT;
+        a0 := a1 + 1;
+        l0 := l1 + 1;
+    END LOOP;
 END
 $$;
 
@@ -157,6 +255,9 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_status text;
     v_expires_at timestamptz;
+    v_ids bigint[];
+    v_after bigint[];
+    v_failure jsonb;
 BEGIN
     SELECT t.status, t.expires_at INTO v_status, v_expires_at
       FROM transactions t
@@ -174,9 +275,15 @@ BEGIN
         outcome := 'expired';
         RETURN;
     END IF;
-    PERFORM ledger_apply(p_community, p_tx_id,
-                         ledger_resolve_accounts(p_community, p_addrs, p_assets),
-                         p_member, p_posted, p_held, NULL::bigint[], p_leg_acct, p_leg_amount);
+    SELECT r.ids INTO v_ids FROM ledger_resolve_accounts(p_community, p_addrs, p_assets) r;
+    -- Posting what was held, or releasing it, never lowers what is available.
+    SELECT c.posted_after, c.failure INTO v_after, v_failure
+      FROM ledger_change_balances(p_community, v_ids, p_member, p_posted, p_held,
+                                  array_fill(NULL::bigint, ARRAY[cardinality(v_ids)])) c;
+    IF p_status = 'posted' THEN
+        PERFORM ledger_append_entries(p_community, p_tx_id, v_ids, p_member, p_posted,
+                                      v_after, p_leg_acct, p_leg_amount);
+    END IF;
     UPDATE transactions AS t
        SET status = p_status, finalized_at = now(), void_reason = p_void_reason
      WHERE t.community_id = p_community AND t.id = p_tx_id

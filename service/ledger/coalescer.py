@@ -1,0 +1,86 @@
+"""Group commit for the ledger: concurrent single-transaction writes of one process
+share one database round trip and one commit.
+
+Every transaction in a group is still applied or refused on its own (the batch
+function gives each its own outcome and undoes a refused one), and each keeps its
+own idempotency key. A group is flushed as soon as a flush slot is free, so an idle
+service adds no wait; under load, requests that arrive while the slots are busy
+form the next groups. Items are sorted by the member accounts they lock, so groups
+flushed at the same time take member locks in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+
+import asyncpg
+
+from service.db import retrying
+from service.ledger import store
+from service.ledger.model import NewTransaction
+from service.ledger.posting import Plan
+
+_Item = tuple[str, NewTransaction, Plan, "asyncio.Future[store.Created]"]
+
+
+def _lock_key(plan: Plan) -> list[str]:
+    return [a for a, limited in zip(plan.addresses, plan.limited, strict=True) if limited]
+
+
+class Coalescer:
+    def __init__(self, pool: asyncpg.Pool, *, max_group: int = 200, max_inflight: int = 4) -> None:
+        self._pool = pool
+        self._max_group = max_group
+        self._max_inflight = max_inflight
+        self._waiting: list[_Item] = []
+        self._inflight = 0
+        self._kick_scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def submit(self, community: str, tx: NewTransaction, plan: Plan) -> store.Created:
+        """Writes `tx` as part of the next group; returns its own outcome."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[store.Created] = loop.create_future()
+        self._waiting.append((community, tx, plan, future))
+        if not self._kick_scheduled and self._inflight < self._max_inflight:
+            # Let the requests already runnable in this loop tick join the group.
+            self._kick_scheduled = True
+            loop.call_soon(self._kick)
+        return await future
+
+    def _kick(self) -> None:
+        self._kick_scheduled = False
+        while self._waiting and self._inflight < self._max_inflight:
+            group = self._waiting[: self._max_group]
+            del self._waiting[: self._max_group]
+            self._inflight += 1
+            task = asyncio.create_task(self._flush(group))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, group: list[_Item]) -> None:
+        try:
+            by_community: dict[str, list[_Item]] = defaultdict(list)
+            for item in group:
+                by_community[item[0]].append(item)
+            for community, items in by_community.items():
+                await self._write(community, sorted(items, key=lambda i: _lock_key(i[2])))
+        finally:
+            self._inflight -= 1
+            if self._waiting:
+                self._kick()
+
+    async def _write(self, community: str, items: list[_Item]) -> None:
+        pairs = [(tx, plan) for _, tx, plan, _ in items]
+        try:
+            async with self._pool.acquire() as conn:
+                results = await retrying(lambda: store.create_batch(conn, community, pairs))
+        except Exception as err:  # every caller of the group hears of the failure
+            for *_, future in items:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for (*_, future), result in zip(items, results, strict=True):
+            if not future.done():
+                future.set_result(result)
