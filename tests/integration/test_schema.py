@@ -1,0 +1,66 @@
+"""The schema: migrations apply once under racing runners, every named query
+prepares, every key leads with the community id."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from service.db import migrate, migration_files, queries
+from tests.conftest import with_database
+
+
+async def test_every_named_query_prepares(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        for name, sql in queries().items():
+            try:
+                await conn.prepare(sql)
+            except asyncpg.PostgresError as err:  # pragma: no cover - the failure message
+                pytest.fail(f"query {name}: {err}")
+
+
+async def test_racing_migration_runners_apply_each_file_once(server_dsn: str) -> None:
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute("DROP DATABASE IF EXISTS race_migrations WITH (FORCE)")
+        await admin.execute("CREATE DATABASE race_migrations")
+    finally:
+        await admin.close()
+    dsn = with_database(server_dsn, "race_migrations")
+    applied = await asyncio.gather(*(migrate(dsn) for _ in range(3)))
+    names = [p.name for p in migration_files()]
+    assert sorted(name for run in applied for name in run) == sorted(names)
+    assert await migrate(dsn) == []
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(names)
+    finally:
+        await conn.close()
+    admin = await asyncpg.connect(server_dsn)
+    try:
+        await admin.execute("DROP DATABASE race_migrations WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+GLOBAL_TABLES = {"communities", "api_keys", "schema_migrations"}
+
+
+async def test_every_key_leads_with_the_community_id(pool: asyncpg.Pool) -> None:
+    rows = await pool.fetch(
+        """SELECT c.conrelid::regclass::text AS tbl, c.conname,
+                  (SELECT a.attname FROM pg_attribute a
+                    WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) AS first
+             FROM pg_constraint c
+             JOIN pg_namespace n ON n.oid = c.connamespace AND n.nspname = 'public'
+            WHERE c.contype IN ('p', 'u')"""
+    )
+    assert rows
+    for row in rows:
+        if row["tbl"] in GLOBAL_TABLES:
+            continue
+        assert row["first"] == "community_id", (
+            f"{row['tbl']}.{row['conname']} leads with {row['first']}"
+        )
