@@ -47,13 +47,13 @@ async def authorize(
     nothing is for admins only, so a forgotten declaration fails closed.
     """
     community = connection.path_params.get("c")
-    if community is not None and not _COMMUNITY.match(community):
-        raise ValidationFailed("community id must match [a-z0-9-]{1,64}")
     resolver: KeyResolver = connection.app.state.key_resolver
     async with pool_of(connection).acquire() as conn:
         principal = await resolver.resolve(conn, connection.headers.get("authorization"))
         require(principal, handler.opt.get("roles", frozenset()), community)
         if community is not None:
+            if not _COMMUNITY.match(community):
+                raise ValidationFailed("community id must match [a-z0-9-]{1,64}")
             await _community_exists(connection, conn, community)
     connection.state.principal = principal
 
