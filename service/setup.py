@@ -11,7 +11,14 @@ import msgspec
 from service.db import q
 from service.errors import IdempotencyConflict, NotFound, ValidationFailed
 from service.ledger import service as ledger
-from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
+from service.ledger.model import (
+    ASSETS,
+    SYSTEM_NAMES,
+    NewTransaction,
+    Posting,
+    RuleParams,
+    member_address,
+)
 from service.ledger.store import Conn
 
 
@@ -55,7 +62,11 @@ async def create_community(
     conn: Conn, ident: str, name: str, timezone: str, request_hash: bytes
 ) -> tuple[Community, bool]:
     async with conn.transaction():
-        created = await conn.fetchval(q("community_insert"), ident, name, timezone, request_hash)
+        addresses = [f"system:{n}:{a}" for n in sorted(SYSTEM_NAMES) for a in ASSETS]
+        assets = [a for _ in SYSTEM_NAMES for a in ASSETS]
+        created = await conn.fetchval(
+            q("community_insert"), ident, name, timezone, request_hash, addresses, assets
+        )
         row = await conn.fetchrow(q("community_get"), ident)
     assert row is not None
     if not created and bytes(row["request_hash"]) != request_hash:

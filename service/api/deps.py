@@ -25,6 +25,9 @@ T = TypeVar("T")
 OPERATOR: Final = frozenset({"operator"})
 READ_MEMBER: Final = frozenset({"operator", "property", "resident"})
 _COMMUNITY = re.compile(COMMUNITY_PATTERN)
+# A JSON \u0000 escape (not an escaped backslash followed by "u0000"): PostgreSQL
+# text cannot hold NUL, so refuse it before it reaches the database.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def pool_of(connection: ASGIConnection[Any, Any, Any, Any]) -> asyncpg.Pool:
@@ -79,6 +82,8 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
 async def body(request: Request[Any, Any, Any], type_: type[T]) -> T:
     """Decodes a JSON body strictly: integers stay integers, unknown fields are refused."""
     raw = await request.body()
+    if _NUL_ESCAPE.search(raw):
+        raise ValidationFailed("text may not contain NUL characters (\\u0000)")
     try:
         return msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as err:

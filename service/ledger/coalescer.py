@@ -7,6 +7,11 @@ own idempotency key. A group is flushed as soon as a flush slot is free, so an i
 service adds no wait; under load, requests that arrive while the slots are busy
 form the next groups. Items are sorted by the member accounts they lock, so groups
 flushed at the same time take member locks in the same order.
+
+A group never waits for a member account another transaction holds: such an item
+comes back `busy` and is written on its own, where only it waits. And if a group
+fails as a whole, its items are written one by one, so one bad item cannot fail
+the requests it was grouped with.
 """
 
 from __future__ import annotations
@@ -75,12 +80,36 @@ class Coalescer:
         pairs = [(tx, plan) for _, tx, plan, _ in items]
         try:
             async with self._pool.acquire() as conn:
-                results = await retrying(lambda: store.create_batch(conn, community, pairs))
-        except Exception as err:  # every caller of the group hears of the failure
-            for *_, future in items:
-                if not future.done():
-                    future.set_exception(err)
+                results = await retrying(
+                    lambda: store.create_batch(conn, community, pairs, skip_locked=True)
+                )
+        except Exception:
+            # Something in the group broke the whole round trip: write each on its own,
+            # so only the item at fault hears of it.
+            for item in items:
+                self._alone(item)
             return
-        for (*_, future), result in zip(items, results, strict=True):
+        for item, result in zip(items, results, strict=True):
+            if result.outcome == "busy":
+                self._alone(item)
+            elif not item[3].done():
+                item[3].set_result(result)
+
+    def _alone(self, item: _Item) -> None:
+        """Writes one item in its own transaction, outside the flush slots, where it
+        may wait for a member locked elsewhere without holding up anyone else."""
+        task = asyncio.create_task(self._write_alone(item))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _write_alone(self, item: _Item) -> None:
+        community, tx, plan, future = item
+        try:
+            async with self._pool.acquire() as conn:
+                [result] = await retrying(lambda: store.create_batch(conn, community, [(tx, plan)]))
+        except Exception as err:  # the caller's request fails with it
             if not future.done():
-                future.set_result(result)
+                future.set_exception(err)
+            return
+        if not future.done():
+            future.set_result(result)

@@ -15,9 +15,10 @@ ASSETS: Final = ("points", "minutes")
 MAX_AMOUNT: Final = 10**12
 MAX_POSTINGS: Final = 64
 
-ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$"
-COMMUNITY_PATTERN: Final = r"^[a-z0-9-]{1,64}$"
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+# `$(?!\n)`: Python's `$` also matches before a final newline; JSON Schema's does not.
+ID_PATTERN: Final = r"^[A-Za-z0-9._-]{1,64}$(?!\n)"
+COMMUNITY_PATTERN: Final = r"^[a-z0-9-]{1,64}$(?!\n)"
+_SEGMENT = re.compile(r"[A-Za-z0-9._-]+")
 
 # The account prefixes the service knows. Member accounts have limits and are
 # opened with the member; the others have none and open on first use.
@@ -41,7 +42,7 @@ def parse_address(address: str) -> AccountRef:
     segments = address.split(":")
     if len(address) > 200 or not 2 <= len(segments) <= 6:
         raise ValidationFailed(f"{address!r} is not an account address (2-6 segments, ≤ 200 chars)")
-    if not all(_SEGMENT.match(s) for s in segments):
+    if not all(_SEGMENT.fullmatch(s) for s in segments):
         raise ValidationFailed(f"{address!r} has a segment outside [A-Za-z0-9._-]")
     match segments:
         case ["member", member_id, ("points" | "minutes") as asset]:

@@ -65,9 +65,10 @@ def decode_cursor(cursor: str | None) -> int:
         return _NO_CURSOR
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        if not raw.startswith("e"):
+        seq = int(raw[1:]) if raw.startswith("e") and raw[1:].isdigit() else -1
+        if not 0 <= seq <= _NO_CURSOR:
             raise ValueError(raw)
-        return int(raw[1:])
+        return seq
     except (ValueError, binascii.Error, UnicodeDecodeError) as err:
         raise ValidationFailed("cursor is not one this service returned") from err
 

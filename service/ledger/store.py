@@ -20,7 +20,7 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 class Created(msgspec.Struct, frozen=True, kw_only=True):
     """What the database says of one transaction of a batch."""
 
-    outcome: str  # created | replay | conflict | not_found | insufficient
+    outcome: str  # created | replay | conflict | not_found | insufficient | busy
     row_id: int | None
     created_at: datetime | None
     expires_at: datetime | None
@@ -83,11 +83,20 @@ def _batch_args(items: Sequence[tuple[NewTransaction, Plan]]) -> list[Any]:
 
 
 async def create_batch(
-    conn: Conn, community: str, items: Sequence[tuple[NewTransaction, Plan]]
+    conn: Conn,
+    community: str,
+    items: Sequence[tuple[NewTransaction, Plan]],
+    *,
+    skip_locked: bool = False,
 ) -> list[Created]:
-    """One round trip for many transactions, each applied or refused on its own."""
+    """One round trip for many transactions, each applied or refused on its own.
+
+    With `skip_locked`, an item whose member account another transaction holds is
+    not waited for: it comes back `busy`, with nothing written.
+    """
     try:
-        rows = await conn.fetch(q("tx_create_batch"), community, *_batch_args(items))
+        args = _batch_args(items)
+        rows = await conn.fetch(q("tx_create_batch"), community, *args, skip_locked)
     except asyncpg.PostgresError as err:
         _raise_domain(err)
     return [

@@ -61,10 +61,12 @@ $$;
 -- p_held[i]. A change that lowers what is available (posted - held) must leave it
 -- >= p_min[i]. Returns each account's posted balance after the change (null for
 -- accounts without limits, which are never locked or updated here); when a limit
--- would break, undoes what it changed and returns the failure instead.
+-- would break, undoes what it changed and returns the failure instead. With
+-- p_skip_locked, a member row locked by another transaction is a failure too
+-- ({"busy": true}) rather than a wait.
 CREATE FUNCTION ledger_change_balances(
     p_community text, p_ids bigint[], p_member boolean[],
-    p_posted bigint[], p_held bigint[], p_min bigint[],
+    p_posted bigint[], p_held bigint[], p_min bigint[], p_skip_locked boolean,
     OUT posted_after bigint[], OUT failure jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -77,6 +79,19 @@ BEGIN
     posted_after := array_fill(NULL::bigint, ARRAY[n]);
     FOR i IN 1..n LOOP
         CONTINUE WHEN NOT p_member[i];
+        IF p_skip_locked THEN
+            -- In a group commit, a member locked by another transaction must not make
+            -- the whole group wait: report it busy; the caller writes it on its own.
+            PERFORM 1 FROM accounts WHERE community_id = p_community AND id = p_ids[i]
+                FOR UPDATE SKIP LOCKED;
+            IF NOT FOUND THEN
+                PERFORM ledger_undo_balances(p_community, p_ids[1:i - 1], p_member[1:i - 1],
+                                             p_posted[1:i - 1], p_held[1:i - 1]);
+                posted_after := NULL;
+                failure := jsonb_build_object('busy', true);
+                RETURN;
+            END IF;
+        END IF;
         UPDATE accounts
            SET posted = posted + p_posted[i], held = held + p_held[i]
          WHERE community_id = p_community AND id = p_ids[i]
@@ -131,7 +146,8 @@ $$;
 
 -- Creates one transaction, posted or pending, idempotently by client id.
 -- outcome: 'created'; 'replay' or 'conflict' (the client id exists with the same or
--- another request); 'not_found' (failure names the account); 'insufficient'.
+-- another request); 'not_found' (failure names the account); 'insufficient';
+-- 'busy' (p_skip_locked and a member account is locked elsewhere; nothing written).
 CREATE FUNCTION ledger_create_one(
     p_community text, p_client_id text, p_hash bytea, p_kind text, p_pending boolean,
     p_reserved jsonb, p_memo text, p_metadata jsonb, p_reason text,
@@ -139,7 +155,7 @@ CREATE FUNCTION ledger_create_one(
     p_reversal_of bigint, p_ttl_s bigint,
     p_addrs text[], p_assets text[], p_member boolean[],
     p_posted bigint[], p_held bigint[], p_min bigint[],
-    p_leg_acct integer[], p_leg_amount bigint[],
+    p_leg_acct integer[], p_leg_amount bigint[], p_skip_locked boolean,
     OUT outcome text, OUT tx_id bigint, OUT created_at timestamptz,
     OUT expires_at timestamptz, OUT failure jsonb)
 LANGUAGE plpgsql AS $$
@@ -156,7 +172,12 @@ BEGIN
         RETURN;
     END IF;
     SELECT c.posted_after, c.failure INTO v_after, failure
-      FROM ledger_change_balances(p_community, v_ids, p_member, p_posted, p_held, p_min) c;
+      FROM ledger_change_balances(p_community, v_ids, p_member, p_posted, p_held, p_min,
+                                  p_skip_locked) c;
+    IF failure ? 'busy' THEN
+        outcome := 'busy';
+        RETURN;
+    END IF;
     IF failure IS NULL THEN
         INSERT INTO transactions AS t
             (community_id, client_id, request_hash, kind, status, pending_postings, memo,
@@ -208,7 +229,7 @@ CREATE FUNCTION ledger_create_batch(
     p_acct_end integer[], p_leg_end integer[],
     p_addrs text[], p_assets text[], p_member boolean[],
     p_posted bigint[], p_held bigint[], p_min bigint[],
-    p_leg_acct integer[], p_leg_amount bigint[])
+    p_leg_acct integer[], p_leg_amount bigint[], p_skip_locked boolean)
 RETURNS TABLE (idx integer, outcome text, tx_id bigint, created_at timestamptz,
                expires_at timestamptz, failure jsonb)
 LANGUAGE plpgsql AS $$
@@ -229,7 +250,7 @@ BEGIN
                    p_rule_versions[i], p_event_ids[i], p_actors[i], p_reversal_ofs[i],
                    p_ttls[i], p_addrs[a0:a1], p_assets[a0:a1], p_member[a0:a1],
                    p_posted[a0:a1], p_held[a0:a1], p_min[a0:a1],
-                   p_leg_acct[l0:l1], p_leg_amount[l0:l1]);
+                   p_leg_acct[l0:l1], p_leg_amount[l0:l1], p_skip_locked);
         idx := i;
         outcome := r.outcome;
         tx_id := r.tx_id;
@@ -279,7 +300,8 @@ BEGIN
     -- Posting what was held, or releasing it, never lowers what is available.
     SELECT c.posted_after, c.failure INTO v_after, v_failure
       FROM ledger_change_balances(p_community, v_ids, p_member, p_posted, p_held,
-                                  array_fill(NULL::bigint, ARRAY[cardinality(v_ids)])) c;
+                                  array_fill(NULL::bigint, ARRAY[cardinality(v_ids)]),
+                                  false) c;
     IF p_status = 'posted' THEN
         PERFORM ledger_append_entries(p_community, p_tx_id, v_ids, p_member, p_posted,
                                       v_after, p_leg_acct, p_leg_amount);
@@ -302,10 +324,13 @@ LANGUAGE sql STABLE AS $$
                t.pending_postings, t.memo, t.metadata, t.reason, t.rule_id, t.rule_version,
                t.event_id, t.actor, t.reversal_of,
                (extract(epoch FROM t.created_at) * 1000000)::bigint,
+               (extract(epoch FROM t.expires_at) * 1000000)::bigint,
                (extract(epoch FROM t.finalized_at) * 1000000)::bigint,
                t.void_reason,
-               (SELECT jsonb_agg(jsonb_build_array(e.leg, a.address, e.amount, e.balance_after)
-                                 ORDER BY e.leg)
+               (SELECT jsonb_agg(jsonb_build_array(
+                           e.leg, a.address, a.asset, e.amount, e.balance_after, e.seq,
+                           (extract(epoch FROM e.created_at) * 1000000)::bigint)
+                         ORDER BY e.leg)
                   FROM entries e
                   JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
                  WHERE e.community_id = t.community_id AND e.tx_id = t.id))::text, 'UTF8'))

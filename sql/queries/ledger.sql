@@ -3,7 +3,7 @@
 -- name: tx_create_batch
 SELECT idx, outcome, tx_id, created_at, expires_at, failure
   FROM ledger_create_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                           $16, $17, $18, $19, $20, $21, $22, $23, $24, $25);
+                           $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26);
 
 -- name: tx_finish
 SELECT outcome, finalized_at

@@ -8,6 +8,11 @@ WITH inserted AS (
     RETURNING id
 ), head AS (
     INSERT INTO chain_heads (community_id) SELECT id FROM inserted
+), system_accounts AS (
+    -- Opened up front, so that no write waits on another's first use of them.
+    INSERT INTO accounts (community_id, address, asset)
+    SELECT i.id, a.address, a.asset
+      FROM inserted i, unnest($5::text[], $6::text[]) AS a(address, asset)
 )
 SELECT count(*) = 1 AS created FROM inserted;
 
