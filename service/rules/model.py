@@ -1,0 +1,299 @@
+"""The rule-set document (SPEC section 5) as msgspec structs, and its strict validation.
+
+`parse_rule_set` turns an uploaded JSON or YAML document into a `RuleSet` or raises
+`ValidationFailed` naming the field, the rule id and (for YAML) the line. Decoding is
+strict: unknown fields, floats where integers belong, and booleans where numbers
+belong are refused. Then the document's meaning is checked: unique rule ids, floor ≤
+baseline, exactly one trigger and one action per rule, and every expression compiled.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+import yaml  # type: ignore[import-untyped]
+
+from service.errors import ValidationFailed
+from service.ledger.model import ID_PATTERN, MAX_AMOUNT, Asset, RuleParams
+from service.rules import expressions
+from service.rules.periods import PERIOD_ORDER, PeriodKind
+
+MAX_DOCUMENT_BYTES: Final = 256 * 1024
+MAX_RULES: Final = 500
+EVENT_TYPE_PATTERN: Final = ID_PATTERN
+
+Schedule = Literal["day", "week", "month"]
+Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_AMOUNT)]
+ExpressionText = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=expressions.MAX_EXPRESSION_CHARS)
+]
+# An amount is an integer literal or an expression that computes one.
+AmountSpec = Count | ExpressionText
+
+
+class Offset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Caps on property-fee offsets beyond `redeemable`; None means no such cap."""
+
+    max_bill_percent: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    max_fen_per_household_per_year: Count | None = None
+    min_points: Count | None = None
+
+
+class TimeBank(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    approval_required: bool = True
+    points_per_hour: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)] = 10
+
+
+class Expiry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    points: Literal["year_end_plus_one", "never"] = "never"
+    minutes: Literal["never"] = "never"
+
+
+class Cap(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """At most `max` per member per rule per period (in the community's time zone)."""
+
+    period: PeriodKind
+    max: Count
+
+
+class Rule(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True
+):
+    """One rule: a trigger (`on` an event type, or `every` period), an optional
+    condition, one action (`award` or `deduct`), an optional cap and the reason text."""
+
+    id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+    on: Annotated[str, msgspec.Meta(pattern=EVENT_TYPE_PATTERN)] | None = None
+    every: Schedule | None = None
+    when: ExpressionText | None = None
+    award: AmountSpec | None = None
+    deduct: AmountSpec | None = None
+    cap: Cap | None = None
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    asset: Asset = "points"
+
+    @property
+    def kind(self) -> Literal["award", "deduct"]:
+        return "award" if self.award is not None else "deduct"
+
+    @property
+    def amount(self) -> int | str:
+        amount = self.award if self.award is not None else self.deduct
+        assert amount is not None
+        return amount
+
+
+class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    baseline: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)] = 100
+    floor: Annotated[int, msgspec.Meta(ge=-MAX_AMOUNT, le=MAX_AMOUNT)] = 0
+    fen_per_point: Count = 10
+    offset: Offset = msgspec.field(default_factory=Offset)
+    time_bank: TimeBank = msgspec.field(default_factory=TimeBank)
+    expiry: Expiry = msgspec.field(default_factory=Expiry)
+    rules: Annotated[list[Rule], msgspec.Meta(max_length=MAX_RULES)] = msgspec.field(
+        default_factory=list
+    )
+
+    def to_params(self) -> RuleParams:
+        """The part of the rule set the ledger's limits depend on."""
+        return RuleParams(baseline=self.baseline, floor=self.floor)
+
+
+DEFAULT_RULE_SET: Final = RuleSet()
+
+Path = tuple[str | int, ...]
+
+
+class _Invalid(Exception):
+    """A semantic error: `args` are (path, message)."""
+
+
+def parse_rule_set(raw: bytes, content_type: str) -> RuleSet:
+    """Decodes and validates an uploaded rule set (JSON, or YAML by its content type)."""
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise ValidationFailed(f"a rule set has at most {MAX_DOCUMENT_BYTES} bytes")
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media.endswith(("/yaml", "/x-yaml", "+yaml")):
+        data, node = _load_yaml(raw)
+        return _validated(data, node)
+    if media not in ("", "application/json") and not media.endswith("+json"):
+        raise ValidationFailed("a rule set is application/json or application/yaml")
+    try:
+        obj = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ValidationFailed(f"not valid JSON: {exc}") from None
+    return _validated(obj, None)
+
+
+def rule_set_from_builtins(obj: Any) -> RuleSet:
+    """Validates a rule set decoded into builtins (a stored document, a simulate draft)."""
+    return _validated(obj, None)
+
+
+def to_document(rule_set: RuleSet) -> dict[str, Any]:
+    """The rule set as JSON-ready builtins (what `rule_set_from_builtins` reads back)."""
+    document: dict[str, Any] = msgspec.to_builtins(rule_set)
+    return document
+
+
+def _validated(obj: Any, node: Any) -> RuleSet:
+    try:
+        rule_set = msgspec.convert(obj, RuleSet, strict=True)
+        _check(rule_set)
+    except (msgspec.ValidationError, _Invalid) as exc:
+        path, message = exc.args if isinstance(exc, _Invalid) else _split_msgspec(str(exc))
+        raise ValidationFailed(_located(obj, path, message, node)) from None
+    return rule_set
+
+
+def _check(rule_set: RuleSet) -> None:
+    if rule_set.floor > rule_set.baseline:
+        raise _Invalid(("floor",), f"must not exceed the baseline ({rule_set.baseline})")
+    seen: dict[str, int] = {}
+    for index, rule in enumerate(rule_set.rules):
+        if rule.id in seen:
+            raise _Invalid(
+                ("rules", index, "id"), f"duplicate rule id (also rules[{seen[rule.id]}])"
+            )
+        seen[rule.id] = index
+        _check_rule(("rules", index), rule)
+
+
+def _check_rule(path: Path, rule: Rule) -> None:
+    if (rule.on is None) == (rule.every is None):
+        raise _Invalid(path, "give exactly one of `on` (an event type) or `every` (day|week|month)")
+    if (rule.award is None) == (rule.deduct is None):
+        raise _Invalid(path, "give exactly one of `award` or `deduct`")
+    if rule.every and rule.cap and PERIOD_ORDER[rule.cap.period] < PERIOD_ORDER[rule.every]:
+        message = f"a rule that runs every {rule.every} cannot be capped per {rule.cap.period}"
+        raise _Invalid((*path, "cap", "period"), message)
+    for field, source, role in _expressions(rule):
+        try:
+            expressions.compile_expression(
+                source, role, scheduled=rule.every is not None, event_type=rule.on or ""
+            )
+        except expressions.ExpressionInvalid as exc:
+            raise _Invalid((*path, field), str(exc)) from None
+
+
+def _expressions(rule: Rule) -> Iterator[tuple[str, str, expressions.Role]]:
+    if rule.when is not None:
+        yield "when", rule.when, "when"
+    if isinstance(rule.amount, str):
+        yield rule.kind, rule.amount, "amount"
+
+
+_AT = re.compile(r"^(.*) - at `\$(.*)`$", re.DOTALL)
+_SEGMENT = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]")
+
+
+def _split_msgspec(text: str) -> tuple[Path, str]:
+    match = _AT.match(text)
+    if match is None:
+        return (), text
+    path: Path = tuple(
+        name if name else int(index) for name, index in _SEGMENT.findall(match.group(2))
+    )
+    return path, match.group(1)
+
+
+def _located(obj: Any, path: Path, message: str, node: Any) -> str:
+    """`rules[2] (flying-lead).deduct: <message> (line 17)`."""
+    where = ""
+    for step in path:
+        where += f"[{step}]" if isinstance(step, int) else f".{step}"
+        if path[:1] == ("rules",) and isinstance(step, int):
+            where += _rule_label(obj, step)
+    where = where.lstrip(".")
+    line = _line_of(node, path, message) if node is not None else None
+    suffix = f" (line {line})" if line is not None else ""
+    return f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
+
+
+def _rule_label(obj: Any, index: int) -> str:
+    try:
+        rule_id = obj["rules"][index]["id"]
+    except (TypeError, KeyError, IndexError):
+        return ""
+    return f" ({rule_id})" if isinstance(rule_id, str) else ""
+
+
+# --- YAML --------------------------------------------------------------------------
+# PyYAML speaks YAML 1.1, where `on`, `off`, `yes` and `no` are booleans (so a rule's
+# `on:` key would become True), `2026-11-01` is a date and `010` is octal. Rule sets
+# are read with JSON-like scalars instead: only true/false are booleans, integers are
+# decimal, no timestamps. Aliases (billion laughs) and duplicate keys are refused.
+_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed", problem_mark=mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = getattr(key_node, "value", None)
+            if isinstance(key_node, yaml.ScalarNode) and key in seen:
+                mark = key_node.start_mark
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _TIMESTAMP)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
+_Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node)))
+
+
+def _load_yaml(raw: bytes) -> tuple[Any, Any]:
+    """The document's data and its node tree (for line numbers)."""
+    loader = _Loader(raw)
+    try:
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ValidationFailed(f"not valid YAML: {exc.problem}{at}") from None
+    except yaml.YAMLError as exc:
+        raise ValidationFailed(f"not valid YAML: {exc}") from None
+    finally:
+        loader.dispose()
+    return data, node
+
+
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
+
+
+def _line_of(node: Any, path: Path, message: str) -> int | None:
+    """The 1-based line of the field at `path` (or of the unknown field it names)."""
+    extra = _UNKNOWN_FIELD.search(message)
+    line = int(node.start_mark.line)
+    for step in (*path, extra.group(1)) if extra else path:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == step), None)
+            if pair is None:
+                break
+            line, node = int(pair[0].start_mark.line), pair[1]
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value)
+        ):
+            node = node.value[step]
+            line = int(node.start_mark.line)
+        else:
+            break
+    return line + 1
