@@ -23,7 +23,7 @@ def database_url(settings: Settings) -> str:
 async def _verify_all(dsn: str) -> int:
     from service.ledger.audit import verify
     from service.ledger.service import seal_all
-    from service.rules.params import active_params
+    from service.rules.book import RuleBook
 
     pool = await create_pool(dsn, min_size=1, max_size=2)
     failed = 0
@@ -31,7 +31,7 @@ async def _verify_all(dsn: str) -> int:
         await seal_all(pool)
         async with pool.acquire() as conn:
             for row in await conn.fetch(q("community_ids")):
-                report = await verify(conn, row["id"], await active_params(conn, row["id"]))
+                report = await verify(conn, row["id"], await RuleBook().params(conn, row["id"]))
                 line = {"community": row["id"], **msgspec.structs.asdict(report)}
                 print(msgspec.json.encode(line).decode())
                 failed += 0 if report.ok else 1

@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from service.api import keys, ledger, ops, setup
+from service.api import keys, ledger, ops, rules, setup
 from service.api.deps import authorize
 from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
 from service.auth import KeyResolver
@@ -23,6 +23,7 @@ from service.errors import DomainError
 from service.ledger.coalescer import Coalescer
 from service.logs import configure_logging
 from service.middleware import RequestContext
+from service.rules.book import RuleBook
 from service.scheduler import build_scheduler
 
 log = structlog.get_logger(__name__)
@@ -76,6 +77,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
         app.state.known_communities = set()
         app.state.coalescer = Coalescer(pool)
+        app.state.rules = RuleBook()
         scheduler = build_scheduler(pool, settings) if scheduler_on else None
         if scheduler is not None:
             scheduler.start()
@@ -106,6 +108,12 @@ V1_HANDLERS = [
     ledger.get_account,
     ledger.account_entries,
     ledger.verify,
+    rules.publish_rules,
+    rules.active_rules,
+    rules.rule_versions,
+    rules.simulate_rules,
+    rules.post_event,
+    rules.post_events,
     keys.create_key,
     keys.revoke_key,
 ]

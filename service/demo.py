@@ -10,7 +10,7 @@ from service import setup
 from service.db import create_pool
 from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, Posting
-from service.rules.params import active_params
+from service.rules.book import RuleBook
 
 log = structlog.get_logger(__name__)
 
@@ -40,7 +40,7 @@ async def _seed(conn: asyncpg.pool.PoolConnectionProxy) -> None:
     await setup.create_community(conn, COMMUNITY, "Demo Gardens", "Asia/Shanghai", b"demo")
     for ident, address, company in HOUSEHOLDS:
         await setup.create_household(conn, COMMUNITY, ident, address, company, b"demo")
-    params = await active_params(conn, COMMUNITY)
+    params = await RuleBook().params(conn, COMMUNITY)
     for ident, household, name in MEMBERS:
         await setup.create_member(conn, COMMUNITY, ident, household, name, b"demo", params)
     for client_id, member, amount, reason in AWARDS:

@@ -26,7 +26,7 @@ from service.config import load_settings
 from service.db import create_pool, migrate, start_embedded
 from service.ledger.audit import verify
 from service.ledger.service import seal_all
-from service.rules.params import active_params
+from service.rules.book import RuleBook
 
 ADMIN_KEY = "test-admin-key"
 TEMPLATE = "ledger_template"
@@ -69,7 +69,7 @@ async def audit_all(dsn: str) -> None:
         await seal_all(pool)
         async with pool.acquire() as conn:
             for row in await conn.fetch("SELECT id FROM communities"):
-                report = await verify(conn, row["id"], await active_params(conn, row["id"]))
+                report = await verify(conn, row["id"], await RuleBook().params(conn, row["id"]))
                 assert report.ok, f"audit of {row['id']}: {report.problems}"
     finally:
         await pool.close()

@@ -19,6 +19,7 @@ from service.db import q
 from service.errors import NotFound, ValidationFailed
 from service.ledger.model import COMMUNITY_PATTERN
 from service.ledger.store import Conn
+from service.rules.book import RuleBook
 
 T = TypeVar("T")
 
@@ -72,6 +73,11 @@ async def _community_exists(
     if await conn.fetchval(q("community_get"), community) is None:
         raise NotFound(f"no community {community!r}")
     known.add(community)
+
+
+def rules_of(connection: ASGIConnection[Any, Any, Any, Any]) -> RuleBook:
+    book: RuleBook = connection.app.state.rules
+    return book
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

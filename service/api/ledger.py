@@ -9,7 +9,16 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service.api.deps import OPERATOR, body, db, fingerprint, pool_of, principal_of, written
+from service.api.deps import (
+    OPERATOR,
+    body,
+    db,
+    fingerprint,
+    pool_of,
+    principal_of,
+    rules_of,
+    written,
+)
 from service.api.problems import domain_problem
 from service.api.wire import (
     BatchIn,
@@ -17,16 +26,14 @@ from service.api.wire import (
     ItemResult,
     PostIn,
     TransactionIn,
-    TransactionOut,
     postings_in,
-    transaction_out,
 )
 from service.errors import DomainError, ValidationFailed
 from service.ledger import audit, reads, store
 from service.ledger import service as ledger
 from service.ledger.batch import Result, create_many, submit_one
 from service.ledger.model import NewTransaction
-from service.rules.params import active_params
+from service.ledger.views import TransactionOut, transaction_out
 
 Req = Request[Any, Any, Any]
 TxPath = "/v1/communities/{c:str}/transactions/{tx:str}"
@@ -53,7 +60,7 @@ async def create_transaction(request: Req, c: FromPath[str]) -> Response[Transac
     """Posts a balanced transaction, or reserves it when `pending` is given."""
     new = _new_transaction(await body(request, TransactionIn), principal_of(request).key_id)
     pool = pool_of(request)
-    params = await active_params(pool, c)
+    params = await rules_of(request).params(pool, c)
     tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
     return written(transaction_out(tx), replayed)
 
@@ -84,7 +91,7 @@ async def create_batch(request: Req, c: FromPath[str]) -> BatchOut:
     actor = principal_of(request).key_id
     items = [_decode_item(raw, actor) for raw in data.transactions]
     async with db(request) as conn:
-        params = await active_params(conn, c)
+        params = await rules_of(request).params(conn, c)
         results = await create_many(conn, c, items, params, atomic=data.atomic)
     return BatchOut(results=[_item_result(r) for r in results])
 
@@ -128,7 +135,7 @@ async def reverse_transaction(
 ) -> Response[TransactionOut]:
     """Writes the transaction that undoes a posted one; reversing twice is a replay."""
     async with db(request) as conn:
-        params = await active_params(conn, c)
+        params = await rules_of(request).params(conn, c)
         actor = principal_of(request).key_id
         reversal, replayed = await ledger.reverse_transaction(conn, c, tx, params, actor)
     return written(transaction_out(reversal), replayed)
@@ -158,4 +165,4 @@ async def account_entries(
 async def verify(request: Req, c: FromPath[str]) -> audit.AuditReport:
     """Recomputes every invariant of the community's ledger."""
     async with db(request) as conn:
-        return await audit.verify(conn, c, await active_params(conn, c))
+        return await audit.verify(conn, c, await rules_of(request).params(conn, c))

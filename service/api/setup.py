@@ -9,13 +9,21 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service import setup
-from service.api.deps import OPERATOR, READ_MEMBER, body, db, fingerprint, principal_of, written
+from service.api.deps import (
+    OPERATOR,
+    READ_MEMBER,
+    body,
+    db,
+    fingerprint,
+    principal_of,
+    rules_of,
+    written,
+)
 from service.api.wire import CommunityIn, HouseholdIn, MemberIn
 from service.errors import NotFound
 from service.ledger import reads
 from service.ledger.model import MemberBalance, member_address
 from service.ledger.store import Conn
-from service.rules.params import active_params
 
 ANY_ROLE: Final = frozenset({"operator", "property", "volunteer_app", "store", "resident"})
 ADMIN_ONLY: Final = frozenset[str]()
@@ -53,7 +61,7 @@ async def create_household(request: Req, c: FromPath[str]) -> Response[setup.Hou
 async def create_member(request: Req, c: FromPath[str]) -> Response[setup.Member]:
     data = await body(request, MemberIn)
     async with db(request) as conn:
-        params = await active_params(conn, c)
+        params = await rules_of(request).params(conn, c)
         member, replayed = await setup.create_member(
             conn, c, data.id, data.household, data.name, fingerprint(data), params
         )
@@ -87,7 +95,7 @@ async def member_balance(request: Req, c: FromPath[str], m: FromPath[str]) -> Me
             await _readable_member(request, conn, c, m)
         elif principal.role == "resident" and principal.member != m:
             raise NotFound(f"no member {m!r} in community {c!r}")
-        return await reads.member_balance(conn, c, m, await active_params(conn, c))
+        return await reads.member_balance(conn, c, m, await rules_of(request).params(conn, c))
 
 
 @get(

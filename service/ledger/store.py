@@ -15,6 +15,8 @@ from service.ledger.model import NewTransaction, Posting, Transaction
 from service.ledger.posting import Plan
 
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+# Reads that need no transaction may go straight to the pool.
+Queryable = Conn | asyncpg.Pool
 
 
 class Created(msgspec.Struct, frozen=True, kw_only=True):
@@ -213,7 +215,9 @@ async def account_entries(
     )
 
 
-async def member_balances(conn: Conn, community: str, addresses: list[str]) -> list[asyncpg.Record]:
+async def member_balances(
+    conn: Queryable, community: str, addresses: list[str]
+) -> list[asyncpg.Record]:
     return await conn.fetch(q("member_balances"), community, addresses)
 
 

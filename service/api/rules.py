@@ -1,0 +1,172 @@
+"""Rule sets and events: publish, read, simulate; feed events to the engine."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import Request, Response, get, post, put
+from litestar.params import FromPath, FromQuery
+from msgspec import Meta
+
+from service.api.deps import OPERATOR, body, db, fingerprint, principal_of, rules_of, written
+from service.api.problems import domain_problem
+from service.api.wire import ClientId, Strict
+from service.errors import DomainError, ValidationFailed
+from service.rules import service as rules
+from service.rules.engine import EventInput, compile_rule_set
+from service.rules.expressions import EVENT_RESERVED
+from service.rules.model import (
+    EVENT_TYPE_PATTERN,
+    parse_rule_set,
+    rule_set_from_builtins,
+    to_document,
+)
+from service.rules.simulate import SimulatedEvent, simulate
+
+Req = Request[Any, Any, Any]
+EVENT_WRITERS: Final = frozenset({"operator", "volunteer_app"})
+MAX_EVENTS = 1000
+
+
+class EventIn(Strict):
+    id: ClientId
+    type: Annotated[str, Meta(pattern=EVENT_TYPE_PATTERN)]
+    member: ClientId
+    occurred_at: datetime
+    attributes: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class EventsIn(Strict):
+    events: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_EVENTS)]
+
+
+class SimulateIn(Strict):
+    events: Annotated[list[EventIn], Meta(min_length=1, max_length=MAX_EVENTS)]
+    rules: dict[str, Any] | None = None
+
+
+class EventItem(msgspec.Struct, kw_only=True):
+    status: int
+    event: rules.EventResult | None
+    problem: dict[str, Any] | None
+
+
+class RuleSetOut(msgspec.Struct, kw_only=True):
+    version: int
+    effective_from: datetime
+    document: dict[str, Any]
+
+
+def _event(data: EventIn) -> EventInput:
+    if data.occurred_at.tzinfo is None:
+        raise ValidationFailed("occurred_at needs a UTC offset, e.g. 2026-11-23T09:30:00+08:00")
+    reserved = set(EVENT_RESERVED) & data.attributes.keys()
+    if reserved:
+        raise ValidationFailed(f"attributes may not be named {sorted(reserved)}")
+    return EventInput(
+        id=data.id,
+        type=data.type,
+        member_id=data.member,
+        occurred_at=data.occurred_at,
+        attributes=data.attributes,
+    )
+
+
+@put("/v1/communities/{c:str}/rules", opt={"roles": OPERATOR}, status_code=201)
+async def publish_rules(
+    request: Req, c: FromPath[str], effective_from: FromQuery[datetime | None] = None
+) -> rules.Published:
+    """Validates a rule set (JSON, or YAML with Content-Type: application/yaml),
+    stores it as a new immutable version and puts it in force."""
+    raw = await request.body()
+    rule_set = parse_rule_set(raw, request.headers.get("content-type", "application/json"))
+    async with db(request) as conn:
+        return await rules.publish(
+            conn,
+            rules_of(request),
+            c,
+            to_document(rule_set),
+            raw.decode(),
+            request.headers.get("content-type", "application/json"),
+            effective_from,
+            principal_of(request).key_id,
+        )
+
+
+@get("/v1/communities/{c:str}/rules", opt={"roles": OPERATOR})
+async def active_rules(request: Req, c: FromPath[str]) -> RuleSetOut:
+    async with db(request) as conn:
+        active = await rules_of(request).active(conn, c)
+    return RuleSetOut(
+        version=active.version,
+        effective_from=active.effective_from,
+        document=to_document(active.rule_set),
+    )
+
+
+@get("/v1/communities/{c:str}/rules/versions", opt={"roles": OPERATOR})
+async def rule_versions(request: Req, c: FromPath[str]) -> list[RuleSetOut]:
+    async with db(request) as conn:
+        versions = await rules_of(request).versions(conn, c)
+    return [
+        RuleSetOut(
+            version=v.version, effective_from=v.effective_from, document=to_document(v.rule_set)
+        )
+        for v in versions
+    ]
+
+
+@post("/v1/communities/{c:str}/rules/simulate", opt={"roles": OPERATOR}, status_code=200)
+async def simulate_rules(request: Req, c: FromPath[str]) -> list[SimulatedEvent]:
+    """What the events would post under a draft (or the active) rule set; writes nothing."""
+    data = await body(request, SimulateIn)
+    draft = rule_set_from_builtins(data.rules) if data.rules is not None else None
+    compiled = compile_rule_set(draft, 0) if draft is not None else None
+    events = [_event(e) for e in data.events]
+    async with db(request) as conn:
+        floor = draft.floor if draft is not None else None
+        return await simulate(conn, rules_of(request), c, events, compiled, floor)
+
+
+@post("/v1/communities/{c:str}/events", opt={"roles": EVENT_WRITERS})
+async def post_event(request: Req, c: FromPath[str]) -> Response[rules.EventResult]:
+    """Runs the rules on one event; returns what it posted and why."""
+    data = await body(request, EventIn)
+    async with db(request) as conn:
+        result, replayed = await rules.ingest(
+            conn,
+            rules_of(request),
+            c,
+            _event(data),
+            fingerprint(data),
+            principal_of(request).key_id,
+        )
+    return written(result, replayed)
+
+
+async def _one(request: Req, conn: Any, c: str, raw: msgspec.Raw) -> EventItem:
+    try:
+        data = msgspec.json.decode(raw, type=EventIn, strict=True)
+        result, replayed = await rules.ingest(
+            conn,
+            rules_of(request),
+            c,
+            _event(data),
+            fingerprint(data),
+            principal_of(request).key_id,
+        )
+    except msgspec.ValidationError as err:
+        return EventItem(status=422, event=None, problem=domain_problem(ValidationFailed(str(err))))
+    except DomainError as err:
+        return EventItem(status=err.status, event=None, problem=domain_problem(err))
+    return EventItem(status=200 if replayed else 201, event=result, problem=None)
+
+
+@post("/v1/communities/{c:str}/events:batch", opt={"roles": EVENT_WRITERS}, status_code=200)
+async def post_events(request: Req, c: FromPath[str]) -> dict[str, list[EventItem]]:
+    """Up to 1000 events, each atomic on its own; a result per event, in order."""
+    data = await body(request, EventsIn)
+    async with db(request) as conn:
+        return {"results": [await _one(request, conn, c, raw) for raw in data.events]}

@@ -1,0 +1,93 @@
+"""Which rule set is in force: each process keeps a short-lived copy per community.
+
+A community's versions (and its time zone) are read at most once per `ttl_s` and
+compiled once per version. Publishing in this process refreshes its copy at once;
+other processes see a new version within `ttl_s`. A version whose `effective_from`
+is in the future is held until then. Communities that never published run on the
+SPEC default (version 0).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import msgspec
+
+from service.db import q
+from service.errors import NotFound
+from service.ledger.model import RuleParams
+from service.ledger.store import Conn, Queryable
+from service.rules.engine import CompiledRuleSet, compile_rule_set
+from service.rules.model import DEFAULT_RULE_SET, RuleSet, rule_set_from_builtins
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class ActiveRules(msgspec.Struct, frozen=True, kw_only=True):
+    version: int
+    effective_from: datetime
+    rule_set: RuleSet
+    compiled: CompiledRuleSet
+
+
+class _Community(msgspec.Struct, frozen=True, kw_only=True):
+    timezone: str
+    versions: tuple[ActiveRules, ...]  # ascending version
+
+
+_DEFAULT = ActiveRules(
+    version=0,
+    effective_from=_EPOCH,
+    rule_set=DEFAULT_RULE_SET,
+    compiled=compile_rule_set(DEFAULT_RULE_SET, 0),
+)
+
+
+class RuleBook:
+    def __init__(self, ttl_s: float = 2.0) -> None:
+        self._ttl_s = ttl_s
+        self._communities: dict[str, tuple[float, _Community]] = {}
+
+    def forget(self, community: str) -> None:
+        self._communities.pop(community, None)
+
+    async def _load(self, conn: Queryable, community: str) -> _Community:
+        cached = self._communities.get(community)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        row = await conn.fetchrow(q("community_get"), community)
+        if row is None:
+            raise NotFound(f"no community {community!r}")
+        rows = await conn.fetch(q("rule_set_versions"), community)
+        versions = tuple(
+            ActiveRules(
+                version=r["version"],
+                effective_from=r["effective_from"],
+                rule_set=(rs := rule_set_from_builtins(r["document"])),
+                compiled=compile_rule_set(rs, r["version"]),
+            )
+            for r in rows
+        )
+        loaded = _Community(timezone=row["timezone"], versions=versions)
+        self._communities[community] = (time.monotonic() + self._ttl_s, loaded)
+        return loaded
+
+    async def active(
+        self, conn: Queryable, community: str, at: datetime | None = None
+    ) -> ActiveRules:
+        """The version in force at `at` (now by default)."""
+        at = at or datetime.now(UTC)
+        loaded = await self._load(conn, community)
+        in_force = [v for v in loaded.versions if v.effective_from <= at]
+        return max(in_force, key=lambda v: (v.effective_from, v.version)) if in_force else _DEFAULT
+
+    async def versions(self, conn: Queryable, community: str) -> tuple[ActiveRules, ...]:
+        return (await self._load(conn, community)).versions
+
+    async def timezone(self, conn: Queryable, community: str) -> str:
+        return (await self._load(conn, community)).timezone
+
+    async def params(self, conn: Queryable | Conn, community: str) -> RuleParams:
+        """The baseline and floor the ledger's limits use now."""
+        return (await self.active(conn, community)).rule_set.to_params()

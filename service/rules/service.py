@@ -1,0 +1,260 @@
+"""Rules use cases: publish a rule set, and turn an event into explained postings.
+
+An event is one database transaction: its row (the idempotency key), the member's
+points account locked (so caps and floors are exact under concurrent events), the
+statistics read, the pure engine run, every posting written in one round trip, the
+counters advanced, and the result stored for replays.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.errors import IdempotencyConflict, NotFound
+from service.ledger import store as ledger_store
+from service.ledger.model import Asset, NewTransaction, Posting, RuleParams, member_address
+from service.ledger.posting import plan_create
+from service.ledger.service import written
+from service.ledger.views import TransactionOut, transaction_out
+from service.rules import store
+from service.rules.book import RuleBook
+from service.rules.engine import Decision, EventInput, evaluate
+from service.rules.periods import current_keys, stat_keys
+
+
+class DecisionView(msgspec.Struct, kw_only=True):
+    """One rule's verdict on an event: what it asked, what was posted, and why."""
+
+    rule_id: str
+    kind: str
+    requested: int
+    applied: int
+    reason: str
+    skipped: str | None
+    why: str | None
+    transaction_id: str | None
+
+
+class EventResult(msgspec.Struct, kw_only=True):
+    id: str
+    type: str
+    member: str
+    occurred_at: datetime
+    rule_version: int
+    transactions: list[TransactionOut]
+    decisions: list[DecisionView]
+    note: str | None = None
+
+
+class Published(msgspec.Struct, kw_only=True):
+    version: int
+    effective_from: datetime
+    created_at: datetime
+
+
+async def publish(
+    conn: ledger_store.Conn,
+    book: RuleBook,
+    community: str,
+    document: dict[str, Any],
+    source: str,
+    media_type: str,
+    effective_from: datetime | None,
+    actor: str | None,
+) -> Published:
+    """Stores an immutable new version and puts it in force (now, or from `effective_from`)."""
+    for attempt in range(5):  # two publishers racing for the same version number
+        try:
+            row = await store.insert_rule_set(
+                conn, community, document, source, media_type, effective_from, actor
+            )
+            break
+        except asyncpg.UniqueViolationError:
+            if attempt == 4:
+                raise
+    book.forget(community)
+    return Published(
+        version=row["version"], effective_from=row["effective_from"], created_at=row["created_at"]
+    )
+
+
+def _postings(d: Decision, member: str, amount: int) -> tuple[Posting, ...]:
+    asset: Asset = d.asset
+    account = member_address(member, asset)
+    system = f"system:{'issuance' if asset == 'points' else 'timebank'}:{asset}"
+    if d.kind == "deduct":
+        system = f"system:penalties:{asset}"
+        return (Posting(source=account, destination=system, asset=asset, amount=amount),)
+    return (Posting(source=system, destination=account, asset=asset, amount=amount),)
+
+
+def _transaction(event: EventInput, d: Decision, applied: int, actor: str | None) -> NewTransaction:
+    return NewTransaction(
+        client_id=f"{event.id}:{d.rule_id}",
+        postings=_postings(d, event.member_id, applied),
+        request_hash=b"rule",
+        kind="award" if d.kind == "award" else "deduction",
+        reason=d.reason,
+        rule_id=d.rule_id,
+        rule_version=d.rule_version,
+        event_id=event.id,
+        actor=actor,
+        metadata={"requested": d.requested, "applied": applied},
+    )
+
+
+def clamp(decisions: list[Decision], room: int) -> list[tuple[Decision, int, str | None]]:
+    """What each decision may post: deductions of points stop at the floor (`room` is
+    how far above it the member stands, less what is held). Pure."""
+    out: list[tuple[Decision, int, str | None]] = []
+    for d in decisions:
+        applied, why = d.amount, d.why
+        if d.kind == "deduct" and d.asset == "points" and d.amount > 0:
+            applied = min(d.amount, max(0, room))
+            if applied < d.amount:
+                why = f"the floor allows {applied} of {d.amount}"
+            room -= applied
+        elif d.kind == "award" and d.asset == "points":
+            room += applied
+        out.append((d, applied, why))
+    return out
+
+
+async def ingest(
+    conn: ledger_store.Conn,
+    book: RuleBook,
+    community: str,
+    event: EventInput,
+    request_hash: bytes,
+    actor: str | None,
+) -> tuple[EventResult, bool]:
+    """Runs the rules in force now on one event, atomically and once; the periods its
+    caps and statistics count in are decided by `occurred_at`."""
+    values = (
+        event.id,
+        event.type,
+        event.member_id,
+        event.occurred_at,
+        event.attributes,
+        request_hash,
+        actor,
+    )
+    try:
+        async with conn.transaction():
+            if not await store.insert_event(conn, community, values):
+                return await _replay(conn, community, event.id, request_hash), True
+            return await _process(conn, book, community, event, actor), False
+    except asyncpg.ForeignKeyViolationError as err:
+        raise NotFound(f"no member {event.member_id!r} in community {community!r}") from err
+
+
+async def _replay(
+    conn: ledger_store.Conn, community: str, event_id: str, request_hash: bytes
+) -> EventResult:
+    row = await store.get_event(conn, community, event_id)
+    assert row is not None and row["result"] is not None
+    if bytes(row["request_hash"]) != request_hash:
+        raise IdempotencyConflict(
+            f"event {event_id!r} was recorded with different fields; use a new id"
+        )
+    return msgspec.convert(row["result"], EventResult)
+
+
+async def _process(
+    conn: ledger_store.Conn, book: RuleBook, community: str, event: EventInput, actor: str | None
+) -> EventResult:
+    locked = await store.lock_member(conn, community, member_address(event.member_id, "points"))
+    assert locked is not None  # the event row's foreign key proved the member exists
+    active = await book.active(conn, community)
+    tz = await book.timezone(conn, community)
+    keys = stat_keys(event.occurred_at, tz)
+    stats = await store.member_stats(conn, community, event.member_id, locked["posted"], keys)
+    decisions = evaluate(active.compiled, event, stats, tz)
+    params = await book.params(conn, community)
+    room = locked["posted"] - locked["held"] - params.floor
+    views, transactions = await _post(conn, community, event, clamp(decisions, room), params, actor)
+    await _count(conn, community, event, views, decisions, current_keys(event.occurred_at, tz))
+    result = EventResult(
+        id=event.id,
+        type=event.type,
+        member=event.member_id,
+        occurred_at=event.occurred_at,
+        rule_version=active.version,
+        transactions=transactions,
+        decisions=views,
+        note=None if decisions else f"no rule of version {active.version} reacts to {event.type!r}",
+    )
+    await store.set_event_result(
+        conn, community, event.id, msgspec.to_builtins(result), active.version
+    )
+    return result
+
+
+async def _post(
+    conn: ledger_store.Conn,
+    community: str,
+    event: EventInput,
+    verdicts: list[tuple[Decision, int, str | None]],
+    params: RuleParams,
+    actor: str | None,
+) -> tuple[list[DecisionView], list[TransactionOut]]:
+    """Writes every positive verdict in one round trip; explains every verdict."""
+    to_write = [_transaction(event, d, n, actor) for d, n, _ in verdicts if n > 0]
+    items = [(tx, plan_create(tx.postings, params, pending=False, mode="floor")) for tx in to_write]
+    created = await ledger_store.create_batch(conn, community, items) if items else []
+    by_rule = {tx.rule_id: (tx, c) for tx, c in zip(to_write, created, strict=True)}
+    views: list[DecisionView] = []
+    transactions: list[TransactionOut] = []
+    for d, applied, why in verdicts:
+        tx, c = by_rule.get(d.rule_id, (None, None))
+        ok = tx is not None and c is not None and c.outcome == "created"
+        if ok:
+            assert tx is not None and c is not None
+            transactions.append(transaction_out(written(tx, c, None)))
+        skipped = d.skipped or (None if ok else "floor_reached" if applied == 0 else "insufficient")
+        views.append(
+            DecisionView(
+                rule_id=d.rule_id,
+                kind=d.kind,
+                requested=d.requested,
+                applied=applied if ok else 0,
+                reason=d.reason,
+                skipped=skipped,
+                why=why,
+                transaction_id=tx.client_id if ok and tx is not None else None,
+            )
+        )
+    return views, transactions
+
+
+async def _count(
+    conn: ledger_store.Conn,
+    community: str,
+    event: EventInput,
+    views: list[DecisionView],
+    decisions: list[Decision],
+    keys: list[str],
+) -> None:
+    """Advances cap usage and member statistics by what was actually posted."""
+    posted = [(v, d) for v, d in zip(views, decisions, strict=True) if v.applied > 0]
+    if not posted:
+        return
+    await store.count_usage(
+        conn,
+        community,
+        event.member_id,
+        [v.rule_id for v, _ in posted],
+        [d.period_key for _, d in posted],
+        [v.applied for v, _ in posted],
+    )
+    points = [(v, d) for v, d in posted if d.asset == "points"]
+    earned = sum(v.applied for v, d in points if d.kind == "award")
+    deducted = sum(v.applied for v, d in points if d.kind == "deduct")
+    if earned or deducted:
+        await store.count_stats(
+            conn, community, event.member_id, keys, earned=earned, deducted=deducted
+        )

@@ -1,0 +1,122 @@
+"""Simulation: what events would post under a rule set, against current balances,
+writing nothing. Statistics carry forward from one simulated event to the next."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+
+from service.errors import NotFound
+from service.ledger import store as ledger_store
+from service.ledger.model import member_address
+from service.ledger.store import Queryable
+from service.rules import store
+from service.rules.book import RuleBook
+from service.rules.engine import (
+    CompiledRuleSet,
+    EventInput,
+    MemberStats,
+    PeriodStats,
+    RuleUsage,
+    evaluate,
+)
+from service.rules.periods import current_keys, stat_keys
+from service.rules.service import DecisionView, clamp
+
+
+class SimulatedEvent(msgspec.Struct, kw_only=True):
+    id: str
+    member: str
+    rule_version: int
+    decisions: list[DecisionView]
+    score_after: int
+
+
+class _Member(msgspec.Struct, kw_only=True):
+    stats: MemberStats
+    room: int
+
+
+def record(
+    stats: MemberStats, views: list[DecisionView], keys: list[str], period_keys: dict[str, str]
+) -> MemberStats:
+    """`stats` after the posted verdicts `views` counted at `keys`. Pure."""
+    periods = dict(stats.periods)
+    usage = dict(stats.usage)
+    score = stats.score
+    for v in views:
+        if v.applied <= 0:
+            continue
+        sign = 1 if v.kind == "award" else -1
+        score += sign * v.applied
+        for key in keys:
+            p = periods.get(key) or PeriodStats()
+            periods[key] = PeriodStats(
+                earned=p.earned + (v.applied if sign > 0 else 0),
+                deducted=p.deducted + (v.applied if sign < 0 else 0),
+                awards=p.awards + (1 if sign > 0 else 0),
+                deductions=p.deductions + (1 if sign < 0 else 0),
+            )
+        slot = (v.rule_id, period_keys[v.rule_id])
+        u = usage.get(slot) or RuleUsage()
+        usage[slot] = RuleUsage(amount=u.amount + v.applied, times=u.times + 1)
+    return MemberStats(member_id=stats.member_id, score=score, periods=periods, usage=usage)
+
+
+async def _member(
+    conn: Queryable, community: str, member: str, at: datetime, tz: str, floor: int
+) -> _Member:
+    rows = await ledger_store.member_balances(conn, community, [member_address(member, "points")])
+    if not rows:
+        raise NotFound(f"no member {member!r} in community {community!r}")
+    posted, held = rows[0]["posted"], rows[0]["held"]
+    stats = await store.member_stats(conn, community, member, posted, stat_keys(at, tz))
+    return _Member(stats=stats, room=posted - held - floor)
+
+
+async def simulate(
+    conn: Queryable,
+    book: RuleBook,
+    community: str,
+    events: list[EventInput],
+    draft: CompiledRuleSet | None,
+    floor: int | None,
+) -> list[SimulatedEvent]:
+    tz = await book.timezone(conn, community)
+    members: dict[str, _Member] = {}
+    out: list[SimulatedEvent] = []
+    for event in events:
+        compiled = draft or (await book.active(conn, community)).compiled
+        floor_now = floor if floor is not None else (await book.params(conn, community)).floor
+        m = members.get(event.member_id) or await _member(
+            conn, community, event.member_id, event.occurred_at, tz, floor_now
+        )
+        decisions = evaluate(compiled, event, m.stats, tz)
+        views = [
+            DecisionView(
+                rule_id=d.rule_id,
+                kind=d.kind,
+                requested=d.requested,
+                applied=applied,
+                reason=d.reason,
+                skipped=d.skipped or (None if applied else "floor_reached"),
+                why=why,
+                transaction_id=None,
+            )
+            for d, applied, why in clamp(decisions, m.room)
+        ]
+        keys = current_keys(event.occurred_at, tz)
+        stats = record(m.stats, views, keys, {d.rule_id: d.period_key for d in decisions})
+        room = m.room + stats.score - m.stats.score
+        members[event.member_id] = _Member(stats=stats, room=room)
+        out.append(
+            SimulatedEvent(
+                id=event.id,
+                member=event.member_id,
+                rule_version=compiled.version,
+                decisions=views,
+                score_after=stats.score,
+            )
+        )
+    return out

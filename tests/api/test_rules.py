@@ -1,0 +1,193 @@
+"""Rule sets through the API: publish, feed events, read the explanation back."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.helpers import C, Client, balance, community
+
+SCHEME = """\
+baseline: 100
+floor: 0
+fen_per_point: 10
+offset:
+  max_bill_percent: 30
+  max_fen_per_household_per_year: 60000
+  min_points: 10
+time_bank:
+  approval_required: true
+  points_per_hour: 10
+expiry:
+  points: year_end_plus_one
+  minutes: never
+rules:
+  - id: fee-on-time
+    on: fee.paid
+    when: event.days_late <= 0
+    award: 20
+    cap: {period: month, max: 20}
+    reason: 按时缴纳物业费
+  - id: volunteer-points
+    on: volunteer.approved
+    award: event.minutes / 6
+    cap: {period: month, max: 100}
+    reason: 志愿服务
+  - id: flying-lead
+    on: compact.violation
+    when: event.kind == "flying_lead_charging"
+    deduct: 10
+    reason: 飞线充电
+  - id: compact-month
+    every: month
+    when: member.deductions_last_period == 0
+    award: 5
+    reason: 遵守小区公约
+"""
+YAML = {"Content-Type": "application/yaml"}
+
+
+async def publish(client: Client, text: str = SCHEME) -> int:
+    r = await client.put(f"{C}/rules", content=text.encode(), headers=YAML)
+    assert r.status_code == 201, r.text
+    version: int = r.json()["version"]
+    return version
+
+
+def event(
+    ident: str,
+    event_type: str,
+    member: str = "m0",
+    at: str = "2026-11-20T10:00:00+08:00",
+    **attributes: Any,
+) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "type": event_type,
+        "member": member,
+        "occurred_at": at,
+        "attributes": attributes,
+    }
+
+
+async def test_publish_read_and_versions(client: Client) -> None:
+    await community(client)
+    assert (await client.get(f"{C}/rules")).json()["version"] == 0
+    assert await publish(client) == 1
+    assert await publish(client, SCHEME.replace("baseline: 100", "baseline: 120")) == 2
+    active = (await client.get(f"{C}/rules")).json()
+    assert active["version"] == 2 and active["document"]["baseline"] == 120
+    assert [v["version"] for v in (await client.get(f"{C}/rules/versions")).json()] == [1, 2]
+    # The baseline moved; the score did not.
+    assert (await balance(client, "m0"))["points"] == {
+        "score": 100,
+        "held": 0,
+        "baseline": 120,
+        "redeemable": 0,
+    }
+
+
+async def test_invalid_rule_set_is_422_naming_the_rule(client: Client) -> None:
+    await community(client)
+    bad = SCHEME.replace("deduct: 10", "deduct: 10\n    award: 5")
+    r = await client.put(f"{C}/rules", content=bad.encode(), headers=YAML)
+    assert r.status_code == 422 and "flying-lead" in r.json()["detail"]
+    assert (await client.get(f"{C}/rules")).json()["version"] == 0
+
+
+async def test_events_award_cap_and_deduct_with_explanations(client: Client) -> None:
+    await community(client)
+    await publish(client)
+    r = await client.post(f"{C}/events", json=event("e1", "fee.paid", days_late=0))
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["decisions"][0]["applied"] == 20
+    assert body["transactions"][0]["rule_id"] == "fee-on-time"
+    r = await client.post(f"{C}/events", json=event("e2", "fee.paid", days_late=0))
+    assert r.json()["decisions"][0]["skipped"] == "cap_reached"
+    assert r.json()["transactions"] == []
+    # December in Shanghai starts at 16:00 UTC on 30 November: a new cap period.
+    r = await client.post(
+        f"{C}/events", json=event("e3", "fee.paid", at="2026-11-30T16:30:00Z", days_late=0)
+    )
+    assert r.json()["decisions"][0]["applied"] == 20
+    r = await client.post(
+        f"{C}/events", json=event("e4", "compact.violation", kind="flying_lead_charging")
+    )
+    assert r.json()["decisions"][0]["applied"] == 10
+    assert (await balance(client, "m0"))["points"]["score"] == 130
+    statement = (await client.get(f"{C}/members/m0/statement")).json()["entries"]
+    assert statement[0]["rule_id"] == "flying-lead" and statement[0]["reason"] == "飞线充电"
+    assert statement[0]["event_id"] == "e4" and statement[0]["rule_version"] == 1
+    replay = await client.post(
+        f"{C}/events", json=event("e4", "compact.violation", kind="flying_lead_charging")
+    )
+    assert replay.status_code == 200 and replay.json() == r.json()
+
+
+async def test_deduction_clamps_at_the_floor(client: Client) -> None:
+    await community(client)
+    await publish(client, SCHEME.replace("deduct: 10", "deduct: 70"))
+    for i in range(2):
+        r = await client.post(
+            f"{C}/events", json=event(f"v{i}", "compact.violation", kind="flying_lead_charging")
+        )
+        assert r.status_code == 201
+    decision = r.json()["decisions"][0]
+    assert decision["requested"] == 70 and decision["applied"] == 30
+    assert r.json()["transactions"][0]["metadata"] == {"requested": 70, "applied": 30}
+    assert (await balance(client, "m0"))["points"]["score"] == 0
+
+
+async def test_unknown_member_and_bad_events(client: Client) -> None:
+    await community(client)
+    await publish(client)
+    r = await client.post(f"{C}/events", json=event("e1", "fee.paid", member="ghost"))
+    assert r.status_code == 404
+    r = await client.post(f"{C}/events", json=event("e1", "fee.paid", at="2026-11-20T10:00:00"))
+    assert r.status_code == 422
+    r = await client.post(f"{C}/events", json=event("e1", "fee.paid", **{"type": "x"}))
+    assert r.status_code == 422
+
+
+async def test_batch_with_mixed_good_and_bad_events(client: Client) -> None:
+    await community(client)
+    await publish(client)
+    events = [
+        event("e1", "volunteer.approved", minutes=125),
+        event("e2", "volunteer.approved", member="ghost", minutes=60),
+        {"id": "e3", "type": "fee.paid"},
+        event("e4", "fee.paid", days_late=3),
+        event("e1", "volunteer.approved", minutes=125),
+    ]
+    r = await client.post(f"{C}/events:batch", json={"events": events})
+    assert r.status_code == 200
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == [201, 404, 422, 201, 200]
+    assert results[0]["event"]["decisions"][0]["applied"] == 20
+    assert results[3]["event"]["decisions"][0]["skipped"] == "condition_false"
+    assert (await balance(client, "m0"))["points"]["score"] == 120
+
+
+async def test_simulate_writes_nothing(client: Client) -> None:
+    await community(client)
+    await publish(client)
+    events = [event(f"s{i}", "volunteer.approved", minutes=300) for i in range(3)]
+    r = await client.post(f"{C}/rules/simulate", json={"events": events})
+    assert r.status_code == 200, r.text
+    assert [e["decisions"][0]["applied"] for e in r.json()] == [50, 50, 0]
+    assert r.json()[2]["decisions"][0]["skipped"] == "cap_reached"
+    draft = {"rules": [{"id": "x", "on": "volunteer.approved", "award": 7, "reason": "r"}]}
+    r = await client.post(f"{C}/rules/simulate", json={"events": events[:1], "rules": draft})
+    assert r.json()[0]["decisions"][0]["applied"] == 7
+    assert (await balance(client, "m0"))["points"]["score"] == 100
+    assert (await client.get(f"{C}/members/m0/statement")).json()["entries"][0]["kind"] == "opening"
+
+
+async def test_concurrent_events_racing_one_cap(client: Client) -> None:
+    """Sequential through the test client; see tests/concurrency for real overlap."""
+    await community(client)
+    await publish(client)
+    events = [event(f"e{i}", "volunteer.approved", minutes=60) for i in range(25)]
+    await asyncio.gather(*(client.post(f"{C}/events", json=e) for e in events))
+    assert (await balance(client, "m0"))["points"]["score"] == 200
