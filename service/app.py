@@ -78,7 +78,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
         app.state.known_communities = set()
         app.state.coalescer = Coalescer(pool)
         app.state.rules = RuleBook()
-        scheduler = build_scheduler(pool, settings) if scheduler_on else None
+        scheduler = build_scheduler(pool, settings, app.state.rules) if scheduler_on else None
         if scheduler is not None:
             scheduler.start()
         try:

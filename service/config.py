@@ -19,6 +19,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     scheduler_enabled: bool
     expiry_interval_s: float
     seal_interval_s: float
+    rules_interval_s: float
     key_cache_ttl_s: float
 
 
@@ -44,5 +45,6 @@ def load_settings() -> Settings:
         scheduler_enabled=env.get("LEDGER_SCHEDULER", "on") != "off",
         expiry_interval_s=_float("LEDGER_EXPIRY_INTERVAL_S", 1.0),
         seal_interval_s=_float("LEDGER_SEAL_INTERVAL_S", 1.0),
+        rules_interval_s=_float("LEDGER_RULES_INTERVAL_S", 60.0),
         key_cache_ttl_s=_float("LEDGER_KEY_CACHE_TTL_S", 5.0),
     )

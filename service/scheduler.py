@@ -8,6 +8,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[impo
 
 from service.config import Settings
 from service.ledger import service as ledger
+from service.rules import jobs
+from service.rules.book import RuleBook
 
 log = structlog.get_logger(__name__)
 
@@ -22,7 +24,13 @@ async def seal_chains(pool: asyncpg.Pool) -> None:
     await ledger.seal_all(pool)
 
 
-def build_scheduler(pool: asyncpg.Pool, settings: Settings) -> AsyncIOScheduler:
+async def settle_rules(pool: asyncpg.Pool, book: RuleBook) -> None:
+    posted = await jobs.run_all(pool, book)
+    if posted:
+        log.info("scheduled_postings", posted=posted)
+
+
+def build_scheduler(pool: asyncpg.Pool, settings: Settings, book: RuleBook) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30},
         timezone="UTC",
@@ -41,6 +49,14 @@ def build_scheduler(pool: asyncpg.Pool, settings: Settings) -> AsyncIOScheduler:
         seconds=settings.seal_interval_s,
         args=[pool],
         id="seal_chains",
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        settle_rules,
+        "interval",
+        seconds=settings.rules_interval_s,
+        args=[pool, book],
+        id="settle_rules",
         replace_existing=True,
     )
     return scheduler

@@ -92,19 +92,26 @@ def _postings(d: Decision, member: str, amount: int) -> tuple[Posting, ...]:
     return (Posting(source=system, destination=account, asset=asset, amount=amount),)
 
 
-def _transaction(event: EventInput, d: Decision, applied: int, actor: str | None) -> NewTransaction:
+def transaction_for(
+    client_id: str, member: str, event_id: str | None, d: Decision, applied: int, actor: str | None
+) -> NewTransaction:
+    """The transaction that carries out decision `d` for `member`, explained."""
     return NewTransaction(
-        client_id=f"{event.id}:{d.rule_id}",
-        postings=_postings(d, event.member_id, applied),
+        client_id=client_id,
+        postings=_postings(d, member, applied),
         request_hash=b"rule",
         kind="award" if d.kind == "award" else "deduction",
         reason=d.reason,
         rule_id=d.rule_id,
         rule_version=d.rule_version,
-        event_id=event.id,
+        event_id=event_id,
         actor=actor,
         metadata={"requested": d.requested, "applied": applied},
     )
+
+
+def _transaction(event: EventInput, d: Decision, applied: int, actor: str | None) -> NewTransaction:
+    return transaction_for(f"{event.id}:{d.rule_id}", event.member_id, event.id, d, applied, actor)
 
 
 def clamp(decisions: list[Decision], room: int) -> list[tuple[Decision, int, str | None]]:

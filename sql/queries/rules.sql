@@ -65,3 +65,18 @@ SELECT period_key FROM job_runs WHERE community_id = $1 AND job = $2 AND period_
 
 -- name: member_ids_page
 SELECT id FROM members WHERE community_id = $1 AND id > $2 ORDER BY id LIMIT $3;
+
+-- name: expiry_inputs
+-- For year-end expiry: what the member earned through rules up to year $3, what
+-- left its points account before $4 other than by expiry, and what has expired.
+SELECT
+    (SELECT coalesce(sum(s.earned), 0)::bigint FROM member_stats s
+      WHERE s.community_id = $1 AND s.member_id = $2
+        AND s.period_key ~ '^[0-9]{4}$' AND s.period_key <= $3) AS earned,
+    coalesce(-sum(e.amount) FILTER (WHERE e.amount < 0 AND t.kind <> 'expiry'
+                                    AND e.created_at < $4), 0)::bigint AS spent,
+    coalesce(-sum(e.amount) FILTER (WHERE t.kind = 'expiry'), 0)::bigint AS expired
+  FROM accounts a
+  JOIN entries e ON e.community_id = a.community_id AND e.account_id = a.id
+  JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
+ WHERE a.community_id = $1 AND a.address = 'member:' || $2 || ':points';

@@ -1,0 +1,173 @@
+"""Scheduled rules and point expiry: run by the scheduler, safe to run anywhere.
+
+Each posting a job makes has a client id built from (rule, period, member), so a
+job run twice, or by two processes at once, posts nothing twice: the second writer
+gets the first one's transaction back and counts nothing. A period is marked done
+in `job_runs` only after every member was visited, so a job that was down catches
+up on every period that ended meanwhile (at most `MAX_CATCH_UP` per run).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import structlog
+
+from service.db import q
+from service.ledger import store as ledger_store
+from service.ledger.model import NewTransaction, Posting, member_address
+from service.ledger.posting import plan_create
+from service.rules import store
+from service.rules.book import ActiveRules, RuleBook
+from service.rules.engine import evaluate_scheduled
+from service.rules.periods import (
+    Period,
+    current_keys,
+    ended_between,
+    expiry_of,
+    period_from_key,
+    period_of,
+    stat_keys,
+)
+from service.rules.service import clamp, transaction_for
+
+log = structlog.get_logger(__name__)
+MAX_CATCH_UP = 24
+PAGE = 500
+
+
+async def run_all(pool: asyncpg.Pool, book: RuleBook, now: datetime | None = None) -> int:
+    """Every community's scheduled rules and expiry; returns how many postings were made."""
+    now = now or datetime.now(UTC)
+    async with pool.acquire() as conn:
+        communities = [r["id"] for r in await conn.fetch(q("community_ids"))]
+    posted = 0
+    for community in communities:
+        async with pool.acquire() as conn:
+            active = await book.active(conn, community, now)
+            tz = await book.timezone(conn, community)
+        for rule_id in active.compiled.scheduled:
+            posted += await _scheduled_rule(pool, community, active, rule_id, tz, now)
+        if active.rule_set.expiry.points == "year_end_plus_one":
+            posted += await _expiry(pool, community, active, tz, now)
+    return posted
+
+
+async def _members(pool: asyncpg.Pool, community: str) -> list[str]:
+    found: list[str] = []
+    async with pool.acquire() as conn:
+        while page := await store.member_ids(conn, community, found[-1] if found else "", PAGE):
+            found += page
+    return found
+
+
+async def _scheduled_rule(
+    pool: asyncpg.Pool, community: str, active: ActiveRules, rule_id: str, tz: str, now: datetime
+) -> int:
+    kind = active.compiled.scheduled[rule_id].period_kind
+    periods = ended_between(kind, active.effective_from, now, tz, limit=MAX_CATCH_UP)
+    job = f"rule:{rule_id}"
+    async with pool.acquire() as conn:
+        done = await store.jobs_done(conn, community, job, [p.key for p in periods])
+    posted = 0
+    for period in (p for p in periods if p.key not in done):
+        for member in await _members(pool, community):
+            async with pool.acquire() as conn, conn.transaction():
+                posted += await _settle_member(conn, community, active, rule_id, period, member, tz)
+        async with pool.acquire() as conn:
+            await store.claim_job(conn, community, job, period.key)
+        log.info("scheduled_rule_settled", community=community, rule=rule_id, period=period.key)
+    return posted
+
+
+async def _settle_member(
+    conn: ledger_store.Conn,
+    community: str,
+    active: ActiveRules,
+    rule_id: str,
+    period: Period,
+    member: str,
+    tz: str,
+) -> int:
+    locked = await store.lock_member(conn, community, member_address(member, "points"))
+    if locked is None:
+        return 0
+    stats = await store.member_stats(
+        conn, community, member, locked["posted"], stat_keys(period.end, tz)
+    )
+    decision = evaluate_scheduled(active.compiled, rule_id, stats, period)
+    floor = active.rule_set.floor
+    [(d, applied, _)] = clamp([decision], locked["posted"] - locked["held"] - floor)
+    if applied <= 0:
+        return 0
+    tx = transaction_for(f"{rule_id}:{period.key}:{member}", member, None, d, applied, None)
+    plan = plan_create(tx.postings, active.rule_set.to_params(), pending=False, mode="floor")
+    [created] = await ledger_store.create_batch(conn, community, [(tx, plan)])
+    if created.outcome != "created":
+        return 0  # already settled by another run
+    await store.count_usage(conn, community, member, [rule_id], [d.period_key], [applied])
+    at = period.end - timedelta(microseconds=1)
+    earned, deducted = (applied, 0) if d.kind == "award" else (0, applied)
+    if d.asset == "points":
+        await store.count_stats(
+            conn, community, member, current_keys(at, tz), earned=earned, deducted=deducted
+        )
+    return 1
+
+
+async def _expiry(
+    pool: asyncpg.Pool, community: str, active: ActiveRules, tz: str, now: datetime
+) -> int:
+    """Points earned in year Y expire at the end of Y+1, oldest first (FIFO): spending
+    before that moment used the oldest points; what is left of Y's goes."""
+    this_year = period_of("year", now, tz)
+    years = [str(int(this_year.key) - n) for n in range(MAX_CATCH_UP // 2, 1, -1)]
+    async with pool.acquire() as conn:
+        done = await store.jobs_done(conn, community, "expiry:points", years)
+    posted = 0
+    for year in (y for y in years if y not in done):
+        cutoff = expiry_of(period_from_key(year, tz).start, tz)
+        for member in await _members(pool, community):
+            async with pool.acquire() as conn, conn.transaction():
+                posted += await _expire_member(conn, community, active, year, cutoff, member)
+        async with pool.acquire() as conn:
+            await store.claim_job(conn, community, "expiry:points", year)
+    return posted
+
+
+async def _expire_member(
+    conn: ledger_store.Conn,
+    community: str,
+    active: ActiveRules,
+    year: str,
+    cutoff: datetime,
+    member: str,
+) -> int:
+    locked = await store.lock_member(conn, community, member_address(member, "points"))
+    if locked is None:
+        return 0
+    row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)
+    assert row is not None
+    left = row["earned"] - row["spent"] - row["expired"]
+    redeemable = locked["posted"] - locked["held"] - active.rule_set.baseline
+    amount = min(left, redeemable)
+    if amount <= 0:
+        return 0
+    account = member_address(member, "points")
+    tx = NewTransaction(
+        client_id=f"expiry:{year}:{member}",
+        postings=(
+            Posting(
+                source=account, destination="system:expired:points", asset="points", amount=amount
+            ),
+        ),
+        request_hash=b"expiry",
+        kind="expiry",
+        reason=f"points earned in {year} expired at the end of {int(year) + 1}",
+        rule_version=active.version,
+        metadata={"earned_through_year": row["earned"], "spent_before_cutoff": row["spent"]},
+    )
+    plan = plan_create(tx.postings, active.rule_set.to_params(), pending=False, mode="floor")
+    [created] = await ledger_store.create_batch(conn, community, [(tx, plan)])
+    return 1 if created.outcome == "created" else 0
