@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from tests.helpers import C, Client, balance, community
@@ -182,12 +181,3 @@ async def test_simulate_writes_nothing(client: Client) -> None:
     assert r.json()[0]["decisions"][0]["applied"] == 7
     assert (await balance(client, "m0"))["points"]["score"] == 100
     assert (await client.get(f"{C}/members/m0/statement")).json()["entries"][0]["kind"] == "opening"
-
-
-async def test_concurrent_events_racing_one_cap(client: Client) -> None:
-    """Sequential through the test client; see tests/concurrency for real overlap."""
-    await community(client)
-    await publish(client)
-    events = [event(f"e{i}", "volunteer.approved", minutes=60) for i in range(25)]
-    await asyncio.gather(*(client.post(f"{C}/events", json=e) for e in events))
-    assert (await balance(client, "m0"))["points"]["score"] == 200
