@@ -18,7 +18,7 @@ import msgspec
 
 from service.db import q
 from service.errors import Forbidden, Unauthorized, ValidationFailed
-from service.ledger.store import Conn
+from service.ledger.store import Queryable
 
 Role = Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
 ROLES: Final = ("admin", "operator", "property", "volunteer_app", "store", "resident")
@@ -81,7 +81,7 @@ class KeyResolver:
     def forget(self, key_id: str) -> None:
         self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
 
-    async def resolve(self, conn: Conn, authorization: str | None) -> Principal:
+    async def resolve(self, conn: Queryable, authorization: str | None) -> Principal:
         if not authorization or not authorization.startswith("Bearer "):
             raise Unauthorized("send 'Authorization: Bearer <key>'")
         presented = authorization[7:].strip()
@@ -97,7 +97,7 @@ class KeyResolver:
         self._cache[digest] = (time.monotonic() + self._ttl_s, principal)
         return principal
 
-    async def _lookup(self, conn: Conn, presented: str) -> Principal:
+    async def _lookup(self, conn: Queryable, presented: str) -> Principal:
         parts = presented.split("_", 2)
         if len(parts) != 3 or parts[0] != _PREFIX:
             raise Unauthorized("the key is not valid")

@@ -52,25 +52,25 @@ async def authorize(
     """
     community = connection.path_params.get("c")
     resolver: KeyResolver = connection.app.state.key_resolver
-    async with pool_of(connection).acquire() as conn:
-        principal = await resolver.resolve(conn, connection.headers.get("authorization"))
-        require(principal, handler.opt.get("roles", frozenset()), community)
-        if community is not None:
-            if not _COMMUNITY.match(community):
-                raise ValidationFailed("community id must match [a-z0-9-]{1,64}")
-            await _community_exists(connection, conn, community)
+    pool = pool_of(connection)
+    principal = await resolver.resolve(pool, connection.headers.get("authorization"))
+    require(principal, handler.opt.get("roles", frozenset()), community)
+    if community is not None:
+        if not _COMMUNITY.match(community):
+            raise ValidationFailed("community id must match [a-z0-9-]{1,64}")
+        await _community_exists(connection, pool, community)
     connection.state.principal = principal
 
 
 async def _community_exists(
-    connection: ASGIConnection[Any, Any, Any, Any], conn: Conn, community: str
+    connection: ASGIConnection[Any, Any, Any, Any], pool: asyncpg.Pool, community: str
 ) -> None:
     """404 for an unknown community. Communities are never deleted, so once seen
-    one is remembered for the life of the process."""
+    one is remembered for the life of the process (and costs no round trip)."""
     known: set[str] = connection.app.state.known_communities
     if community in known:
         return
-    if await conn.fetchval(q("community_get"), community) is None:
+    if await pool.fetchval(q("community_get"), community) is None:
         raise NotFound(f"no community {community!r}")
     known.add(community)
 

@@ -65,7 +65,8 @@ def decode_cursor(cursor: str | None) -> int:
         return _NO_CURSOR
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        seq = int(raw[1:]) if raw.startswith("e") and raw[1:].isdigit() else -1
+        digits = raw[1:]
+        seq = int(digits) if raw.startswith("e") and digits.isascii() and digits.isdigit() else -1
         if not 0 <= seq <= _NO_CURSOR:
             raise ValueError(raw)
         return seq
@@ -112,6 +113,8 @@ async def account_balance(
             as_of=as_of,
         )
     debits, credits = await store.account_pending(conn, community, address)
+    if row["limited"]:
+        debits = row["held"]  # what limits use: the net debit each hold reserves
     return AccountBalance(
         address=address,
         asset=row["asset"],

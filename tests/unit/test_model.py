@@ -128,10 +128,8 @@ def test_a_character_outside_the_segment_alphabet_is_refused(address: str) -> No
     ["member:m0\n:points", "property:acme\n:offsets", "system:issuance\n:points"],
 )
 def test_a_segment_ending_in_a_newline_is_refused(address: str) -> None:
-    """BUG (service/ledger/model.py, `_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")`):
-    `$` also matches before a final newline, so a segment like "acme\\n" passes and
-    the API opens an account `property:acme\\n:offsets` (201) instead of a 422.
-    `re.fullmatch` or `\\Z` would refuse it."""
+    """Python's `$` also matches before a final newline: a segment checked with
+    `^…$` let the API open an account `property:acme\\n:offsets` (201, not 422)."""
     with pytest.raises(ValidationFailed):
         parse_address(address)
 
@@ -189,10 +187,9 @@ def test_any_string_either_parses_to_itself_or_is_a_validation_error(address: st
     ids=["transaction-id", "member-id", "community-id"],
 )
 def test_an_identifier_ending_in_a_newline_is_refused(pattern: str, value: str) -> None:
-    """BUG (service/ledger/model.py, ID_PATTERN and COMMUNITY_PATTERN end in `$`):
-    msgspec searches the pattern, and `$` matches before a final newline, so
-    POST /transactions with id "t2\\n" and POST /members with id "m9\\n" are
-    accepted (201). Ending the patterns in `\\Z` would refuse them."""
+    """msgspec searches the pattern, and Python's `$` matches before a final newline:
+    patterns ending in a bare `$` let POST /transactions with id "t2\\n" and
+    POST /members with id "m9\\n" through (201, not 422)."""
     wire = Annotated[str, msgspec.Meta(pattern=pattern)]
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(msgspec.json.encode(value), type=wire)
@@ -260,10 +257,8 @@ def test_garbage_cursor_is_a_validation_error(cursor: str) -> None:
 
 @pytest.mark.parametrize("raw", [b"e-1", b"e" + str(2**63).encode(), b"e" + b"9" * 30])
 def test_cursor_outside_the_sequence_range_is_a_validation_error(raw: bytes) -> None:
-    """BUG (service/ledger/reads.py, decode_cursor): any int after "e" is taken, so a
-    seq no entry can have (negative, or beyond bigint) is passed on to SQL; beyond
-    bigint the API answers 422 with asyncpg's "invalid input for query argument $3"
-    in the detail rather than the cursor's own message."""
+    """No entry has such a seq. Taken as is, one beyond bigint reached SQL and came
+    back as asyncpg's "invalid input for query argument $3" rather than this message."""
     with pytest.raises(ValidationFailed):
         decode_cursor(_cursor(raw))
 
