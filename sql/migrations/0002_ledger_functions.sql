@@ -240,6 +240,16 @@ DECLARE
     l1 integer;
     r record;
 BEGIN
+    IF NOT p_skip_locked AND coalesce(array_length(p_client_ids, 1), 0) > 1 THEN
+        -- Items lock members in their own order; two batches at once could then
+        -- deadlock. Lock every member account of the batch up front, in address
+        -- order like every other writer, and the items need not wait again.
+        PERFORM 1 FROM accounts
+          WHERE community_id = p_community AND member_id IS NOT NULL
+            AND address = ANY (p_addrs)
+          ORDER BY address
+            FOR UPDATE;
+    END IF;
     FOR i IN 1..coalesce(array_length(p_client_ids, 1), 0) LOOP
         a1 := p_acct_end[i];
         l1 := p_leg_end[i];
