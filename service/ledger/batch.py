@@ -13,7 +13,7 @@ from service.ledger import store
 from service.ledger.coalescer import Coalescer
 from service.ledger.model import NewTransaction, RuleParams, Transaction
 from service.ledger.posting import Plan, plan_create
-from service.ledger.service import refusal, settle
+from service.ledger.service import refusal, settle, settle_new
 
 Result = tuple[Transaction, bool] | DomainError
 
@@ -24,7 +24,9 @@ async def submit_one(
     """Writes one transaction as part of the process's next group commit."""
     plan = plan_create(tx.postings, params, pending=tx.pending)
     created = await coalescer.submit(community, tx, plan)
-    async with pool.acquire() as conn:  # used only to read the original of a replay
+    if created.outcome != "replay":
+        return settle_new(tx, created)
+    async with pool.acquire() as conn:  # to read the original of the replay
         return await settle(conn, community, tx, created)
 
 

@@ -101,12 +101,19 @@ async def settle(
 ) -> tuple[Transaction, bool]:
     """The result for the caller: the new transaction, the original one for a replay,
     or the domain error for a refusal."""
-    error = refusal(tx, created)
-    if error is not None:
-        raise error
     if created.outcome == "replay":
         existing, _ = await _fetch(conn, community, tx.client_id)
         return creation_view(existing), True
+    return settle_new(tx, created, reversal_of)
+
+
+def settle_new(
+    tx: NewTransaction, created: store.Created, reversal_of: str | None = None
+) -> tuple[Transaction, bool]:
+    """`settle` for any outcome but a replay: no database needed."""
+    error = refusal(tx, created)
+    if error is not None:
+        raise error
     return written(tx, created, reversal_of), False
 
 
