@@ -13,7 +13,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 
-from service.api import keys, ledger, ops, rules, setup
+from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket
 from service.api.deps import authorize
 from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
 from service.auth import KeyResolver
@@ -116,6 +116,9 @@ V1_HANDLERS = [
     rules.post_events,
     keys.create_key,
     keys.revoke_key,
+    *offsets.HANDLERS,
+    *supermarket.HANDLERS,
+    *reports.HANDLERS,
 ]
 
 

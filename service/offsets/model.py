@@ -90,7 +90,10 @@ def check(limits: Caps, points: int) -> None:
 
 
 def status_of(
-    tx_status: str, void_reason: str | None, expires_at: datetime | None, reversed_: bool,
+    tx_status: str,
+    void_reason: str | None,
+    expires_at: datetime | None,
+    reversed_: bool,
     now: datetime,
 ) -> OffsetStatus:
     """An offset's status, read from its ledger transaction. A hold past its expiry

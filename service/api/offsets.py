@@ -1,0 +1,155 @@
+"""Property-fee offsets (property companies' billing systems, operators)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery, QueryParameter
+
+from service import setup
+from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
+from service.api.wire import Amount, ClientId, Strict, TtlSeconds
+from service.errors import Forbidden, NotFound, ValidationFailed
+from service.ledger.store import Conn
+from service.offsets import service as offsets
+from service.offsets.views import OffsetOut, OffsetPage, QuoteOut
+
+PROPERTY: Final = frozenset({"operator", "property"})
+Req = Request[Any, Any, Any]
+OffsetPath = "/v1/communities/{c:str}/offsets/{o:str}"
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class QuoteIn(Strict):
+    member: ClientId
+    household: ClientId
+    bill_amount_fen: Amount
+
+
+class OffsetIn(Strict):
+    id: ClientId
+    member: ClientId
+    household: ClientId
+    bill_amount_fen: Amount
+    points: Amount
+    hold: bool = False
+    hold_ttl_s: TtlSeconds | None = None
+
+
+def _company_scope(request: Req) -> str | None:
+    """The property company a key is limited to; None for operators and admins."""
+    principal = principal_of(request)
+    return principal.property_company if principal.role == "property" else None
+
+
+async def _company_of(request: Req, conn: Conn, c: str, member: str, household: str) -> str:
+    """The household's company, once the member is known to live there and the key
+    may act for it. Another company's members are 404: existence does not leak."""
+    found = await setup.get_member(conn, c, member)
+    scope = _company_scope(request)
+    if scope is not None and found.property_company != scope:
+        raise NotFound(f"no member {member!r} in community {c!r}")
+    if found.household != household:
+        raise ValidationFailed(f"member {member!r} does not live in household {household!r}")
+    return found.property_company
+
+
+@post("/v1/communities/{c:str}/offsets/quote", opt={"roles": PROPERTY}, status_code=200)
+async def quote_offset(request: Req, c: FromPath[str]) -> QuoteOut:
+    """How many points one offset of this bill could take now, every cap applied."""
+    data = await body(request, QuoteIn)
+    async with db(request) as conn:
+        await _company_of(request, conn, c, data.member, data.household)
+        return await offsets.quote(
+            conn, rules_of(request), c, data.member, data.household, data.bill_amount_fen
+        )
+
+
+@post("/v1/communities/{c:str}/offsets", opt={"roles": PROPERTY})
+async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
+    """Holds (`hold: true`, until applied, cancelled or `hold_ttl_s`) or applies an offset."""
+    data = await body(request, OffsetIn)
+    if data.hold_ttl_s is not None and not data.hold:
+        raise ValidationFailed("hold_ttl_s is only for a hold (hold: true)")
+    async with db(request) as conn:
+        company = await _company_of(request, conn, c, data.member, data.household)
+        new = offsets.NewOffset(
+            id=data.id,
+            member=data.member,
+            household=data.household,
+            property_company=company,
+            bill_amount_fen=data.bill_amount_fen,
+            points=data.points,
+            hold=data.hold,
+            hold_ttl_s=data.hold_ttl_s,
+            request_hash=fingerprint(data),
+            actor=principal_of(request).key_id,
+        )
+        offset, replayed = await offsets.create_offset(conn, rules_of(request), c, new)
+    return written(offset, replayed)
+
+
+def _done(offset: OffsetOut, replayed: bool) -> Response[OffsetOut]:
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(offset, status_code=200, headers=headers)
+
+
+@post(OffsetPath + "/apply", opt={"roles": PROPERTY})
+async def apply_offset(request: Req, c: FromPath[str], o: FromPath[str]) -> Response[OffsetOut]:
+    """Posts a held offset (the bill was paid)."""
+    async with db(request) as conn:
+        offset, replayed = await offsets.apply_offset(conn, c, o, _company_scope(request))
+    return _done(offset, replayed)
+
+
+@post(OffsetPath + "/cancel", opt={"roles": PROPERTY})
+async def cancel_offset(request: Req, c: FromPath[str], o: FromPath[str]) -> Response[OffsetOut]:
+    """Voids a hold, or reverses an applied offset: the points go back to the member."""
+    async with db(request) as conn:
+        params = await rules_of(request).params(conn, c)
+        offset, replayed = await offsets.cancel_offset(
+            conn, c, o, _company_scope(request), params, principal_of(request).key_id
+        )
+    return _done(offset, replayed)
+
+
+@get(OffsetPath, opt={"roles": PROPERTY})
+async def get_offset(request: Req, c: FromPath[str], o: FromPath[str]) -> OffsetOut:
+    async with db(request) as conn:
+        return await offsets.get_offset(conn, c, o, _company_scope(request))
+
+
+@get("/v1/communities/{c:str}/offsets", opt={"roles": PROPERTY})
+async def list_offsets(
+    request: Req,
+    c: FromPath[str],
+    property_company: Annotated[
+        str | None, QueryParameter(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    ] = None,
+    start: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
+) -> OffsetPage:
+    """Offsets created in [from, to), newest first, with totals for settlement."""
+    scope = _company_scope(request)
+    if scope is not None and property_company not in (None, scope):
+        raise Forbidden(f"this key settles only for property company {scope!r}")
+    company = scope or property_company
+    async with db(request) as conn:
+        return await offsets.list_offsets(
+            conn, c, company, start or _FAR_PAST, end or _FAR_FUTURE, cursor, limit
+        )
+
+
+HANDLERS: Final = [
+    quote_offset,
+    create_offset,
+    apply_offset,
+    cancel_offset,
+    get_offset,
+    list_offsets,
+]

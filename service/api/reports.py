@@ -1,0 +1,65 @@
+"""Operators' reports, and a member's choice to stay off the leaderboard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final
+
+from litestar import Request, get, patch
+from litestar.params import FromPath, QueryParameter
+
+from service.api.deps import OPERATOR, body, db, principal_of
+from service.api.wire import Strict
+from service.errors import NotFound
+from service.reports import service as reports
+
+Req = Request[Any, Any, Any]
+_FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+class MemberPatchIn(Strict):
+    leaderboard_opt_out: bool
+
+
+@get("/v1/communities/{c:str}/reports/summary", opt={"roles": OPERATOR})
+async def summary(
+    request: Req,
+    c: FromPath[str],
+    start: Annotated[datetime | None, QueryParameter(name="from")] = None,
+    end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+) -> reports.Summary:
+    """Per asset: issued, deducted, offset, redeemed, expired, converted, outstanding."""
+    async with db(request) as conn:
+        return await reports.summary(conn, c, start or _FAR_PAST, end or _FAR_FUTURE)
+
+
+@get("/v1/communities/{c:str}/reports/leaderboard", opt={"roles": OPERATOR})
+async def leaderboard(
+    request: Req,
+    c: FromPath[str],
+    period: Annotated[str, QueryParameter(max_length=7)],
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 10,
+) -> reports.Leaderboard:
+    """Top earners of a month by points earned through rules; opted-out members are left out."""
+    async with db(request) as conn:
+        return await reports.leaderboard(conn, c, period, limit)
+
+
+@patch(
+    "/v1/communities/{c:str}/members/{m:str}",
+    opt={"roles": frozenset({"operator", "resident"})},
+)
+async def patch_member(
+    request: Req, c: FromPath[str], m: FromPath[str]
+) -> reports.LeaderboardChoice:
+    """Sets `leaderboard_opt_out` (an operator for anyone; a resident for itself)."""
+    principal = principal_of(request)
+    if principal.role == "resident" and principal.member != m:
+        raise NotFound(f"no member {m!r} in community {c!r}")
+    data = await body(request, MemberPatchIn)
+    async with db(request) as conn:
+        return await reports.set_opt_out(conn, c, m, data.leaderboard_opt_out)
+
+
+HANDLERS: Final = [summary, leaderboard, patch_member]

@@ -1,0 +1,143 @@
+"""Love-supermarket endpoints (tills and operators): catalogue, redemptions, returns."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Final
+
+from litestar import Request, Response, get, post, put
+from litestar.params import FromPath, FromQuery, QueryParameter
+from msgspec import Meta
+
+from service import setup
+from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
+from service.api.wire import Amount, ClientId, Strict
+from service.errors import Forbidden, ValidationFailed
+from service.ledger.model import ID_PATTERN, MAX_AMOUNT
+from service.supermarket import model
+from service.supermarket import service as market
+
+STORE: Final = frozenset({"operator", "store"})
+Req = Request[Any, Any, Any]
+_ID = re.compile(ID_PATTERN)
+Qty = Annotated[int, Meta(ge=1, le=1_000_000)]
+Stock = Annotated[int, Meta(ge=0, le=MAX_AMOUNT)]
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+
+
+class ItemIn(Strict):
+    name: Name
+    points: Amount
+    stock: Stock
+
+
+class BasketItem(Strict):
+    sku: ClientId
+    qty: Qty
+
+
+class RedemptionIn(Strict):
+    id: ClientId
+    store: ClientId
+    member: ClientId
+    items: Annotated[list[BasketItem], Meta(min_length=1, max_length=100)]
+
+
+class ReturnIn(Strict):
+    id: ClientId | None = None
+    items: Annotated[list[BasketItem], Meta(min_length=1, max_length=100)] | None = None
+
+
+def _store_scope(request: Req) -> str | None:
+    principal = principal_of(request)
+    return principal.store if principal.role == "store" else None
+
+
+def _own_store(request: Req, store: str) -> str:
+    """A store key acts only for its own store."""
+    if not _ID.match(store):
+        raise ValidationFailed("a store id must match [A-Za-z0-9._-]{1,64}")
+    scope = _store_scope(request)
+    if scope is not None and scope != store:
+        raise Forbidden(f"this key acts only for store {scope!r}")
+    return store
+
+
+@put("/v1/communities/{c:str}/stores/{s:str}/items/{sku:str}", opt={"roles": STORE})
+async def put_item(
+    request: Req, c: FromPath[str], s: FromPath[str], sku: FromPath[str]
+) -> Response[market.ItemOut]:
+    """Creates (201) or replaces (200) an item: its name, price in points and stock."""
+    _own_store(request, s)
+    if not _ID.match(sku):
+        raise ValidationFailed("a sku must match [A-Za-z0-9._-]{1,64}")
+    data = await body(request, ItemIn)
+    async with db(request) as conn:
+        item, created = await market.put_item(conn, c, s, sku, data.name, data.points, data.stock)
+    return Response(item, status_code=201 if created else 200)
+
+
+@get("/v1/communities/{c:str}/stores/{s:str}/items", opt={"roles": STORE})
+async def list_items(
+    request: Req,
+    c: FromPath[str],
+    s: FromPath[str],
+    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+) -> market.ItemPage:
+    _own_store(request, s)
+    async with db(request) as conn:
+        return await market.list_items(conn, c, s, cursor, limit)
+
+
+@post("/v1/communities/{c:str}/redemptions", opt={"roles": STORE})
+async def create_redemption(request: Req, c: FromPath[str]) -> Response[market.RedemptionOut]:
+    """Exchanges a member's points for goods: points and stock change together or not at all."""
+    data = await body(request, RedemptionIn)
+    _own_store(request, data.store)
+    new = market.NewRedemption(
+        id=data.id,
+        store=data.store,
+        member=data.member,
+        items=model.basket((i.sku, i.qty) for i in data.items),
+        request_hash=fingerprint(data),
+        actor=principal_of(request).key_id,
+    )
+    async with db(request) as conn:
+        await setup.get_member(conn, c, data.member)
+        params = await rules_of(request).params(conn, c)
+        redemption, replayed = await market.redeem(conn, c, new, params)
+    return written(redemption, replayed)
+
+
+@get("/v1/communities/{c:str}/redemptions/{r:str}", opt={"roles": STORE})
+async def get_redemption(request: Req, c: FromPath[str], r: FromPath[str]) -> market.RedemptionOut:
+    async with db(request) as conn:
+        return await market.get_redemption(conn, c, r, _store_scope(request))
+
+
+@post("/v1/communities/{c:str}/redemptions/{r:str}/return", opt={"roles": STORE})
+async def return_redemption(
+    request: Req, c: FromPath[str], r: FromPath[str]
+) -> Response[market.ReturnOut]:
+    """Returns some items (or, without `items`, all that are left): points and stock back."""
+    raw = await request.body()
+    data = await body(request, ReturnIn) if raw.strip() else ReturnIn()
+    wanted = None if data.items is None else model.basket((i.sku, i.qty) for i in data.items)
+    async with db(request) as conn:
+        params = await rules_of(request).params(conn, c)
+        done, replayed = await market.return_items(
+            conn,
+            c,
+            r,
+            _store_scope(request),
+            data.id,
+            wanted,
+            params,
+            fingerprint(data),
+            principal_of(request).key_id,
+        )
+    return written(done, replayed)
+
+
+HANDLERS: Final = [put_item, list_items, create_redemption, get_redemption, return_redemption]

@@ -1,0 +1,266 @@
+"""Offset use cases: quote, create (held or applied), apply, cancel, read, list.
+
+Creating an offset is one database transaction, with locks always taken in this
+order: the offset's own row (its id is the idempotency key, so a concurrent
+duplicate waits here holding nothing), the household row (serialises the offsets of
+one household, so its yearly cap counts every other offset, committed or not), then
+the member's points account (taken by the ledger's write, which checks
+`redeemable`). No writer takes a household after a member account, so this order
+cannot deadlock with other ledger writes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+
+from service.db import q, retrying
+from service.errors import IdempotencyConflict, InsufficientPoints, InvalidState, NotFound
+from service.ledger import reads
+from service.ledger import service as ledger
+from service.ledger import store as ledger_store
+from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
+from service.ledger.posting import plan_create
+from service.offsets import model
+from service.offsets.views import (
+    OffsetOut,
+    OffsetPage,
+    OffsetTotals,
+    QuoteOut,
+    creation_view,
+    offset_out,
+    transaction_id,
+)
+from service.rules.book import ActiveRules, RuleBook
+from service.rules.periods import period_of
+
+DEFAULT_HOLD_TTL_S = 86_400
+
+
+class NewOffset(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    member: str
+    household: str
+    property_company: str
+    bill_amount_fen: int
+    points: int
+    hold: bool
+    hold_ttl_s: int | None
+    request_hash: bytes
+    actor: str | None
+
+
+async def _year(book: RuleBook, conn: ledger_store.Conn, community: str) -> str:
+    return period_of("year", datetime.now(UTC), await book.timezone(conn, community)).key
+
+
+async def _used_fen(conn: ledger_store.Conn, community: str, household: str, year: str) -> int:
+    used: int = await conn.fetchval(q("offset_household_used"), community, household, year)
+    return used
+
+
+async def quote(
+    conn: ledger_store.Conn,
+    book: RuleBook,
+    community: str,
+    member: str,
+    household: str,
+    bill_amount_fen: int,
+) -> QuoteOut:
+    """What one offset of this bill could take now (nothing is reserved)."""
+    active = await book.active(conn, community)
+    balance = await reads.member_balance(conn, community, member, active.rule_set.to_params())
+    used = await _used_fen(conn, community, household, await _year(book, conn, community))
+    limits = model.caps(active.rule_set, bill_amount_fen, used)
+    most = model.max_points(limits, balance.points.redeemable)
+    return QuoteOut(
+        redeemable_points=balance.points.redeemable,
+        max_points=most,
+        max_offset_fen=most * limits.fen_per_point,
+        fen_per_point=limits.fen_per_point,
+        min_points=limits.min_points,
+        household_left_fen=limits.household_left_fen,
+    )
+
+
+def _transaction(new: NewOffset, active: ActiveRules, offset_fen: int) -> NewTransaction:
+    return NewTransaction(
+        client_id=transaction_id(new.id),
+        postings=(
+            Posting(
+                source=member_address(new.member, "points"),
+                destination=f"property:{new.property_company}:offsets",
+                asset="points",
+                amount=new.points,
+            ),
+        ),
+        request_hash=new.request_hash,
+        kind="offset",
+        pending=new.hold,
+        ttl_s=(new.hold_ttl_s or DEFAULT_HOLD_TTL_S) if new.hold else None,
+        reason=f"property-fee offset {new.id}: {offset_fen} fen off the bill of {new.household}",
+        rule_version=active.version,
+        actor=new.actor,
+        metadata={
+            "offset": new.id,
+            "household": new.household,
+            "bill_amount_fen": new.bill_amount_fen,
+            "offset_fen": offset_fen,
+        },
+    )
+
+
+async def _write(
+    conn: ledger_store.Conn, community: str, new: NewOffset, active: ActiveRules, year: str
+) -> bool:
+    """Inserts the offset and moves (or holds) its points; False if the id exists."""
+    fen = active.rule_set.fen_per_point
+    # The caps that need no lock first: an offset beyond its bill is never inserted.
+    model.check(model.caps(active.rule_set, new.bill_amount_fen, 0), new.points)
+    inserted = await conn.fetchval(
+        q("offset_insert"),
+        community,
+        new.id,
+        new.request_hash,
+        new.member,
+        new.household,
+        new.property_company,
+        new.bill_amount_fen,
+        new.points,
+        fen,
+        new.points * fen,
+        year,
+        new.hold,
+        active.version,
+        new.actor,
+    )
+    if inserted is None:
+        return False
+    if await conn.fetchval(q("offset_household_lock"), community, new.household) is None:
+        raise NotFound(f"no household {new.household!r} in community {community!r}")
+    limits = model.caps(
+        active.rule_set,
+        new.bill_amount_fen,
+        await _used_fen(conn, community, new.household, year),
+    )
+    model.check(limits, new.points)
+    tx = _transaction(new, active, new.points * fen)
+    params = active.rule_set.to_params()
+    [created] = await ledger_store.create_batch(
+        conn, community, [(tx, plan_create(tx.postings, params, pending=new.hold))]
+    )
+    try:
+        await ledger.settle(conn, community, tx, created)
+    except InsufficientPoints as err:
+        raise InsufficientPoints(err.detail, cap="redeemable", **err.extra) from None
+    return True
+
+
+async def create_offset(
+    conn: ledger_store.Conn, book: RuleBook, community: str, new: NewOffset
+) -> tuple[OffsetOut, bool]:
+    """Holds or applies an offset once per id, every cap checked under the locks."""
+    active = await book.active(conn, community)
+    year = await _year(book, conn, community)
+
+    async def attempt() -> bool:
+        async with conn.transaction():
+            return await _write(conn, community, new, active, year)
+
+    created = await retrying(attempt)
+    row = await conn.fetchrow(q("offset_get"), community, new.id)
+    assert row is not None
+    if not created and bytes(row["request_hash"]) != new.request_hash:
+        raise IdempotencyConflict(
+            f"offset {new.id!r} exists with a different request; use a new id for a new offset"
+        )
+    offset = offset_out(row)
+    return (offset, False) if created else (creation_view(offset, row["hold"]), True)
+
+
+async def get_offset(
+    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+) -> OffsetOut:
+    """One offset; another company's offsets do not exist for a property key."""
+    row = await conn.fetchrow(q("offset_get"), community, offset_id)
+    if row is None or (company is not None and row["property_company"] != company):
+        raise NotFound(f"no offset {offset_id!r} in community {community!r}")
+    return offset_out(row)
+
+
+async def apply_offset(
+    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+) -> tuple[OffsetOut, bool]:
+    """Posts a held offset's points; applying an applied one again is a replay."""
+    offset = await get_offset(conn, community, offset_id, company)
+    if offset.status == "applied":
+        return offset, True
+    if offset.status != "held":
+        raise InvalidState(f"offset {offset_id!r} is {offset.status}; only a held one is applied")
+    try:
+        await ledger.post_transaction(conn, community, offset.transaction_id, None)
+    except InvalidState:
+        now = await get_offset(conn, community, offset_id, company)
+        if now.status == "applied":
+            return now, True
+        raise InvalidState(
+            f"offset {offset_id!r} is {now.status}; only a held one is applied"
+        ) from None
+    return await get_offset(conn, community, offset_id, company), False
+
+
+async def cancel_offset(
+    conn: ledger_store.Conn,
+    community: str,
+    offset_id: str,
+    company: str | None,
+    params: RuleParams,
+    actor: str | None,
+) -> tuple[OffsetOut, bool]:
+    """Voids a hold or reverses an applied offset (the points go back to the member);
+    cancelling a cancelled or expired offset again is a replay."""
+    for _ in range(3):  # an apply racing this cancel: look again and do the other thing
+        offset = await get_offset(conn, community, offset_id, company)
+        cid = offset.transaction_id
+        try:
+            if offset.status == "held":
+                await ledger.void_transaction(conn, community, cid, "cancelled")
+            elif offset.status == "applied":
+                await ledger.reverse_transaction(conn, community, cid, params, actor)
+            else:
+                await _void_if_pending(conn, community, cid)
+                return offset, True
+        except InvalidState:
+            continue
+        return await get_offset(conn, community, offset_id, company), False
+    raise InvalidState(f"offset {offset_id!r} changed while it was being cancelled; retry")
+
+
+async def _void_if_pending(conn: ledger_store.Conn, community: str, cid: str) -> None:
+    """An expired hold not yet voided by the expiry job is voided now, as it would be."""
+    tx = await ledger.get_transaction(conn, community, cid)
+    if tx.status == "pending":
+        await ledger.void_transaction(conn, community, cid, "expired")
+
+
+async def list_offsets(
+    conn: ledger_store.Conn,
+    community: str,
+    company: str | None,
+    start: datetime,
+    end: datetime,
+    cursor: str | None,
+    limit: int,
+) -> OffsetPage:
+    """Offsets created in [start, end), newest first, with settlement totals."""
+    before = reads.decode_cursor(cursor)
+    rows = await conn.fetch(q("offset_list"), community, company, start, end, before, limit + 1)
+    totals = await conn.fetchrow(q("offset_totals"), community, company, start, end)
+    assert totals is not None
+    more = len(rows) > limit
+    return OffsetPage(
+        offsets=[offset_out(r) for r in rows[:limit]],
+        totals=OffsetTotals(**dict(totals)),
+        next_cursor=reads.encode_cursor(rows[limit - 1]["seq"]) if more else None,
+    )

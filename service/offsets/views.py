@@ -1,0 +1,94 @@
+"""How offsets look to clients, built from an offset row and its ledger transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from service.offsets.model import OffsetStatus, status_of
+
+
+class OffsetOut(msgspec.Struct, kw_only=True):
+    id: str
+    status: OffsetStatus
+    member: str
+    household: str
+    property_company: str
+    bill_amount_fen: int
+    points: int
+    offset_fen: int
+    fen_per_point: int
+    rule_version: int
+    transaction_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    applied_at: datetime | None
+    cancelled_at: datetime | None
+
+
+class OffsetTotals(msgspec.Struct, kw_only=True):
+    """Settlement totals: applied (posted, not reversed) and still held."""
+
+    applied_count: int
+    applied_points: int
+    applied_fen: int
+    held_count: int
+    held_points: int
+    held_fen: int
+
+
+class OffsetPage(msgspec.Struct, kw_only=True):
+    offsets: list[OffsetOut]
+    totals: OffsetTotals
+    next_cursor: str | None
+
+
+class QuoteOut(msgspec.Struct, kw_only=True):
+    redeemable_points: int
+    max_points: int
+    max_offset_fen: int
+    fen_per_point: int
+    min_points: int
+    household_left_fen: int | None
+
+
+def transaction_id(offset_id: str) -> str:
+    """The ledger client id of an offset's transaction (':' keeps it out of client ids)."""
+    return f"offset:{offset_id}"
+
+
+def offset_out(row: asyncpg.Record, now: datetime | None = None) -> OffsetOut:
+    now = now or datetime.now(UTC)
+    status = status_of(
+        row["tx_status"], row["void_reason"], row["expires_at"], row["reversed_at"] is not None, now
+    )
+    finalized = row["finalized_at"]
+    return OffsetOut(
+        id=row["id"],
+        status=status,
+        member=row["member_id"],
+        household=row["household_id"],
+        property_company=row["property_company"],
+        bill_amount_fen=row["bill_amount_fen"],
+        points=row["points"],
+        offset_fen=row["offset_fen"],
+        fen_per_point=row["fen_per_point"],
+        rule_version=row["rule_version"],
+        transaction_id=transaction_id(row["id"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        applied_at=finalized if row["tx_status"] == "posted" else None,
+        cancelled_at=row["reversed_at"] or (finalized if row["tx_status"] == "voided" else None),
+    )
+
+
+def creation_view(offset: OffsetOut, hold: bool) -> OffsetOut:
+    """The offset as its creating request returned it, for idempotent replays."""
+    return msgspec.structs.replace(
+        offset,
+        status="held" if hold else "applied",
+        applied_at=None if hold else offset.applied_at,
+        cancelled_at=None,
+    )

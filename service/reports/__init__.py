@@ -1,0 +1,1 @@
+"""Reports for operators: the scheme summary and the leaderboard."""

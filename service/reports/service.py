@@ -1,0 +1,140 @@
+"""The scheme summary (reconciled with the ledger) and the monthly leaderboard.
+
+Summary definitions, per asset, over transactions posted in [from, to): every
+posting with a member account on one side moves member balances, and the account on
+the other side says which flow it was (postings between members, or between two
+non-member accounts, leave the members' total unchanged or untouched):
+
+- `issued`: net into members from `system:issuance`, `system:opening`, `system:timebank`;
+- `deducted`: net out of members to `system:penalties`;
+- `offset`: net out to `property:*:offsets` (reversed offsets count back);
+- `redeemed`: net out to `store:*:redemptions` (returns count back);
+- `expired`: net out to `system:expired`;
+- `converted`: points credited from `system:conversion` (asset points), or minutes
+  debited to it (asset minutes);
+- `adjusted`: net into members from any other account (e.g. `system:adjustments`);
+- `transferred`: net between members, always 0 (both sides are members), reported
+  so the identity below visibly holds;
+- `opening_outstanding` / `outstanding`: members' posted balances at `from` / `to`.
+
+So `outstanding = opening_outstanding + issued − deducted − offset − redeemed −
+expired + adjusted + transferred + converted` (points) or `… − converted` (minutes).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+import asyncpg
+import msgspec
+
+from service.db import q
+from service.errors import NotFound, ValidationFailed
+from service.ledger.model import ASSETS
+from service.ledger.store import Conn
+
+_PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+# How each flow's net change of member balances turns into the reported (positive) number.
+_SIGN = {
+    "issued": 1,
+    "deducted": -1,
+    "offset": -1,
+    "redeemed": -1,
+    "expired": -1,
+    "adjusted": 1,
+    "transfer": 1,
+}
+
+
+class AssetSummary(msgspec.Struct, kw_only=True):
+    asset: str
+    opening_outstanding: int
+    issued: int = 0
+    deducted: int = 0
+    offset: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    converted: int = 0
+    adjusted: int = 0
+    transferred: int = 0
+    outstanding: int
+    held_now: int
+
+
+class Summary(msgspec.Struct, kw_only=True):
+    start: datetime = msgspec.field(name="from")
+    end: datetime = msgspec.field(name="to")
+    assets: list[AssetSummary]
+
+
+class Leader(msgspec.Struct, kw_only=True):
+    rank: int
+    member: str
+    name: str | None
+    earned: int
+
+
+class Leaderboard(msgspec.Struct, kw_only=True):
+    period: str
+    leaders: list[Leader]
+
+
+def _by_asset(rows: list[asyncpg.Record]) -> dict[str, int]:
+    return {r[0]: r[1] for r in rows}
+
+
+async def summary(conn: Conn, community: str, start: datetime, end: datetime) -> Summary:
+    """Per-asset flows in [start, end), read in one snapshot so they reconcile exactly."""
+    if end <= start:
+        raise ValidationFailed("`to` must be after `from`")
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        flows = await conn.fetch(q("report_flows"), community, start, end)
+        opening = _by_asset(await conn.fetch(q("report_outstanding"), community, start))
+        closing = _by_asset(await conn.fetch(q("report_outstanding"), community, end))
+        held = _by_asset(await conn.fetch(q("report_held"), community))
+    assets = {
+        a: AssetSummary(
+            asset=a,
+            opening_outstanding=opening.get(a, 0),
+            outstanding=closing.get(a, 0),
+            held_now=held.get(a, 0),
+        )
+        for a in ASSETS
+    }
+    for row in flows:
+        summary_ = assets[row["asset"]]
+        flow, net = row["flow"], row["net"]
+        if flow == "converted":
+            summary_.converted = net if row["asset"] == "points" else -net
+        elif flow == "transfer":
+            summary_.transferred = net
+        else:
+            setattr(summary_, flow, _SIGN[flow] * net)
+    return Summary(start=start, end=end, assets=list(assets.values()))
+
+
+async def leaderboard(conn: Conn, community: str, period: str, limit: int) -> Leaderboard:
+    """Top earners of a month (points earned through rules), opted-out members left out."""
+    if not _PERIOD.match(period):
+        raise ValidationFailed("period is a month: YYYY-MM")
+    rows = await conn.fetch(q("report_leaderboard"), community, period, limit)
+    return Leaderboard(
+        period=period,
+        leaders=[
+            Leader(rank=i + 1, member=r["member_id"], name=r["name"], earned=r["earned"])
+            for i, r in enumerate(rows)
+        ],
+    )
+
+
+class LeaderboardChoice(msgspec.Struct, kw_only=True):
+    member: str
+    leaderboard_opt_out: bool
+
+
+async def set_opt_out(conn: Conn, community: str, member: str, opt_out: bool) -> LeaderboardChoice:
+    row = await conn.fetchrow(q("member_set_leaderboard_opt_out"), community, member, opt_out)
+    if row is None:
+        raise NotFound(f"no member {member!r} in community {community!r}")
+    return LeaderboardChoice(member=row["id"], leaderboard_opt_out=row["leaderboard_opt_out"])

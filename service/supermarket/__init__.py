@@ -1,0 +1,1 @@
+"""The love supermarket: store catalogues, redemptions of points for goods, returns."""

@@ -1,0 +1,343 @@
+"""Supermarket use cases: catalogue, redemptions and returns.
+
+A redemption is one database transaction. Locks are always taken in this order:
+the redemption row (returns), the basket's items in sku order, then the member's
+points account (taken by the ledger's write, which checks `redeemable`). Stock and
+points therefore change together or not at all, and no two writers wait on each
+other in opposite orders.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from service.db import q, retrying
+from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
+from service.ledger import service as ledger
+from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
+from service.ledger.store import Conn
+from service.supermarket import model
+from service.supermarket.model import Line, StockItem
+
+
+class ItemOut(msgspec.Struct, kw_only=True):
+    sku: str
+    name: str
+    points: int
+    stock: int
+    updated_at: datetime
+
+
+class ItemPage(msgspec.Struct, kw_only=True):
+    store: str
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+class LineOut(msgspec.Struct, kw_only=True):
+    sku: str
+    name: str
+    qty: int
+    points_each: int
+    returned: int
+
+
+class RedemptionOut(msgspec.Struct, kw_only=True):
+    id: str
+    store: str
+    member: str
+    points: int
+    returned_points: int
+    items: list[LineOut]
+    transaction_id: str
+    created_at: datetime
+
+
+class ReturnLineOut(msgspec.Struct, kw_only=True):
+    sku: str
+    qty: int
+    points: int
+
+
+class ReturnOut(msgspec.Struct, kw_only=True):
+    id: str
+    redemption: str
+    items: list[ReturnLineOut]
+    points: int
+    transaction_id: str
+    created_at: datetime
+
+
+class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    store: str
+    member: str
+    items: dict[str, int]
+    request_hash: bytes
+    actor: str | None
+
+
+def _tx_id(redemption: str) -> str:
+    return f"redemption:{redemption}"
+
+
+async def put_item(
+    conn: Conn, community: str, store: str, sku: str, name: str, points: int, stock: int
+) -> tuple[ItemOut, bool]:
+    """Creates or replaces a catalogue item; True when it is new."""
+    row = await conn.fetchrow(q("item_upsert"), community, store, sku, name, points, stock)
+    assert row is not None
+    values = {k: row[k] for k in ("sku", "name", "points", "stock", "updated_at")}
+    return ItemOut(**values), bool(row["created"])
+
+
+async def list_items(
+    conn: Conn, community: str, store: str, cursor: str | None, limit: int
+) -> ItemPage:
+    """A store's items in sku order; the cursor is the last sku seen."""
+    rows = await conn.fetch(q("item_list"), community, store, cursor or "", limit + 1)
+    items = [ItemOut(**dict(r)) for r in rows[:limit]]
+    return ItemPage(
+        store=store, items=items, next_cursor=items[-1].sku if len(rows) > limit else None
+    )
+
+
+def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> RedemptionOut:
+    lines = msgspec.convert(row["lines"], list[LineOut])
+    if as_created:
+        lines = [msgspec.structs.replace(line, returned=0) for line in lines]
+    return RedemptionOut(
+        id=row["id"],
+        store=row["store_id"],
+        member=row["member_id"],
+        points=row["points"],
+        returned_points=0 if as_created else row["returned_points"],
+        items=lines,
+        transaction_id=_tx_id(row["id"]),
+        created_at=row["created_at"],
+    )
+
+
+async def get_redemption(
+    conn: Conn, community: str, redemption: str, store: str | None
+) -> RedemptionOut:
+    """One redemption; another store's do not exist for a store key."""
+    row = await conn.fetchrow(q("redemption_get"), community, redemption)
+    if row is None or (store is not None and row["store_id"] != store):
+        raise NotFound(f"no redemption {redemption!r} in community {community!r}")
+    return _redemption_out(row)
+
+
+async def _locked_stock(
+    conn: Conn, community: str, store: str, skus: list[str]
+) -> dict[str, StockItem]:
+    rows = await conn.fetch(q("items_lock"), community, store, sorted(skus))
+    return {r["sku"]: StockItem(**dict(r)) for r in rows}
+
+
+def _points_tx(
+    client_id: str,
+    source: str,
+    destination: str,
+    amount: int,
+    kind: str,
+    reason: str,
+    actor: str | None,
+    metadata: dict[str, Any],
+    request_hash: bytes,
+) -> NewTransaction:
+    posting = Posting(source=source, destination=destination, asset="points", amount=amount)
+    return NewTransaction(
+        client_id=client_id,
+        postings=(posting,),
+        request_hash=request_hash,
+        kind=kind,
+        reason=reason,
+        actor=actor,
+        metadata=metadata,
+    )
+
+
+async def _redeem(conn: Conn, community: str, new: NewRedemption, params: RuleParams) -> bool:
+    """Takes the stock and the points; False when the id already exists."""
+    stock = await _locked_stock(conn, community, new.store, list(new.items))
+    # A plain read (no lock): returns lock the redemption before its items.
+    if await conn.fetchval(q("redemption_get"), community, new.id) is not None:
+        return False
+    lines = model.price(new.items, stock, new.store)
+    points = model.total(lines)
+    inserted = await conn.fetchval(
+        q("redemption_insert"),
+        community,
+        new.id,
+        new.request_hash,
+        new.store,
+        new.member,
+        points,
+        new.actor,
+    )
+    if inserted is None:
+        return False
+    await conn.execute(
+        q("redemption_lines_insert"),
+        community,
+        new.id,
+        [x.sku for x in lines],
+        [x.name for x in lines],
+        [x.qty for x in lines],
+        [x.points_each for x in lines],
+    )
+    await conn.execute(
+        q("items_take"), community, new.store, [x.sku for x in lines], [x.qty for x in lines]
+    )
+    basket = ", ".join(f"{x.qty} × {x.name}" for x in lines)
+    tx = _points_tx(
+        _tx_id(new.id),
+        member_address(new.member, "points"),
+        f"store:{new.store}:redemptions",
+        points,
+        "redemption",
+        f"love supermarket {new.store}: {basket}",
+        new.actor,
+        {"redemption": new.id, "store": new.store},
+        new.request_hash,
+    )
+    await ledger.create_transaction(conn, community, tx, params)
+    return True
+
+
+async def redeem(
+    conn: Conn, community: str, new: NewRedemption, params: RuleParams
+) -> tuple[RedemptionOut, bool]:
+    """Exchanges points for goods once per id: stock and points change together or not at all."""
+
+    async def attempt() -> bool:
+        async with conn.transaction():
+            return await _redeem(conn, community, new, params)
+
+    created = await retrying(attempt)
+    row = await conn.fetchrow(q("redemption_get"), community, new.id)
+    assert row is not None
+    if not created and bytes(row["request_hash"]) != new.request_hash:
+        raise IdempotencyConflict(
+            f"redemption {new.id!r} exists with a different request; use a new id"
+        )
+    return _redemption_out(row, as_created=not created), not created
+
+
+def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:
+    return ReturnOut(
+        id=row["id"],
+        redemption=redemption,
+        items=msgspec.convert(row["items"], list[ReturnLineOut]),
+        points=row["points"],
+        transaction_id=f"{_tx_id(redemption)}:return:{row['id']}",
+        created_at=row["created_at"],
+    )
+
+
+async def _give_back(
+    conn: Conn,
+    community: str,
+    redemption: str,
+    return_id: str,
+    back: list[Line],
+    owner: asyncpg.Record,
+    params: RuleParams,
+    request_hash: bytes,
+    actor: str | None,
+) -> None:
+    store, skus, qtys = owner["store_id"], [x.sku for x in back], [x.qty for x in back]
+    await _locked_stock(conn, community, store, skus)
+    await conn.execute(q("redemption_lines_return"), community, redemption, skus, qtys)
+    await conn.execute(q("items_put_back"), community, store, skus, qtys)
+    points = model.total(back)
+    tx = _points_tx(
+        f"{_tx_id(redemption)}:return:{return_id}",
+        f"store:{store}:redemptions",
+        member_address(owner["member_id"], "points"),
+        points,
+        "redemption_return",
+        f"love supermarket {store}: return of redemption {redemption}",
+        actor,
+        {"redemption": redemption, "return": return_id},
+        request_hash,
+    )
+    await ledger.create_transaction(conn, community, tx, params)
+    items = [{"sku": x.sku, "qty": x.qty, "points": x.qty * x.points_each} for x in back]
+    await conn.execute(
+        q("redemption_return_insert"),
+        community,
+        redemption,
+        return_id,
+        request_hash,
+        items,
+        points,
+        actor,
+    )
+
+
+async def _return(
+    conn: Conn,
+    community: str,
+    redemption: str,
+    store: str | None,
+    return_id: str | None,
+    wanted: dict[str, int] | None,
+    params: RuleParams,
+    request_hash: bytes,
+    actor: str | None,
+) -> tuple[str, bool]:
+    owner = await conn.fetchrow(q("redemption_lock"), community, redemption)
+    if owner is None or (store is not None and owner["store_id"] != store):
+        raise NotFound(f"no redemption {redemption!r} in community {community!r}")
+    if return_id is not None:
+        found = await conn.fetchrow(q("redemption_return_get"), community, redemption, return_id)
+        if found is not None:
+            if bytes(found["request_hash"]) != request_hash:
+                raise IdempotencyConflict(f"return {return_id!r} exists with different items")
+            return return_id, True
+    row = await conn.fetchrow(q("redemption_get"), community, redemption)
+    assert row is not None
+    back = model.returnable(msgspec.convert(row["lines"], list[Line]), wanted)
+    if not back:
+        raise InvalidState(f"every item of redemption {redemption!r} is already back")
+    if return_id is None:
+        count = await conn.fetchval(q("redemption_return_count"), community, redemption)
+        return_id = f"auto:{count + 1}"
+    await _give_back(
+        conn, community, redemption, return_id, back, owner, params, request_hash, actor
+    )
+    return return_id, False
+
+
+async def return_items(
+    conn: Conn,
+    community: str,
+    redemption: str,
+    store: str | None,
+    return_id: str | None,
+    wanted: dict[str, int] | None,
+    params: RuleParams,
+    request_hash: bytes,
+    actor: str | None,
+) -> tuple[ReturnOut, bool]:
+    """Gives back points and stock for some items (or all that are left). With a
+    client `return_id` the return happens once (a retry is a replay)."""
+    if wanted is not None and not wanted:
+        raise ValidationFailed("items, when given, names at least one item")
+
+    async def attempt() -> tuple[str, bool]:
+        async with conn.transaction():
+            return await _return(
+                conn, community, redemption, store, return_id, wanted, params, request_hash, actor
+            )
+
+    made, replayed = await retrying(attempt)
+    row = await conn.fetchrow(q("redemption_return_get"), community, redemption, made)
+    assert row is not None
+    return _return_out(redemption, row), replayed

@@ -1,0 +1,58 @@
+-- Reports. The summary reads only entries of member accounts: each is one side of a
+-- posting, and its counterparty (the entry at leg # 1) says what kind of flow it
+-- was. Times are the transaction's `finalized_at` (when its entries were posted),
+-- which all entries of a transaction share, so every window splits whole postings.
+
+-- name: report_flows
+-- Net change of member balances per asset and counterparty class in [$2, $3).
+SELECT a.asset,
+       CASE
+           WHEN c.member_id IS NOT NULL THEN 'transfer'
+           WHEN c.address LIKE 'system:issuance:%' OR c.address LIKE 'system:opening:%'
+             OR c.address LIKE 'system:timebank:%' THEN 'issued'
+           WHEN c.address LIKE 'system:penalties:%' THEN 'deducted'
+           WHEN c.address LIKE 'property:%' THEN 'offset'
+           WHEN c.address LIKE 'store:%' THEN 'redeemed'
+           WHEN c.address LIKE 'system:expired:%' THEN 'expired'
+           WHEN c.address LIKE 'system:conversion:%' THEN 'converted'
+           ELSE 'adjusted'
+       END AS flow,
+       coalesce(sum(e.amount), 0)::bigint AS net
+  FROM entries e
+  JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+  JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
+  JOIN entries ce ON ce.community_id = e.community_id AND ce.tx_id = e.tx_id
+                 AND ce.leg = (e.leg # 1)::smallint
+  JOIN accounts c ON c.community_id = ce.community_id AND c.id = ce.account_id
+ WHERE e.community_id = $1 AND a.member_id IS NOT NULL
+   AND t.finalized_at >= $2 AND t.finalized_at < $3
+ GROUP BY 1, 2;
+
+-- name: report_outstanding
+-- What members' accounts held (posted) at $2, per asset.
+SELECT a.asset, coalesce(sum(e.amount), 0)::bigint AS outstanding
+  FROM entries e
+  JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+  JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
+ WHERE e.community_id = $1 AND a.member_id IS NOT NULL AND t.finalized_at < $2
+ GROUP BY a.asset;
+
+-- name: report_held
+-- What pending transactions hold on members' accounts now, per asset.
+SELECT asset, coalesce(sum(held), 0)::bigint AS held
+  FROM accounts WHERE community_id = $1 AND member_id IS NOT NULL
+ GROUP BY asset;
+
+-- name: report_leaderboard
+SELECT s.member_id, m.name, s.earned
+  FROM member_stats s
+  JOIN members m ON m.community_id = s.community_id AND m.id = s.member_id
+ WHERE s.community_id = $1 AND s.period_key = $2 AND s.earned > 0
+   AND NOT m.leaderboard_opt_out
+ ORDER BY s.earned DESC, s.member_id
+ LIMIT $3;
+
+-- name: member_set_leaderboard_opt_out
+UPDATE members SET leaderboard_opt_out = $3
+ WHERE community_id = $1 AND id = $2
+RETURNING id, leaderboard_opt_out;
