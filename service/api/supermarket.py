@@ -14,7 +14,7 @@ from service.api.deps import body, db, fingerprint, principal_of, rules_of, writ
 from service.api.wire import Amount, ClientId, Strict
 from service.errors import Forbidden, ValidationFailed
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
-from service.supermarket import model
+from service.supermarket import model, views
 from service.supermarket import service as market
 
 STORE: Final = frozenset({"operator", "store"})
@@ -66,7 +66,7 @@ def _own_store(request: Req, store: str) -> str:
 @put("/v1/communities/{c:str}/stores/{s:str}/items/{sku:str}", opt={"roles": STORE})
 async def put_item(
     request: Req, c: FromPath[str], s: FromPath[str], sku: FromPath[str]
-) -> Response[market.ItemOut]:
+) -> Response[views.ItemOut]:
     """Creates (201) or replaces (200) an item: its name, price in points and stock."""
     _own_store(request, s)
     if not _ID.match(sku):
@@ -84,14 +84,14 @@ async def list_items(
     s: FromPath[str],
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
-) -> market.ItemPage:
+) -> views.ItemPage:
     _own_store(request, s)
     async with db(request) as conn:
         return await market.list_items(conn, c, s, cursor, limit)
 
 
 @post("/v1/communities/{c:str}/redemptions", opt={"roles": STORE})
-async def create_redemption(request: Req, c: FromPath[str]) -> Response[market.RedemptionOut]:
+async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.RedemptionOut]:
     """Exchanges a member's points for goods: points and stock change together or not at all."""
     data = await body(request, RedemptionIn)
     _own_store(request, data.store)
@@ -111,7 +111,7 @@ async def create_redemption(request: Req, c: FromPath[str]) -> Response[market.R
 
 
 @get("/v1/communities/{c:str}/redemptions/{r:str}", opt={"roles": STORE})
-async def get_redemption(request: Req, c: FromPath[str], r: FromPath[str]) -> market.RedemptionOut:
+async def get_redemption(request: Req, c: FromPath[str], r: FromPath[str]) -> views.RedemptionOut:
     async with db(request) as conn:
         return await market.get_redemption(conn, c, r, _store_scope(request))
 
@@ -119,7 +119,7 @@ async def get_redemption(request: Req, c: FromPath[str], r: FromPath[str]) -> ma
 @post("/v1/communities/{c:str}/redemptions/{r:str}/return", opt={"roles": STORE})
 async def return_redemption(
     request: Req, c: FromPath[str], r: FromPath[str]
-) -> Response[market.ReturnOut]:
+) -> Response[views.ReturnOut]:
     """Returns some items (or, without `items`, all that are left): points and stock back."""
     raw = await request.body()
     data = await body(request, ReturnIn) if raw.strip() else ReturnIn()

@@ -9,7 +9,6 @@ other in opposite orders.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -22,54 +21,14 @@ from service.ledger.model import NewTransaction, Posting, RuleParams, member_add
 from service.ledger.store import Conn
 from service.supermarket import model
 from service.supermarket.model import Line, StockItem
-
-
-class ItemOut(msgspec.Struct, kw_only=True):
-    sku: str
-    name: str
-    points: int
-    stock: int
-    updated_at: datetime
-
-
-class ItemPage(msgspec.Struct, kw_only=True):
-    store: str
-    items: list[ItemOut]
-    next_cursor: str | None
-
-
-class LineOut(msgspec.Struct, kw_only=True):
-    sku: str
-    name: str
-    qty: int
-    points_each: int
-    returned: int
-
-
-class RedemptionOut(msgspec.Struct, kw_only=True):
-    id: str
-    store: str
-    member: str
-    points: int
-    returned_points: int
-    items: list[LineOut]
-    transaction_id: str
-    created_at: datetime
-
-
-class ReturnLineOut(msgspec.Struct, kw_only=True):
-    sku: str
-    qty: int
-    points: int
-
-
-class ReturnOut(msgspec.Struct, kw_only=True):
-    id: str
-    redemption: str
-    items: list[ReturnLineOut]
-    points: int
-    transaction_id: str
-    created_at: datetime
+from service.supermarket.views import (
+    ItemOut,
+    ItemPage,
+    LineOut,
+    RedemptionOut,
+    ReturnLineOut,
+    ReturnOut,
+)
 
 
 class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
