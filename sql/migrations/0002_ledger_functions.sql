@@ -10,39 +10,34 @@
 -- after changing some balances undoes them itself. So a batch needs no
 -- subtransactions, and one failing item does not abort the others.
 
--- Resolves addresses to account ids, opening accounts without limits on first use.
--- A member account that does not exist leaves `ids` null and is named in `missing`.
-CREATE FUNCTION ledger_resolve_accounts(
-    p_community text, p_addrs text[], p_assets text[], OUT ids bigint[], OUT missing text)
+-- The ids of accounts, in the order given, opening accounts without limits on first
+-- use. A member account that does not exist (members open theirs when they join)
+-- gets a null id.
+CREATE FUNCTION ledger_account_ids(p_community text, p_addrs text[], p_assets text[])
+RETURNS bigint[]
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_ids bigint[];
+    v_unopened boolean;
 BEGIN
-    SELECT array_agg(acc.id ORDER BY a.ord), min(a.addr) FILTER (WHERE acc.id IS NULL)
-      INTO ids, missing
+    SELECT array_agg(acc.id ORDER BY a.ord),
+           coalesce(bool_or(acc.id IS NULL AND a.addr NOT LIKE 'member:%'), false)
+      INTO v_ids, v_unopened
       FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord)
       LEFT JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
-    IF missing IS NULL THEN
-        RETURN;
-    END IF;
-    -- Member accounts are opened with the member; anything else opens on first use.
-    SELECT min(a.addr) INTO missing
-      FROM unnest(p_addrs) AS a(addr)
-     WHERE a.addr LIKE 'member:%'
-       AND NOT EXISTS (SELECT 1 FROM accounts acc
-                        WHERE acc.community_id = p_community AND acc.address = a.addr);
-    IF missing IS NOT NULL THEN
-        ids := NULL;
-        RETURN;
+    IF NOT v_unopened THEN
+        RETURN v_ids;
     END IF;
     INSERT INTO accounts (community_id, address, asset)
-    SELECT p_community, a.addr, a.asset
-      FROM unnest(p_addrs, p_assets) WITH ORDINALITY AS a(addr, asset, ord)
-     WHERE NOT EXISTS (SELECT 1 FROM accounts acc
-                        WHERE acc.community_id = p_community AND acc.address = a.addr)
-     ORDER BY a.ord
+    SELECT DISTINCT p_community, a.addr, a.asset
+      FROM unnest(p_addrs, p_assets) AS a(addr, asset)
+     WHERE a.addr NOT LIKE 'member:%'
+     ORDER BY a.addr
     ON CONFLICT (community_id, address) DO NOTHING;
-    SELECT array_agg(acc.id ORDER BY a.ord) INTO ids
+    SELECT array_agg(acc.id ORDER BY a.ord) INTO v_ids
       FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord)
-      JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
+      LEFT JOIN accounts acc ON acc.community_id = p_community AND acc.address = a.addr;
+    RETURN v_ids;
 END
 $$;
 
@@ -79,31 +74,32 @@ BEGIN
     posted_after := array_fill(NULL::bigint, ARRAY[n]);
     FOR i IN 1..n LOOP
         CONTINUE WHEN NOT p_member[i];
-        IF p_skip_locked THEN
-            -- In a group commit, a member locked by another transaction must not make
-            -- the whole group wait: report it busy; the caller writes it on its own.
-            PERFORM 1 FROM accounts WHERE community_id = p_community AND id = p_ids[i]
-                FOR UPDATE SKIP LOCKED;
-            IF NOT FOUND THEN
-                PERFORM ledger_undo_balances(p_community, p_ids[1:i - 1], p_member[1:i - 1],
-                                             p_posted[1:i - 1], p_held[1:i - 1]);
-                posted_after := NULL;
-                failure := jsonb_build_object('busy', true);
-                RETURN;
-            END IF;
-        END IF;
+        -- In a group commit, a member locked by another transaction must not make
+        -- the whole group wait: the sub-select skips it, and it is reported busy;
+        -- the caller then writes it on its own.
         UPDATE accounts
            SET posted = posted + p_posted[i], held = held + p_held[i]
          WHERE community_id = p_community AND id = p_ids[i]
            AND (p_posted[i] - p_held[i] >= 0 OR p_min[i] IS NULL
                 OR posted + p_posted[i] - held - p_held[i] >= p_min[i])
+           AND (NOT p_skip_locked
+                OR id = (SELECT x.id FROM accounts x
+                          WHERE x.community_id = p_community AND x.id = p_ids[i]
+                            FOR UPDATE SKIP LOCKED))
         RETURNING posted INTO v_posted;
         IF NOT FOUND THEN
-            SELECT address, posted - held INTO v_address, v_available
-              FROM accounts WHERE community_id = p_community AND id = p_ids[i];
             PERFORM ledger_undo_balances(p_community, p_ids[1:i - 1], p_member[1:i - 1],
                                          p_posted[1:i - 1], p_held[1:i - 1]);
             posted_after := NULL;
+            IF p_skip_locked AND NOT EXISTS (
+                   SELECT 1 FROM accounts x
+                    WHERE x.community_id = p_community AND x.id = p_ids[i]
+                      FOR UPDATE SKIP LOCKED) THEN
+                failure := jsonb_build_object('busy', true);
+                RETURN;
+            END IF;
+            SELECT address, posted - held INTO v_address, v_available
+              FROM accounts WHERE community_id = p_community AND id = p_ids[i];
             failure := jsonb_build_object('address', v_address, 'available', v_available,
                                           'minimum', p_min[i], 'change', p_posted[i] - p_held[i]);
             RETURN;
@@ -153,22 +149,20 @@ CREATE FUNCTION ledger_create_one(
     p_reserved jsonb, p_memo text, p_metadata jsonb, p_reason text,
     p_rule_id text, p_rule_version integer, p_event_id text, p_actor text,
     p_reversal_of bigint, p_ttl_s bigint,
-    p_addrs text[], p_assets text[], p_member boolean[],
+    p_addrs text[], p_ids bigint[], p_member boolean[],
     p_posted bigint[], p_held bigint[], p_min bigint[],
     p_leg_acct integer[], p_leg_amount bigint[], p_skip_locked boolean,
     OUT outcome text, OUT tx_id bigint, OUT created_at timestamptz,
     OUT expires_at timestamptz, OUT failure jsonb)
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_ids bigint[];
-    v_missing text;
+    v_ids bigint[] := p_ids;
+    v_missing integer := array_position(p_ids, NULL);
     v_after bigint[];
 BEGIN
-    SELECT r.ids, r.missing INTO v_ids, v_missing
-      FROM ledger_resolve_accounts(p_community, p_addrs, p_assets) r;
     IF v_missing IS NOT NULL THEN
         outcome := 'not_found';
-        failure := jsonb_build_object('address', v_missing);
+        failure := jsonb_build_object('address', p_addrs[v_missing]);
         RETURN;
     END IF;
     SELECT c.posted_after, c.failure INTO v_after, failure
@@ -239,6 +233,7 @@ DECLARE
     a1 integer;
     l1 integer;
     r record;
+    v_ids bigint[] := ledger_account_ids(p_community, p_addrs, p_assets);
 BEGIN
     IF NOT p_skip_locked AND coalesce(array_length(p_client_ids, 1), 0) > 1 THEN
         -- Items lock members in their own order; two batches at once could then
@@ -258,7 +253,7 @@ BEGIN
                    p_community, p_client_ids[i], p_hashes[i], p_kinds[i], p_pendings[i],
                    p_reserved[i]::jsonb, p_memos[i], p_metadata[i]::jsonb, p_reasons[i], p_rule_ids[i],
                    p_rule_versions[i], p_event_ids[i], p_actors[i], p_reversal_ofs[i],
-                   p_ttls[i], p_addrs[a0:a1], p_assets[a0:a1], p_member[a0:a1],
+                   p_ttls[i], p_addrs[a0:a1], v_ids[a0:a1], p_member[a0:a1],
                    p_posted[a0:a1], p_held[a0:a1], p_min[a0:a1],
                    p_leg_acct[l0:l1], p_leg_amount[l0:l1], p_skip_locked);
         idx := i;
@@ -306,7 +301,7 @@ BEGIN
         outcome := 'expired';
         RETURN;
     END IF;
-    SELECT r.ids INTO v_ids FROM ledger_resolve_accounts(p_community, p_addrs, p_assets) r;
+    v_ids := ledger_account_ids(p_community, p_addrs, p_assets);
     -- Posting what was held, or releasing it, never lowers what is available.
     SELECT c.posted_after, c.failure INTO v_after, v_failure
       FROM ledger_change_balances(p_community, v_ids, p_member, p_posted, p_held,
@@ -325,27 +320,35 @@ BEGIN
 END
 $$;
 
--- The digest of one final transaction: everything about it that must never change.
-CREATE FUNCTION ledger_tx_digest(p_community text, p_tx_id bigint)
-RETURNS bytea
+-- The digests of final transactions, in the order given: everything about each
+-- that must never change. Set-based, so sealing thousands costs a few statements.
+CREATE FUNCTION ledger_tx_digests(p_community text, p_tx_ids bigint[])
+RETURNS TABLE (tx_id bigint, digest bytea)
 LANGUAGE sql STABLE AS $$
-    SELECT sha256(convert_to(jsonb_build_array(
+    WITH legs AS (
+        SELECT e.tx_id,
+               jsonb_agg(jsonb_build_array(
+                   e.leg, a.address, a.asset, e.amount, e.balance_after, e.seq,
+                   (extract(epoch FROM e.created_at) * 1000000)::bigint)
+                 ORDER BY e.leg) AS legs
+          FROM entries e
+          JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+         WHERE e.community_id = p_community AND e.tx_id = ANY (p_tx_ids)
+         GROUP BY e.tx_id
+    )
+    SELECT u.tx_id,
+           sha256(convert_to(jsonb_build_array(
                t.id, t.client_id, encode(t.request_hash, 'hex'), t.kind, t.status,
                t.pending_postings, t.memo, t.metadata, t.reason, t.rule_id, t.rule_version,
                t.event_id, t.actor, t.reversal_of,
                (extract(epoch FROM t.created_at) * 1000000)::bigint,
                (extract(epoch FROM t.expires_at) * 1000000)::bigint,
                (extract(epoch FROM t.finalized_at) * 1000000)::bigint,
-               t.void_reason,
-               (SELECT jsonb_agg(jsonb_build_array(
-                           e.leg, a.address, a.asset, e.amount, e.balance_after, e.seq,
-                           (extract(epoch FROM e.created_at) * 1000000)::bigint)
-                         ORDER BY e.leg)
-                  FROM entries e
-                  JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
-                 WHERE e.community_id = t.community_id AND e.tx_id = t.id))::text, 'UTF8'))
-      FROM transactions t
-     WHERE t.community_id = p_community AND t.id = p_tx_id
+               t.void_reason, l.legs)::text, 'UTF8'))
+      FROM unnest(p_tx_ids) WITH ORDINALITY AS u(tx_id, ord)
+      JOIN transactions t ON t.community_id = p_community AND t.id = u.tx_id
+      LEFT JOIN legs l ON l.tx_id = u.tx_id
+     ORDER BY u.ord
 $$;
 
 -- Seals final transactions into the community's hash chain, and rolls their
@@ -359,9 +362,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     v_seq bigint;
     v_hash bytea;
-    v_digest bytea;
-    v_txs bigint[] := '{}';
-    r record;
+    v_txs bigint[];
+    v_digests bytea[];
+    v_hashes bytea[] := '{}';
+    i integer;
 BEGIN
     SELECT h.seq, h.hash INTO v_seq, v_hash
       FROM chain_heads h WHERE h.community_id = p_community
@@ -369,23 +373,24 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    FOR r IN SELECT q.tx_id
-               FROM seal_queue q
-              WHERE q.community_id = p_community
-                AND q.xid < pg_snapshot_xmin(pg_current_snapshot())
-              ORDER BY q.xid, q.tx_id
-              LIMIT p_limit
-    LOOP
-        v_digest := ledger_tx_digest(p_community, r.tx_id);
-        v_seq := v_seq + 1;
-        v_hash := sha256(v_hash || v_digest);
-        INSERT INTO seals (community_id, seq, tx_id, digest, hash)
-        VALUES (p_community, v_seq, r.tx_id, v_digest, v_hash);
-        v_txs := v_txs || r.tx_id;
-    END LOOP;
-    IF cardinality(v_txs) = 0 THEN
+    SELECT array_agg(q.tx_id ORDER BY q.xid, q.tx_id) INTO v_txs
+      FROM (SELECT q.tx_id, q.xid
+              FROM seal_queue q
+             WHERE q.community_id = p_community
+               AND q.xid < pg_snapshot_xmin(pg_current_snapshot())
+             ORDER BY q.xid, q.tx_id
+             LIMIT p_limit) q;
+    IF v_txs IS NULL THEN
         RETURN 0;
     END IF;
+    SELECT array_agg(d.digest) INTO v_digests FROM ledger_tx_digests(p_community, v_txs) d;
+    FOR i IN 1..cardinality(v_txs) LOOP
+        v_hash := sha256(v_hash || v_digests[i]);
+        v_hashes := v_hashes || v_hash;
+    END LOOP;
+    INSERT INTO seals (community_id, seq, tx_id, digest, hash)
+    SELECT p_community, v_seq + s.ord, s.tx_id, s.digest, s.hash
+      FROM unnest(v_txs, v_digests, v_hashes) WITH ORDINALITY AS s(tx_id, digest, hash, ord);
     UPDATE accounts a
        SET posted = a.posted + s.total
       FROM (SELECT e.account_id, sum(e.amount) AS total
@@ -394,7 +399,9 @@ BEGIN
              GROUP BY e.account_id) s
      WHERE a.community_id = p_community AND a.id = s.account_id AND a.member_id IS NULL;
     DELETE FROM seal_queue WHERE community_id = p_community AND tx_id = ANY (v_txs);
-    UPDATE chain_heads SET seq = v_seq, hash = v_hash WHERE community_id = p_community;
+    UPDATE chain_heads
+       SET seq = v_seq + cardinality(v_txs), hash = v_hash
+     WHERE community_id = p_community;
     RETURN cardinality(v_txs);
 END
 $$;
@@ -407,11 +414,16 @@ LANGUAGE plpgsql STABLE AS $$
 DECLARE
     v_hash bytea := '\x'::bytea;
     v_expected_seq bigint := 0;
-    v_digest bytea;
     r record;
 BEGIN
-    FOR r IN SELECT s.seq, s.tx_id, s.digest, s.hash FROM seals s
-              WHERE s.community_id = p_community ORDER BY s.seq
+    FOR r IN SELECT s.seq, s.tx_id, s.digest, s.hash, d.digest AS recomputed
+               FROM seals s
+               LEFT JOIN ledger_tx_digests(
+                         p_community,
+                         ARRAY(SELECT x.tx_id FROM seals x WHERE x.community_id = p_community)) d
+                      ON d.tx_id = s.tx_id
+              WHERE s.community_id = p_community
+              ORDER BY s.seq
     LOOP
         v_expected_seq := v_expected_seq + 1;
         IF r.seq <> v_expected_seq THEN
@@ -420,8 +432,7 @@ BEGIN
             RETURN NEXT;
             v_expected_seq := r.seq;
         END IF;
-        v_digest := ledger_tx_digest(p_community, r.tx_id);
-        IF v_digest IS DISTINCT FROM r.digest THEN
+        IF r.recomputed IS DISTINCT FROM r.digest THEN
             seq := r.seq; tx_id := r.tx_id;
             problem := 'transaction changed after it was sealed';
             RETURN NEXT;
