@@ -91,15 +91,15 @@ BEGIN
             PERFORM ledger_undo_balances(p_community, p_ids[1:i - 1], p_member[1:i - 1],
                                          p_posted[1:i - 1], p_held[1:i - 1]);
             posted_after := NULL;
-            IF p_skip_locked AND NOT EXISTS (
-                   SELECT 1 FROM accounts x
-                    WHERE x.community_id = p_community AND x.id = p_ids[i]
-                      FOR UPDATE SKIP LOCKED) THEN
+            SELECT address, posted - held INTO v_address, v_available
+              FROM accounts WHERE community_id = p_community AND id = p_ids[i];
+            -- Skipping a locked row also ends here; if the change fits what is
+            -- committed now, the row was merely busy (and may be free already).
+            IF p_skip_locked AND (p_posted[i] - p_held[i] >= 0 OR p_min[i] IS NULL
+                                  OR v_available + p_posted[i] - p_held[i] >= p_min[i]) THEN
                 failure := jsonb_build_object('busy', true);
                 RETURN;
             END IF;
-            SELECT address, posted - held INTO v_address, v_available
-              FROM accounts WHERE community_id = p_community AND id = p_ids[i];
             failure := jsonb_build_object('address', v_address, 'available', v_available,
                                           'minimum', p_min[i], 'change', p_posted[i] - p_held[i]);
             RETURN;
