@@ -62,6 +62,16 @@ def _data(_: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
     return problem(422, "validation_error", "Validation failed", f"a value was refused: {exc}")
 
 
+def _overloaded(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    # A statement ran past the pool's command timeout: the database is saturated.
+    log.warning("statement_timeout", path=request.url.path)
+    response = problem(
+        503, "unavailable", "Service unavailable", "the database is busy; retry shortly"
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return problem(500, "internal_error", "Internal error", "the error was logged; retry later")
@@ -149,6 +159,8 @@ def create_app(
             NotFoundException: _http,
             HTTPException: _http,
             asyncpg.DataError: _data,
+            asyncpg.QueryCanceledError: _overloaded,
+            TimeoutError: _overloaded,
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(

@@ -78,9 +78,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without RESET ALL: the service sets no session state, takes only
+    transaction-scoped locks and listens to nothing, and asyncpg still rolls back
+    an open transaction first. Saves a round trip on every release."""
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
+        reset=_keep_session,
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,
