@@ -1,0 +1,115 @@
+"""How big and how long: the full run, --quick and --smoke."""
+
+from __future__ import annotations
+
+import msgspec
+
+from bench.scenarios import Spec
+
+
+class Profile(msgspec.Struct, kw_only=True):
+    name: str
+    seconds: float  # measured time per scenario
+    warmup_s: float
+    members: int
+    statement_entries: int
+    scale_members: int
+    scale_postings: int
+    scale_statement_entries: int = 10_000
+    grace_s: float = 30.0  # how long requests may still run after a scenario's end
+    batch_size: int = 1000
+
+
+PROFILES = {
+    "full": Profile(
+        name="full",
+        seconds=30,
+        warmup_s=3,
+        members=10_000,
+        statement_entries=10_000,
+        scale_members=1_000_000,
+        scale_postings=10_000_000,
+        grace_s=120,
+    ),
+    "quick": Profile(
+        name="quick",
+        seconds=3,
+        warmup_s=1,
+        members=1_000,
+        statement_entries=2_000,
+        scale_members=10_000,
+        scale_postings=100_000,
+        scale_statement_entries=2_000,
+        grace_s=15,
+    ),
+    "smoke": Profile(
+        name="smoke",
+        seconds=2,
+        warmup_s=0.5,
+        members=500,
+        statement_entries=2_000,
+        scale_members=5_000,
+        scale_postings=50_000,
+        scale_statement_entries=2_000,
+        grace_s=10,
+        batch_size=100,
+    ),
+}
+
+# name, title, step; the scale scenarios run against the bulk-loaded community.
+SMALL = [
+    ("s1_transfer", "1 transfer issuance → member, uniform", "transfer"),
+    ("s2_hot", "2 hot: member → store / issuance → member", "hot"),
+    ("s3_race", "3 spends racing the limit, 100 members", "race"),
+    ("s4_pending_post", "4a pending then post (flows)", "pending_post"),
+    ("s4_pending_void", "4b pending then void (flows)", "pending_void"),
+    ("s5_balance", "5a balance read", "balance"),
+    ("s5_statement", "5b statement page, 50 of {statement:,}", "statement"),
+    ("s6_batch", "6 batch of {batch:,} transfers (postings)", "batch"),
+]
+SCALE = [
+    ("s7_balance", "7a balance read, scale data", "balance"),
+    ("s7_statement", "7b statement page, 50 of {statement:,}, scale data", "statement"),
+]
+
+
+def small_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec]:
+    return [
+        Spec(
+            name=name,
+            title=title.format(statement=profile.statement_entries, batch=profile.batch_size),
+            step=step,
+            community="bench",
+            members=profile.members,
+            statement_member="stmt",
+            seconds=profile.seconds,
+            warmup_s=profile.warmup_s,
+            grace_s=profile.grace_s,
+            batch_size=profile.batch_size,
+            run_id=run_id,
+            port=port,
+            admin_key=key,
+        )
+        for name, title, step in SMALL
+    ]
+
+
+def scale_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec]:
+    return [
+        Spec(
+            name=name,
+            title=title.format(statement=profile.scale_statement_entries),
+            step=step,
+            community="scale",
+            members=profile.scale_members,
+            member_prefix="s",
+            statement_member="s0",
+            seconds=profile.seconds,
+            warmup_s=profile.warmup_s,
+            grace_s=profile.grace_s,
+            run_id=run_id,
+            port=port,
+            admin_key=key,
+        )
+        for name, title, step in SCALE
+    ]

@@ -1,0 +1,193 @@
+"""The run's result: JSON for machines, a markdown table for people, and the
+issue-3 targets with their measured ratios."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import psutil  # type: ignore[import-untyped]
+
+from bench.stats import ScenarioResult
+
+
+class Target(msgspec.Struct, kw_only=True):
+    name: str
+    measured: float | None
+    limit: float
+    unit: str
+    passed: bool | None
+
+
+class Run(msgspec.Struct, kw_only=True):
+    started_at: str
+    profile: str
+    command: str
+    git_commit: str
+    machine: dict[str, Any]
+    postgres: dict[str, str]
+    service: dict[str, Any]
+    floor_uniform_tps: float
+    scenarios: list[ScenarioResult]
+    scale: dict[str, Any]
+    targets: list[Target]
+    audit: dict[str, Any]
+    seconds_total: float
+    notes: list[str]
+
+
+def git_commit(root: Path) -> str:
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "service", "sql")
+    return commit + ("+dirty" if dirty else "")
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "cpu": model,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _by_name(scenarios: list[ScenarioResult]) -> dict[str, ScenarioResult]:
+    return {s.name: s for s in scenarios}
+
+
+def _target(name: str, measured: float | None, limit: float, unit: str, at_most: bool) -> Target:
+    passed = None if measured is None else (measured <= limit if at_most else measured >= limit)
+    value = None if measured is None else round(measured, 3)
+    return Target(name=name, measured=value, limit=limit, unit=unit, passed=passed)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def targets(
+    scenarios: list[ScenarioResult], floor_tps: float, bytes_per_posting: float | None
+) -> list[Target]:
+    s = _by_name(scenarios)
+
+    def ops(name: str) -> float | None:
+        return s[name].ops_per_s if name in s else None
+
+    def p99(name: str) -> float | None:
+        return s[name].latency.p99 if name in s else None
+
+    found = [
+        _target(
+            "1 transfer ≥ 1.0 × uniform SQL floor",
+            _ratio(ops("s1_transfer"), floor_tps),
+            1.0,
+            "×",
+            at_most=False,
+        ),
+        _target(
+            "2 hot account ≥ 0.9 × scenario 1",
+            _ratio(ops("s2_hot"), ops("s1_transfer")),
+            0.9,
+            "×",
+            at_most=False,
+        ),
+        _target(
+            "6 batch postings/s ≥ 20 × scenario 1",
+            _ratio(ops("s6_batch"), ops("s1_transfer")),
+            20.0,
+            "×",
+            at_most=False,
+        ),
+        _target("1 write p99 ≤ 25 ms", p99("s1_transfer"), 25.0, "ms", at_most=True),
+        _target("2 write p99 ≤ 25 ms", p99("s2_hot"), 25.0, "ms", at_most=True),
+        _target("5 balance read p99 ≤ 10 ms", p99("s5_balance"), 10.0, "ms", at_most=True),
+        _target("5 statement read p99 ≤ 10 ms", p99("s5_statement"), 10.0, "ms", at_most=True),
+    ]
+    for small, large in (("s5_balance", "s7_balance"), ("s5_statement", "s7_statement")):
+        if small in s and large in s:
+            for q in ("p50", "p95", "p99"):
+                ratio = _ratio(getattr(s[large].latency, q), getattr(s[small].latency, q))
+                found.append(
+                    _target(f"7 {large[3:]} {q} ≤ 1.5 × scenario 5", ratio, 1.5, "×", at_most=True)
+                )
+    found.append(_target("7 bytes per posting ≤ 400", bytes_per_posting, 400.0, "B", at_most=True))
+    return found
+
+
+def _cores(cpu: dict[str, float]) -> str:
+    pg = cpu.get("pg_backends", 0.0) + cpu.get("pg_background", 0.0)
+    service = cpu.get("service", 0.0)
+    client = cpu.get("loadgen", 0.0) + cpu.get("pgbench", 0.0)
+    other = cpu.get("unattributed", 0.0) + cpu.get("harness", 0.0)
+    return f"{pg:.2f} / {service:.2f} / {client:.2f} / {other:.2f}"
+
+
+def markdown(run: Run) -> str:
+    m, pg = run.machine, run.postgres
+    lines = [
+        f"## Benchmark {run.started_at} ({run.profile})",
+        "",
+        f"`{run.command}` · commit `{run.git_commit}` · {m['cores']} cores, "
+        f"{m['memory_gib']} GiB, {m['cpu']} · PostgreSQL {pg.get('server_version')} "
+        f"(fsync={pg.get('fsync')}, synchronous_commit={pg.get('synchronous_commit')}, "
+        f"shared_buffers={pg.get('shared_buffers')}, fdatasync/s on this disk "
+        f"{pg.get('fdatasync_per_s', 'not measured')}) · service workers "
+        f"{run.service.get('workers')} · {run.scenarios[0].clients if run.scenarios else 0} "
+        "clients",
+        "",
+        "| scenario | ops/s | × floor | req/s | p50 ms | p95 ms | p99 ms | errors | 409 expected "
+        "| unfinished | xid/op | cores pg / svc / client / other |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for s in run.scenarios:
+        ratio = "" if s.ratio_to_floor is None else f"{s.ratio_to_floor:.2f}"
+        xid = s.db.get("xids_per_op") if s.db else None
+        lines.append(
+            f"| {s.title} | {s.ops_per_s:,.0f} | {ratio} | {s.requests_per_s:,.0f} "
+            f"| {s.latency.p50:.1f} | {s.latency.p95:.1f} | {s.latency.p99:.1f} | {s.errors} "
+            f"| {s.expected} | {s.unfinished} | {'' if xid is None else f'{xid:.2f}'} "
+            f"| {_cores(s.cpu_cores)} |"
+        )
+    lines += ["", "| target (issue 3) | measured | limit | met |", "|---|---:|---:|:---:|"]
+    for t in run.targets:
+        value = "n/a" if t.measured is None else f"{t.measured:,.2f} {t.unit}"
+        met = {True: "yes", False: "**no**", None: "–"}[t.passed]
+        lines.append(f"| {t.name} | {value} | {t.limit:g} {t.unit} | {met} |")
+    if run.scale:
+        sc = run.scale
+        lines += [
+            "",
+            f"Scale data: {sc.get('members', 0):,} members, "
+            f"{sc.get('postings', 0):,} postings, loaded in {sc.get('load_s')} s; "
+            f"{sc.get('bytes_per_posting')} bytes per posting on disk.",
+        ]
+    lines += ["", f"Audit of `bench`: {run.audit.get('summary', 'not run')}."]
+    lines += [f"- {note}" for note in run.notes]
+    return "\n".join(lines) + "\n"
+
+
+def write(run: Run, out_dir: Path, stamp: str) -> tuple[Path, Path, str]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / f"{stamp}.json"
+    md_path = out_dir / f"{stamp}.md"
+    json_path.write_bytes(msgspec.json.format(msgspec.json.encode(run), indent=2))
+    text = markdown(run)
+    md_path.write_text(text)
+    return json_path, md_path, text

@@ -1,0 +1,203 @@
+"""The scenarios' requests. Each step is one client's unit of work: it sends one
+request (two for the pending flows) through `Ctx.call` and returns how many
+operations it completed (transfers, postings of a batch, or flows)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgspec
+
+from bench.httpclient import Connection
+
+ISSUANCE: Final = "system:issuance:points"
+STORE: Final = "store:s1:redemptions"
+INSUFFICIENT: Final = b"insufficient_points"
+
+
+class Spec(msgspec.Struct, kw_only=True):
+    """One scenario run, as the harness sends it to the load generator."""
+
+    name: str
+    title: str
+    step: str  # a key of STEPS
+    community: str
+    members: int  # members m0 … m{members-1} (or the scale set)
+    member_prefix: str = "m"
+    statement_member: str = "stmt"
+    race_members: int = 100
+    batch_size: int = 1000
+    clients: int = 32
+    seconds: float = 10.0
+    warmup_s: float = 1.0
+    grace_s: float = 30.0  # how long requests may still run after the end
+    run_id: str = "run"
+    port: int = 0
+    admin_key: str = ""
+
+
+@dataclass
+class Ctx:
+    """One client's state; `call` times and classifies a request."""
+
+    spec: Spec
+    conn: Connection
+    client: int
+    rng: random.Random
+    record: Callable[[str, float, str, int, bytes], None]
+    fail: Callable[[str], None]  # an error found inside a successful response
+    clock: Callable[[], float]
+    n: int = 0
+    base: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.base = f"/v1/communities/{self.spec.community}"
+
+    def next_id(self) -> str:
+        self.n += 1
+        return f"{self.spec.run_id}-{self.spec.name}-{self.client}-{self.n}"
+
+    def member(self) -> str:
+        return f"{self.spec.member_prefix}{self.rng.randrange(self.spec.members)}"
+
+    async def call(
+        self,
+        kind: str,
+        method: str,
+        path: str,
+        body: bytes | None,
+        ok: int,
+        allow_409: bool = False,
+    ) -> tuple[str, bytes]:
+        start = self.clock()
+        status, payload = await self.conn.request(method, self.base + path, body)
+        elapsed = self.clock() - start
+        if status == ok:
+            outcome = "ok"
+        elif allow_409 and status == 409 and INSUFFICIENT in payload:
+            outcome = "expected"
+        else:
+            outcome = "error"
+        self.record(kind, elapsed, outcome, status, payload)
+        return outcome, payload
+
+
+def transfer(tx_id: str, source: str, destination: str, amount: int = 1, **extra: Any) -> bytes:
+    posting = {"source": source, "destination": destination, "asset": "points", "amount": amount}
+    return msgspec.json.encode({"id": tx_id, "postings": [posting], **extra})
+
+
+def points(member: str) -> str:
+    return f"member:{member}:points"
+
+
+async def s_transfer(ctx: Ctx) -> int:
+    body = transfer(ctx.next_id(), ISSUANCE, points(ctx.member()))
+    outcome, _ = await ctx.call("transfer", "POST", "/transactions", body, 201)
+    return int(outcome == "ok")
+
+
+async def s_hot(ctx: Ctx) -> int:
+    """Spends into one store account and awards from one issuance account, in turn."""
+    member = points(ctx.member())
+    if ctx.n % 2:
+        body, kind = transfer(ctx.next_id(), member, STORE), "spend"
+    else:
+        body, kind = transfer(ctx.next_id(), ISSUANCE, member), "award"
+    outcome, _ = await ctx.call(kind, "POST", "/transactions", body, 201)
+    return int(outcome == "ok")
+
+
+async def s_race(ctx: Ctx) -> int:
+    """Spends and awards of one point in turn on 100 members near their baseline:
+    a spend the member cannot cover must be refused with 409."""
+    member = points(f"r{ctx.rng.randrange(ctx.spec.race_members)}")
+    if ctx.n % 2:
+        body = transfer(ctx.next_id(), member, STORE)
+        outcome, _ = await ctx.call("spend", "POST", "/transactions", body, 201, allow_409=True)
+    else:
+        body = transfer(ctx.next_id(), ISSUANCE, member)
+        outcome, _ = await ctx.call("award", "POST", "/transactions", body, 201)
+    return int(outcome == "ok")
+
+
+async def _pending_then(ctx: Ctx, action: str) -> int:
+    tx_id = ctx.next_id()
+    body = transfer(tx_id, points(ctx.member()), STORE, pending={"ttl_s": 60})
+    outcome, _ = await ctx.call("pending", "POST", "/transactions", body, 201)
+    if outcome != "ok":
+        return 0
+    outcome, _ = await ctx.call(action, "POST", f"/transactions/{tx_id}/{action}", b"{}", 200)
+    return int(outcome == "ok")
+
+
+async def s_pending_post(ctx: Ctx) -> int:
+    return await _pending_then(ctx, "post")
+
+
+async def s_pending_void(ctx: Ctx) -> int:
+    return await _pending_then(ctx, "void")
+
+
+async def s_balance(ctx: Ctx) -> int:
+    outcome, _ = await ctx.call("balance", "GET", f"/members/{ctx.member()}/balance", None, 200)
+    return int(outcome == "ok")
+
+
+async def s_statement(ctx: Ctx) -> int:
+    path = f"/members/{ctx.spec.statement_member}/statement?limit=50"
+    outcome, _ = await ctx.call("statement", "GET", path, None, 200)
+    return int(outcome == "ok")
+
+
+class _ItemResult(msgspec.Struct):
+    status: int
+
+
+class _BatchOut(msgspec.Struct):
+    results: list[_ItemResult]
+
+
+_decode_batch = msgspec.json.Decoder(_BatchOut).decode
+
+
+async def s_batch(ctx: Ctx) -> int:
+    """`batch_size` transfers in one request; every item must be created."""
+    items = [
+        {
+            "id": ctx.next_id(),
+            "postings": [
+                {
+                    "source": ISSUANCE,
+                    "destination": points(ctx.member()),
+                    "asset": "points",
+                    "amount": 1,
+                }
+            ],
+        }
+        for _ in range(ctx.spec.batch_size)
+    ]
+    body = msgspec.json.encode({"transactions": items, "atomic": False})
+    outcome, payload = await ctx.call("batch", "POST", "/transactions:batch", body, 200)
+    if outcome != "ok":
+        return 0
+    created = sum(1 for r in _decode_batch(payload).results if r.status == 201)
+    if created != len(items):
+        ctx.fail(f"batch: {len(items) - created} of {len(items)} items not created")
+    return created
+
+
+Step = Callable[[Ctx], Awaitable[int]]
+STEPS: Final[dict[str, Step]] = {
+    "transfer": s_transfer,
+    "hot": s_hot,
+    "race": s_race,
+    "pending_post": s_pending_post,
+    "pending_void": s_pending_void,
+    "balance": s_balance,
+    "statement": s_statement,
+    "batch": s_batch,
+}

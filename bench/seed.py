@@ -1,0 +1,128 @@
+"""Seeding the small database through the HTTP API, as a client would.
+
+Community `bench`; households h0 … h99; members m0 … m{n-1} (each opened with
+its 100-point baseline by the service); race members r0 … r99; the statement
+member `stmt`. Members are funded through the batch endpoint so that spends and
+holds never run short, except the race members, who get a few points above
+their baseline: that is the limit they race against.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import msgspec
+
+from bench.httpclient import Connection
+from bench.scenarios import ISSUANCE
+
+COMMUNITY = "bench"
+HOUSEHOLDS = 100
+RACE_MEMBERS = 100
+RACE_HEADROOM = 5  # redeemable points each race member starts with
+FUNDING = 1_000_000  # points each plain member gets: spends never run short
+
+
+class SeedError(SystemExit):
+    pass
+
+
+class Api:
+    """`concurrency` keep-alive connections used by concurrent seeding calls."""
+
+    def __init__(self, port: int, admin_key: str, concurrency: int = 32) -> None:
+        headers = {"Authorization": f"Bearer {admin_key}"}
+        self._free: asyncio.Queue[Connection] = asyncio.Queue()
+        for _ in range(concurrency):
+            self._free.put_nowait(Connection("127.0.0.1", port, headers))
+        self.concurrency = concurrency
+
+    async def call(self, method: str, path: str, body: object, ok: int = 201) -> bytes:
+        conn = await self._free.get()
+        try:
+            data = None if body is None else msgspec.json.encode(body)
+            status, payload = await conn.request(method, path, data)
+        finally:
+            self._free.put_nowait(conn)
+        if status != ok:
+            raise SeedError(f"seeding: {method} {path} answered {status}: {payload[:300]!r}")
+        return payload
+
+    async def many(self, calls: Iterable[tuple[str, str, object]], ok: int = 201) -> None:
+        pending = iter(calls)
+
+        async def worker() -> None:
+            for method, path, body in pending:
+                await self.call(method, path, body, ok)
+
+        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+
+def _chunks(items: Iterable[dict[str, object]], size: int) -> Iterator[list[dict[str, object]]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _awards(prefix: str, members: Iterable[str], amount: int) -> Iterator[dict[str, object]]:
+    for i, member in enumerate(members):
+        posting = {
+            "source": ISSUANCE,
+            "destination": f"member:{member}:points",
+            "asset": "points",
+            "amount": amount,
+        }
+        yield {"id": f"{prefix}-{i}", "postings": [posting]}
+
+
+async def _batches(api: Api, items: Iterable[dict[str, object]], batch_size: int) -> None:
+    base = f"/v1/communities/{COMMUNITY}/transactions:batch"
+    calls = (
+        ("POST", base, {"transactions": chunk, "atomic": True})
+        for chunk in _chunks(items, batch_size)
+    )
+    await api.many(calls, ok=200)
+
+
+async def seed(port: int, admin_key: str, members: int, statement_entries: int) -> dict[str, float]:
+    """Seeds everything the small scenarios use; returns seconds per step."""
+    api = Api(port, admin_key)
+    base = f"/v1/communities/{COMMUNITY}"
+    names = [f"m{i}" for i in range(members)]
+    names += [f"r{i}" for i in range(RACE_MEMBERS)] + ["stmt"]
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal start
+        timings[step] = round(time.perf_counter() - start, 1)
+        start = time.perf_counter()
+
+    await api.call("POST", "/v1/communities", {"id": COMMUNITY, "name": "Bench"})
+    await api.many(
+        ("POST", f"{base}/households", {"id": f"h{i}", "property_company": "acme"})
+        for i in range(HOUSEHOLDS)
+    )
+    await api.many(
+        ("POST", f"{base}/members", {"id": name, "household": f"h{i % HOUSEHOLDS}"})
+        for i, name in enumerate(names)
+    )
+    lap("community, households, members")
+    await _batches(api, _awards("fund", names[:members], FUNDING), 1000)
+    await _batches(api, _awards("race", names[members:-1], RACE_HEADROOM), 1000)
+    lap("funding")
+    await _batches(api, _awards("stmt", ["stmt"] * statement_entries, 1), 1000)
+    lap("statement member")
+    return timings
+
+
+async def audit(port: int, admin_key: str) -> dict[str, Any]:
+    """The service's audit/verify report of the bench community."""
+    api = Api(port, admin_key, concurrency=1)
+    body = await api.call("GET", f"/v1/communities/{COMMUNITY}/audit/verify", None, 200)
+    report: dict[str, Any] = msgspec.json.decode(body)
+    return report
