@@ -4,45 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.rules.defaults import EXAMPLE_YAML
 from tests.helpers import C, Client, balance, community
 
-SCHEME = """\
-baseline: 100
-floor: 0
-fen_per_point: 10
-offset:
-  max_bill_percent: 30
-  max_fen_per_household_per_year: 60000
-  min_points: 10
-time_bank:
-  approval_required: true
-  points_per_hour: 10
-expiry:
-  points: year_end_plus_one
-  minutes: never
-rules:
-  - id: fee-on-time
-    on: fee.paid
-    when: event.days_late <= 0
-    award: 20
-    cap: {period: month, max: 20}
-    reason: 按时缴纳物业费
-  - id: volunteer-points
-    on: volunteer.approved
-    award: event.minutes / 6
-    cap: {period: month, max: 100}
-    reason: 志愿服务
-  - id: flying-lead
-    on: compact.violation
-    when: event.kind == "flying_lead_charging"
-    deduct: 10
-    reason: 飞线充电
-  - id: compact-month
-    every: month
-    when: member.deductions_last_period == 0
-    award: 5
-    reason: 遵守小区公约
-"""
+SCHEME = EXAMPLE_YAML  # SPEC section 5, as the service ships it
 YAML = {"Content-Type": "application/yaml"}
 
 
