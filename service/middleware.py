@@ -1,21 +1,46 @@
-"""Request id and access log: every log line of a request carries its id."""
+"""Request id, access log and request metrics, in one layer: every log line of a
+request carries its id, and every request is counted and timed by route template."""
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from prometheus_client import Counter, Gauge, Histogram
 
 log = structlog.get_logger("access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_LABELS = ("method", "path", "status_code", "app_name")
+_APP = "points_ledger"
+
+REQUESTS = Counter("ledger_requests_total", "Total requests", _LABELS)
+ERRORS = Counter("ledger_requests_error_total", "Requests answered with a 5xx", _LABELS)
+DURATION = Histogram("ledger_request_duration_seconds", "Request duration, in seconds", _LABELS)
+IN_PROGRESS = Gauge(
+    "ledger_requests_in_progress", "Requests being served", ("method", "path", "app_name")
+)
+
+
+def _request_id(scope: HTTPScope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if _SAFE_ID.match(given):
+                return given
+            break
+    return os.urandom(16).hex()
 
 
 class RequestContext:
-    """Binds `request_id` (from `X-Request-ID` or new), echoes it, logs one access line."""
+    """Binds `request_id` (from `X-Request-ID` or new) and echoes it, logs one access
+    line, and records the request in the Prometheus metrics.
+
+    One middleware instead of three keeps the per-request cost down: each ASGI layer
+    wraps `send` once more, and the hot endpoints pay that on every call."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -27,29 +52,38 @@ class RequestContext:
         await self._http(scope, receive, send)
 
     async def _http(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = _request_id(scope)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
         status = 500
+        header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
+                message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
+        method = scope["method"]
+        template: str = scope.get("path_template", scope["path"])
+        in_progress = IN_PROGRESS.labels(method, template, _APP)
+        in_progress.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            in_progress.dec()
+            elapsed = time.perf_counter() - started
+            labels = (method, template, str(status), _APP)
+            REQUESTS.labels(*labels).inc()
+            DURATION.labels(*labels).observe(elapsed)
+            if status >= 500:
+                ERRORS.labels(*labels).inc()
             log.info(
                 "request",
-                method=scope["method"],
+                method=method,
                 path=scope["path"],
                 status=status,
-                duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                duration_ms=round(elapsed * 1000, 2),
             )

@@ -34,7 +34,7 @@ def _lock_key(plan: Plan) -> list[str]:
 
 
 class Coalescer:
-    def __init__(self, pool: asyncpg.Pool, *, max_group: int = 200, max_inflight: int = 4) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, max_group: int = 200, max_inflight: int = 8) -> None:
         self._pool = pool
         self._max_group = max_group
         self._max_inflight = max_inflight

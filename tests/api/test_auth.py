@@ -110,3 +110,22 @@ async def test_public_endpoints(client: Client) -> None:
     )
     metrics = await client.get("/metrics", headers={"Authorization": ""})
     assert metrics.status_code == 200 and "ledger_requests_total" in metrics.text
+
+
+async def test_metrics_count_requests_by_route_and_status(client: Client) -> None:
+    """Requests are counted by route template (not by raw path) and by status."""
+    refused = await client.get(
+        "/v1/communities/demo/members/m-42/balance", headers={"Authorization": ""}
+    )
+    assert refused.status_code == 401 and refused.headers["x-request-id"]
+    text = (await client.get("/metrics", headers={"Authorization": ""})).text
+    counted = [
+        line
+        for line in text.splitlines()
+        if line.startswith("ledger_requests_total{")
+        and 'path="/v1/communities/{c}/members/{m}/balance"' in line
+        and 'status_code="401"' in line
+    ]
+    assert len(counted) == 1 and float(counted[0].rsplit(" ", 1)[1]) >= 1, text
+    assert "m-42" not in text  # raw paths would make one series per member
+    assert "ledger_request_duration_seconds_bucket" in text
