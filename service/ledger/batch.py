@@ -3,17 +3,15 @@ go through the process's coalescer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import asyncpg
 
 from service.db import retrying
-from service.errors import DomainError
+from service.errors import DomainError, NotFound
 from service.ledger import store
 from service.ledger.coalescer import Coalescer
 from service.ledger.model import NewTransaction, RuleParams, Transaction
 from service.ledger.posting import Plan, plan_create
-from service.ledger.service import refusal, settle, settle_new
+from service.ledger.service import creation_view, refusal, settle, settle_new
 
 Result = tuple[Transaction, bool] | DomainError
 
@@ -63,7 +61,7 @@ async def create_many(
         created = await retrying(lambda: _all_or_nothing(conn, community, pairs))
     else:
         created = await retrying(lambda: store.create_batch(conn, community, pairs), conn=conn)
-    return await _results(conn, community, planned, iter(created))
+    return await _results(conn, community, planned, created)
 
 
 async def _all_or_nothing(
@@ -82,15 +80,35 @@ async def _results(
     conn: store.Conn,
     community: str,
     planned: list[tuple[NewTransaction, Plan] | DomainError],
-    created: Iterator[store.Created],
+    created: list[store.Created],
 ) -> list[Result]:
+    """Each item's result, in order. Only replays need the database (for the
+    original), and they are read together, in one round trip."""
+    txs = [item[0] for item in planned if not isinstance(item, DomainError)]
+    replayed = [tx.client_id for tx, c in zip(txs, created, strict=True) if c.outcome == "replay"]
+    originals = await store.get_txs(conn, community, replayed) if replayed else {}
+    outcomes = iter(created)
     results: list[Result] = []
     for item in planned:
         if isinstance(item, DomainError):
             results.append(item)
-            continue
-        try:
-            results.append(await settle(conn, community, item[0], next(created)))
-        except DomainError as error:
-            results.append(error)
+        else:
+            results.append(_result(community, item[0], next(outcomes), originals))
     return results
+
+
+def _result(
+    community: str,
+    tx: NewTransaction,
+    created: store.Created,
+    originals: dict[str, tuple[Transaction, bytes]],
+) -> Result:
+    if created.outcome == "replay":
+        found = originals.get(tx.client_id)
+        if found is None:  # transactions are never deleted; kept as settle() says it
+            return NotFound(f"no transaction {tx.client_id!r} in community {community!r}")
+        return creation_view(found[0]), True
+    try:
+        return settle_new(tx, created)
+    except DomainError as error:
+        return error

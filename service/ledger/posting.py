@@ -9,6 +9,7 @@ plan under row locks and checks the limits again there.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Literal
 
 import msgspec
@@ -39,6 +40,12 @@ class Plan(msgspec.Struct, frozen=True, kw_only=True):
     leg_amount: list[int]
 
 
+# A batch names the same few accounts again and again (the issuance account in
+# every item, members in many); parsing is pure, so it is remembered. Refused
+# addresses raise and are not remembered.
+_account_ref = lru_cache(maxsize=16_384)(parse_address)
+
+
 def check_postings(postings: Iterable[Posting]) -> dict[str, AccountRef]:
     """Validates postings on their own; returns the accounts they touch."""
     refs: dict[str, AccountRef] = {}
@@ -50,7 +57,7 @@ def check_postings(postings: Iterable[Posting]) -> dict[str, AccountRef]:
         if p.source == p.destination:
             raise ValidationFailed(f"posting moves {p.source!r} to itself")
         for address in (p.source, p.destination):
-            ref = refs.get(address) or parse_address(address)
+            ref = refs.get(address) or _account_ref(address)
             if ref.asset != p.asset:
                 raise ValidationFailed(f"{address!r} holds {ref.asset}, not {p.asset}")
             refs[address] = ref
@@ -91,16 +98,30 @@ def _plan(
     minimum: dict[str, int | None],
     legs_from: tuple[Posting, ...],
 ) -> Plan:
+    # One pass over the accounts: a batch plans a thousand transactions at a time.
     addresses = sorted(refs)
-    index = {a: i + 1 for i, a in enumerate(addresses)}  # PostgreSQL arrays start at 1
+    index: dict[str, int] = {}
+    assets: list[str] = []
+    limited: list[bool] = []
+    posted_by: list[int] = []
+    held_by: list[int] = []
+    minimum_by: list[int | None] = []
+    for i, address in enumerate(addresses, 1):  # PostgreSQL arrays start at 1
+        ref = refs[address]
+        index[address] = i
+        assets.append(ref.asset)
+        limited.append(ref.member_id is not None)
+        posted_by.append(posted.get(address, 0))
+        held_by.append(held.get(address, 0))
+        minimum_by.append(minimum.get(address))
     leg_account, leg_amount = _legs(legs_from, index)
     return Plan(
         addresses=addresses,
-        assets=[refs[a].asset for a in addresses],
-        limited=[refs[a].limited for a in addresses],
-        posted=[posted.get(a, 0) for a in addresses],
-        held=[held.get(a, 0) for a in addresses],
-        minimum=[minimum.get(a) for a in addresses],
+        assets=assets,
+        limited=limited,
+        posted=posted_by,
+        held=held_by,
+        minimum=minimum_by,
         leg_account=leg_account,
         leg_amount=leg_amount,
     )
@@ -112,7 +133,7 @@ def plan_create(
     """A new transaction: posted at once, or pending (its net debits are held)."""
     refs = check_postings(postings)
     net = _net(postings)
-    minimum = {a: _minimum(ref, params, mode) for a, ref in refs.items()}
+    minimum = {a: _minimum(ref, params, mode) for a, ref in refs.items() if ref.limited}
     if pending:
         held = {a: -d for a, d in net.items() if d < 0 and refs[a].limited}
         return _plan(refs, {}, held, minimum, ())

@@ -1,9 +1,29 @@
 -- The ledger: transactions, balances, entries, sealing, expiry.
 
 -- name: tx_create_batch
-SELECT idx, outcome, tx_id, created_at, expires_at, failure
-  FROM ledger_create_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                           $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26);
+-- $2 is a `ledger_batch` as JSON text (see store._batch_document).
+SELECT r.idx, r.outcome, r.tx_id, r.created_at, r.expires_at, r.failure
+  FROM jsonb_populate_record(NULL::ledger_batch, $2::text::jsonb) AS b,
+       ledger_create_batch($1, b.client_ids, b.hashes, b.kinds, b.pendings, b.reserved,
+                           b.memos, b.metadata, b.reasons, b.rule_ids, b.rule_versions,
+                           b.event_ids, b.actors, b.reversal_ofs, b.ttls, b.acct_end,
+                           b.leg_end, b.addrs, b.assets, b.member, b.posted, b.held, b.min,
+                           b.leg_acct, b.leg_amount, $3) AS r
+ ORDER BY r.idx;
+
+-- name: tx_get_many
+SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
+       t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.created_at, t.expires_at,
+       t.finalized_at, t.void_reason, t.request_hash,
+       r.client_id AS reversal_of,
+       (SELECT coalesce(jsonb_agg(jsonb_build_array(a.address, a.asset, e.amount) ORDER BY e.leg),
+                        '[]'::jsonb)
+          FROM entries e
+          JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+         WHERE e.community_id = t.community_id AND e.tx_id = t.id) AS legs
+  FROM transactions t
+  LEFT JOIN transactions r ON r.community_id = t.community_id AND r.id = t.reversal_of
+ WHERE t.community_id = $1 AND t.client_id = ANY ($2::text[]);
 
 -- name: tx_finish
 SELECT outcome, finalized_at
