@@ -138,11 +138,11 @@ async def entries_page(
     """Entries of one account, newest first, `limit` at a time."""
     if not 1 <= limit <= 500:
         raise ValidationFailed("limit must be 1 … 500")
-    row = await _account(conn, community, address)
+    parse_address(address)
     rows = await store.account_entries(
         conn,
         community,
-        row["id"],
+        address,
         before_seq=decode_cursor(cursor),
         start=start or _FAR_PAST,
         end=end or _FAR_FUTURE,
@@ -165,6 +165,8 @@ async def entries_page(
         )
         for r in rows[:limit]
     ]
+    if not entries:
+        await _account(conn, community, address)  # 404 if there is no such account
     more = len(rows) > limit
     return EntryPage(
         address=address,

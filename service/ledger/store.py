@@ -220,16 +220,14 @@ async def account_posted_as_of(conn: Conn, community: str, account_id: int, at: 
 async def account_entries(
     conn: Conn,
     community: str,
-    account_id: int,
+    address: str,
     *,
     before_seq: int,
     start: datetime,
     end: datetime,
     limit: int,
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        q("account_entries"), community, account_id, before_seq, start, end, limit
-    )
+    return await conn.fetch(q("account_entries"), community, address, before_seq, start, end, limit)
 
 
 async def member_balances(

@@ -71,6 +71,8 @@ SELECT coalesce(sum(e.amount), 0)::bigint AS posted
  WHERE e.community_id = $1 AND e.account_id = $2 AND e.created_at <= $3;
 
 -- name: account_entries
+-- By address, so a page costs one round trip; an empty page does not tell an
+-- account without entries from no account at all (the caller asks then).
 SELECT e.seq, e.amount, e.balance_after, e.created_at,
        t.client_id AS transaction_id, t.kind, t.memo, t.reason, t.rule_id, t.rule_version,
        t.event_id, t.actor,
@@ -81,8 +83,9 @@ SELECT e.seq, e.amount, e.balance_after, e.created_at,
            AND e2.leg = (e.leg # 1)::smallint) AS counterparty
   FROM entries e
   JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
- WHERE e.community_id = $1 AND e.account_id = $2 AND e.seq < $3
-   AND e.created_at >= $4 AND e.created_at < $5
+ WHERE e.community_id = $1
+   AND e.account_id = (SELECT a.id FROM accounts a WHERE a.community_id = $1 AND a.address = $2)
+   AND e.seq < $3 AND e.created_at >= $4 AND e.created_at < $5
  ORDER BY e.seq DESC
  LIMIT $6;
 

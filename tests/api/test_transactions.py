@@ -124,3 +124,26 @@ async def test_reverse_once_and_may_go_below_baseline(client: Client) -> None:
     assert again.status_code == 200 and again.json()["id"] == r.json()["id"]
     got = (await client.get(f"{C}/transactions/a1")).json()
     assert got["reversed_by"] == r.json()["id"]
+
+
+async def test_account_entries_page_through_and_unknown_accounts(client: Client) -> None:
+    await community(client)
+    for i in range(5):
+        await award(client, f"a{i}", "m0", i + 1)
+    url = f"{C}/accounts/member:m0:points/entries"
+    first = (await client.get(url, params={"limit": 4})).json()
+    assert [e["transaction_id"] for e in first["entries"]] == ["a4", "a3", "a2", "a1"]
+    assert first["next_cursor"]
+    rest = (await client.get(url, params={"limit": 4, "cursor": first["next_cursor"]})).json()
+    assert [e["transaction_id"] for e in rest["entries"]] == ["a0", "m0:opening"]
+    assert rest["next_cursor"] is None
+    # A system account's side of the same postings.
+    issued = (await client.get(f"{C}/accounts/system:issuance:points/entries")).json()
+    assert [e["amount"] for e in issued["entries"]][:2] == [-5, -4]
+    # An account with no entries is an empty page; no account at all is a 404.
+    empty = await client.get(f"{C}/accounts/member:m1:minutes/entries")
+    assert empty.status_code == 200 and empty.json()["entries"] == []
+    missing = await client.get(f"{C}/accounts/store:nowhere:redemptions/entries")
+    assert missing.status_code == 404 and missing.json()["code"] == "not_found"
+    bad = await client.get(f"{C}/accounts/not-an-address/entries")
+    assert bad.status_code == 422 and bad.json()["code"] == "validation_error"

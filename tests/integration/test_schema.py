@@ -4,12 +4,15 @@ prepares, every key leads with the community id."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
+from litestar.testing import AsyncTestClient
 
 from service.db import migrate, migration_files, queries
 from tests.conftest import with_database
+from tests.helpers import C, award, community
 
 
 async def test_every_named_query_prepares(pool: asyncpg.Pool) -> None:
@@ -64,3 +67,27 @@ async def test_every_key_leads_with_the_community_id(pool: asyncpg.Pool) -> None
         assert row["first"] == "community_id", (
             f"{row['tbl']}.{row['conname']} leads with {row['first']}"
         )
+
+
+async def test_a_transaction_is_reversed_at_most_once_by_the_schema_itself(
+    client: AsyncTestClient[Any], pool: asyncpg.Pool
+) -> None:
+    """Behind the service's own check, the database refuses a second reversal."""
+    await community(client)
+    await award(client, "a1", "m0", 5)
+    r = await client.post(f"{C}/transactions/a1/reverse")
+    assert r.status_code == 201, r.text
+    insert = """
+        INSERT INTO transactions (community_id, client_id, request_hash, kind, status,
+                                  finalized_at, reversal_of)
+        SELECT community_id, $1, request_hash, kind, status, now(), reversal_of
+          FROM transactions WHERE community_id = 'green' AND reversal_of IS NOT NULL"""
+    with pytest.raises(asyncpg.UniqueViolationError):
+        await pool.execute(insert, "r2")
+    # Other transactions share the NULL freely (the key is partial).
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM transactions WHERE community_id = 'green' AND reversal_of IS NULL"
+        )
+        > 2
+    )
