@@ -13,8 +13,9 @@
 -- numbers follow item order, and each member entry's `balance_after` is the
 -- account's posted balance after that leg, as ledger_append_entries computes it.
 --
--- Group commits (p_skip_locked) and single writes keep the item-by-item path:
--- they lock nothing up front, so nothing is sure before it is written.
+-- A group commit (p_skip_locked) never waits for a member account: it locks
+-- those no one else holds, and takes the fast path only when that is all of them.
+-- Single writes keep the item-by-item path.
 
 -- For item end offsets (p_acct_end or p_leg_end of ledger_create_batch), the
 -- item each position belongs to: {2, 3, 5} -> {1, 1, 2, 3, 3}.
@@ -55,9 +56,13 @@ BEGIN
               FROM unnest(p_client_ids) WITH ORDINALITY AS u(client_id, item)) d
      WHERE d.nth > 1;
     v_first := least(v_first, v_item);
-    SELECT min(array_position(p_client_ids, t.client_id)) INTO v_item
-      FROM transactions t
-     WHERE t.community_id = p_community AND t.client_id = ANY (p_client_ids);
+    -- One probe of the client id key per item: a scalar subquery is never turned
+    -- into a join, so no plan (generic, or made before the table had statistics)
+    -- can scan the table instead.
+    SELECT min(u.item) INTO v_item
+      FROM unnest(p_client_ids) WITH ORDINALITY AS u(client_id, item)
+     WHERE (SELECT true FROM transactions t
+             WHERE t.community_id = p_community AND t.client_id = u.client_id);
     v_first := least(v_first, v_item);
     SELECT min(r.item) INTO v_item
       FROM (SELECT c.item, c.posted - c.held AS change, c.minimum,
@@ -199,19 +204,45 @@ DECLARE
     v_locked_ids bigint[];
     v_locked_posted bigint[];
     v_locked_held bigint[];
+    v_all_locked boolean := false;
 BEGIN
-    IF NOT p_skip_locked AND n > 1 THEN
+    IF n > 1 AND NOT p_skip_locked THEN
         -- Items lock members in their own order; two batches at once could then
         -- deadlock. Lock every member account of the batch up front, in address
         -- order like every other writer, and the items need not wait again. What
         -- the locked rows hold now cannot change before this transaction ends.
+        -- A FOR UPDATE subquery is never flattened: each address is one probe of
+        -- the (community_id, address) key, in the order of the sorted addresses.
         SELECT array_agg(l.id), array_agg(l.posted), array_agg(l.held)
           INTO v_locked_ids, v_locked_posted, v_locked_held
-          FROM (SELECT a.id, a.posted, a.held FROM accounts a
-                 WHERE a.community_id = p_community AND a.member_id IS NOT NULL
-                   AND a.address = ANY (p_addrs)
-                 ORDER BY a.address
+          FROM (SELECT DISTINCT u.addr FROM unnest(p_addrs) AS u(addr)
+                 WHERE u.addr LIKE 'member:%' ORDER BY u.addr) u
+         CROSS JOIN LATERAL
+               (SELECT a.id, a.posted, a.held FROM accounts a
+                 WHERE a.community_id = p_community AND a.address = u.addr
+                   AND a.member_id IS NOT NULL
                    FOR UPDATE) l;
+        v_all_locked := true;
+    ELSIF n > 1 THEN
+        -- A group commit waits for no one: lock the member accounts no other
+        -- transaction holds. If that is all of them (the common case), the group
+        -- is as sure as a batch; if not, its items take the item-by-item path,
+        -- where only those touching a held account come back busy.
+        SELECT array_agg(l.id), array_agg(l.posted), array_agg(l.held)
+          INTO v_locked_ids, v_locked_posted, v_locked_held
+          FROM (SELECT DISTINCT u.addr FROM unnest(p_addrs) AS u(addr)
+                 WHERE u.addr LIKE 'member:%' ORDER BY u.addr) u
+         CROSS JOIN LATERAL
+               (SELECT a.id, a.posted, a.held FROM accounts a
+                 WHERE a.community_id = p_community AND a.address = u.addr
+                   AND a.member_id IS NOT NULL
+                   FOR UPDATE SKIP LOCKED) l;
+        SELECT count(DISTINCT u.id) = coalesce(cardinality(v_locked_ids), 0)
+          INTO v_all_locked
+          FROM unnest(v_ids, p_member) AS u(id, member)
+         WHERE u.member AND u.id IS NOT NULL;
+    END IF;
+    IF v_all_locked THEN
         v_acct_item := ledger_batch_item_of(p_acct_end);
         v_sure := ledger_batch_first_unsure(p_community, p_client_ids, v_acct_item, v_ids,
                                             p_member, p_posted, p_held, p_min, v_locked_ids,

@@ -54,6 +54,13 @@ async def _write_one(
     assert not replayed
 
 
+@pytest.fixture(params=[False, True], ids=["batch", "group-commit"])
+def skip_locked(request: pytest.FixtureRequest) -> bool:
+    """Every scenario as an explicit batch and as a group commit writes it."""
+    value: bool = request.param
+    return value
+
+
 @pytest.fixture
 async def conn(pool: asyncpg.Pool) -> Any:
     async with pool.acquire() as c:
@@ -95,14 +102,17 @@ class Outcomes(list[tuple[Any, ...]]):
     fast: int
 
 
-async def _run_both(conn: asyncpg.Connection, txs: list[NewTransaction]) -> Outcomes:
-    """Writes the batch through both functions and checks they did the same."""
+async def _run_both(
+    conn: asyncpg.Connection, txs: list[NewTransaction], skip_locked: bool
+) -> Outcomes:
+    """Writes the batch through both functions and checks they did the same; with
+    `skip_locked`, as the group commit writes it."""
     items = _planned(txs)
     async with conn.transaction():
-        fast = await store.create_batch(conn, "fast", items)
+        fast = await store.create_batch(conn, "fast", items, skip_locked=skip_locked)
         top = await conn.fetchval("SELECT pg_current_xact_id()::xid::text")
     reference = q("tx_create_batch").replace("ledger_create_batch(", "ledger_create_batch_0002(")
-    slow = await conn.fetch(reference, "slow", store._batch_document(items), False)
+    slow = await conn.fetch(reference, "slow", store._batch_document(items), skip_locked)
     assert [r["idx"] for r in slow] == list(range(1, len(txs) + 1))
     outcomes = Outcomes((c.outcome, c.failure, c.expires_at is None) for c in fast)
     assert outcomes == [(r["outcome"], r["failure"], r["expires_at"] is None) for r in slow]
@@ -181,7 +191,7 @@ def transfers(prefix: str, count: int) -> list[NewTransaction]:
     ]
 
 
-async def test_a_batch_that_all_succeeds(conn: asyncpg.Connection) -> None:
+async def test_a_batch_that_all_succeeds(conn: asyncpg.Connection, skip_locked: bool) -> None:
     txs = transfers("t", 40)
     txs += [  # spends and member-to-member moves of what the batch just credited
         _tx(f"s{m}", [(f"member:m{m}:points", STORE, 3)], memo="soap") for m in range(MEMBERS)
@@ -197,7 +207,7 @@ async def test_a_batch_that_all_succeeds(conn: asyncpg.Connection) -> None:
             ],
         )
     )
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert {o for o, _, _ in outcomes} == {"created"}
     assert outcomes.fast == len(txs)
     row = await conn.fetchrow(
@@ -214,20 +224,20 @@ async def test_a_batch_that_all_succeeds(conn: asyncpg.Connection) -> None:
 
 
 async def test_an_overspend_midway_is_refused_and_the_rest_applied(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection, skip_locked: bool
 ) -> None:
     txs = transfers("t", 10)
     txs.append(_tx("over", [("member:m0:points", STORE, 5)]))  # m0 has nothing redeemable…
     txs += transfers("u", 10)  # …until later in the batch
     txs.append(_tx("later", [("member:m0:points", STORE, 2)]))
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes].count("insufficient") == 1
     assert outcomes[10][0] == "insufficient" and outcomes[-1][0] == "created"
     assert outcomes.fast == 10
 
 
 async def test_replays_conflicts_and_duplicates_inside_the_batch(
-    conn: asyncpg.Connection,
+    conn: asyncpg.Connection, skip_locked: bool
 ) -> None:
     for community in ("fast", "slow"):
         await _write_one(conn, community, "old", ISSUANCE, "member:m4:points", 9)
@@ -238,7 +248,7 @@ async def test_replays_conflicts_and_duplicates_inside_the_batch(
     txs.append(_tx("old", [(ISSUANCE, "member:m4:points", 8)]))  # a conflict
     txs.append(txs[2])  # a replay of an item of this batch
     txs.append(_tx("t3", [(ISSUANCE, "member:m4:points", 50)]))  # a conflict with one
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes][6:] == [
         "replay",
         "created",
@@ -251,25 +261,31 @@ async def test_replays_conflicts_and_duplicates_inside_the_batch(
     assert outcomes.fast == 6
 
 
-async def test_a_duplicate_inside_the_batch_alone(conn: asyncpg.Connection) -> None:
+async def test_a_duplicate_inside_the_batch_alone(
+    conn: asyncpg.Connection, skip_locked: bool
+) -> None:
     txs = transfers("t", 5)
     txs.insert(3, txs[1])
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes] == ["created"] * 3 + ["replay"] + ["created"] * 2
     assert outcomes.fast == 3
 
 
-async def test_unknown_members_and_a_first_item_that_fails(conn: asyncpg.Connection) -> None:
+async def test_unknown_members_and_a_first_item_that_fails(
+    conn: asyncpg.Connection, skip_locked: bool
+) -> None:
     txs = transfers("t", 4)
     txs.insert(2, _tx("ghost", [(ISSUANCE, "member:ghost:points", 5)]))
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert outcomes[2][0] == "not_found" and outcomes.fast == 2
     txs = [_tx("first", [("member:m5:points", STORE, 10_000)]), *transfers("v", 4)]
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert outcomes[0][0] == "insufficient" and outcomes.fast == 0
 
 
-async def test_pending_items_hold_and_write_no_entries(conn: asyncpg.Connection) -> None:
+async def test_pending_items_hold_and_write_no_entries(
+    conn: asyncpg.Connection, skip_locked: bool
+) -> None:
     txs = transfers("t", 12)
     txs += [
         _tx(f"h{m}", [(f"member:m{m}:points", "property:acme:offsets", 1)], pending=True, ttl_s=60)
@@ -277,7 +293,7 @@ async def test_pending_items_hold_and_write_no_entries(conn: asyncpg.Connection)
     ]
     txs.append(_tx("credit", [(ISSUANCE, "member:m0:points", 3)], pending=True))
     txs.append(_tx("after", [("member:m1:points", STORE, 1)]))
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert {o for o, _, _ in outcomes} == {"created"}
     assert outcomes.fast == len(txs)
     reserved = await conn.fetchval(
@@ -297,17 +313,19 @@ async def test_pending_items_hold_and_write_no_entries(conn: asyncpg.Connection)
     assert held == 1
 
 
-async def test_holds_count_against_later_spends_of_the_batch(conn: asyncpg.Connection) -> None:
+async def test_holds_count_against_later_spends_of_the_batch(
+    conn: asyncpg.Connection, skip_locked: bool
+) -> None:
     txs = transfers("t", 12)  # m0 gets 1 from t0, which the hold then takes
     txs.append(_tx("hold", [("member:m0:points", "property:acme:offsets", 1)], pending=True))
     txs.append(_tx("spend", [("member:m0:points", STORE, 1)]))
     txs.append(_tx("too-much", [("member:m0:points", STORE, 1)]))
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes][-3:] == ["created", "insufficient", "insufficient"]
     assert outcomes.fast == len(txs) - 2
 
 
-async def test_a_random_mixed_batch(conn: asyncpg.Connection) -> None:
+async def test_a_random_mixed_batch(conn: asyncpg.Connection, skip_locked: bool) -> None:
     rng = random.Random(20261123)
     txs: list[NewTransaction] = []
     for i in range(400):
@@ -322,7 +340,7 @@ async def test_a_random_mixed_batch(conn: asyncpg.Connection) -> None:
         else:
             hold = (f"member:m{m}:points", "property:acme:offsets", rng.randint(1, 5))
             txs.append(_tx(f"r{i}", [hold], pending=True, ttl_s=rng.choice([None, 30])))
-    outcomes = await _run_both(conn, txs)
+    outcomes = await _run_both(conn, txs, skip_locked)
     first_refused = next(i for i, (o, _, _) in enumerate(outcomes) if o != "created")
     assert outcomes.fast == (first_refused if first_refused >= 2 else 0)
 
