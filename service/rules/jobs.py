@@ -90,7 +90,7 @@ async def _settle_member(
     member: str,
     tz: str,
 ) -> int:
-    locked = await store.lock_member(conn, community, member_address(member, "points"))
+    locked = await store.lock_member(conn, community, member)
     if locked is None:
         return 0
     stats = await store.member_stats(
@@ -144,7 +144,7 @@ async def _expire_member(
     cutoff: datetime,
     member: str,
 ) -> int:
-    locked = await store.lock_member(conn, community, member_address(member, "points"))
+    locked = await store.lock_member(conn, community, member)
     if locked is None:
         return 0
     row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)

@@ -174,7 +174,7 @@ async def _replay(
 async def _process(
     conn: ledger_store.Conn, book: RuleBook, community: str, event: EventInput, actor: str | None
 ) -> EventResult:
-    locked = await store.lock_member(conn, community, member_address(event.member_id, "points"))
+    locked = await store.lock_member(conn, community, event.member_id)
     assert locked is not None  # the event row's foreign key proved the member exists
     active = await book.active(conn, community)
     tz = await book.timezone(conn, community)

@@ -43,9 +43,10 @@ async def set_event_result(
     await conn.execute(q("event_set_result"), community, event_id, result, version)
 
 
-async def lock_member(conn: Conn, community: str, address: str) -> asyncpg.Record | None:
-    """Locks a member's account row until the transaction ends; None if no such member."""
-    return await conn.fetchrow(q("member_lock"), community, address)
+async def lock_member(conn: Conn, community: str, member: str) -> asyncpg.Record | None:
+    """Locks a member's accounts until the transaction ends, in the order every writer
+    takes them; the points account's `posted` and `held`, or None if no such member."""
+    return await conn.fetchrow(q("member_lock"), community, member)
 
 
 async def member_stats(

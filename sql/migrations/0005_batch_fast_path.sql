@@ -213,10 +213,14 @@ BEGIN
         -- the locked rows hold now cannot change before this transaction ends.
         -- A FOR UPDATE subquery is never flattened: each address is one probe of
         -- the (community_id, address) key, in the order of the sorted addresses.
+        -- Sorted byte-wise (COLLATE "C"), as the service sorts them for single
+        -- writes: under a linguistic collation the two orders differ, and a batch
+        -- and a single write could deadlock.
         SELECT array_agg(l.id), array_agg(l.posted), array_agg(l.held)
           INTO v_locked_ids, v_locked_posted, v_locked_held
-          FROM (SELECT DISTINCT u.addr FROM unnest(p_addrs) AS u(addr)
-                 WHERE u.addr LIKE 'member:%' ORDER BY u.addr) u
+          FROM (SELECT u.addr FROM unnest(p_addrs) AS u(addr)
+                 WHERE u.addr LIKE 'member:%'
+                 GROUP BY u.addr ORDER BY u.addr COLLATE "C") u
          CROSS JOIN LATERAL
                (SELECT a.id, a.posted, a.held FROM accounts a
                  WHERE a.community_id = p_community AND a.address = u.addr
@@ -230,8 +234,9 @@ BEGIN
         -- where only those touching a held account come back busy.
         SELECT array_agg(l.id), array_agg(l.posted), array_agg(l.held)
           INTO v_locked_ids, v_locked_posted, v_locked_held
-          FROM (SELECT DISTINCT u.addr FROM unnest(p_addrs) AS u(addr)
-                 WHERE u.addr LIKE 'member:%' ORDER BY u.addr) u
+          FROM (SELECT u.addr FROM unnest(p_addrs) AS u(addr)
+                 WHERE u.addr LIKE 'member:%'
+                 GROUP BY u.addr ORDER BY u.addr COLLATE "C") u
          CROSS JOIN LATERAL
                (SELECT a.id, a.posted, a.held FROM accounts a
                  WHERE a.community_id = p_community AND a.address = u.addr

@@ -25,10 +25,11 @@ BEGIN
         RETURN v_ids;
     END IF;
     INSERT INTO accounts (community_id, address, asset)
-    SELECT DISTINCT p_community, a.addr, a.asset
+    SELECT p_community, a.addr, a.asset
       FROM unnest(p_addrs, p_assets) AS a(addr, asset)
      WHERE a.addr NOT LIKE 'member:%'
-     ORDER BY a.addr
+     GROUP BY a.addr, a.asset
+     ORDER BY a.addr COLLATE "C"
     ON CONFLICT (community_id, address) DO NOTHING;
     SELECT array_agg((SELECT acc.id FROM accounts acc
                        WHERE acc.community_id = p_community AND acc.address = a.addr)

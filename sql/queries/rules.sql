@@ -27,9 +27,21 @@ SELECT id, request_hash, result FROM events WHERE community_id = $1 AND id = $2;
 UPDATE events SET result = $3, rule_version = $4 WHERE community_id = $1 AND id = $2;
 
 -- name: member_lock
-SELECT posted, held FROM accounts
- WHERE community_id = $1 AND address = $2
-   FOR UPDATE;
+-- Both accounts of member $2, minutes before points: address order, the order
+-- every writer locks in, so that a rule that then posts minutes cannot take the
+-- two the other way round from a batch that holds both. Returns the points row.
+-- (OFFSET 0 keeps the outer filter from reaching the unnest, which would skip
+-- locking the minutes row.)
+SELECT b.posted, b.held
+  FROM (SELECT u.ord, l.posted, l.held
+          FROM unnest(ARRAY['member:' || $2 || ':minutes', 'member:' || $2 || ':points'])
+                 WITH ORDINALITY AS u(addr, ord)
+         CROSS JOIN LATERAL
+               (SELECT a.posted, a.held FROM accounts a
+                 WHERE a.community_id = $1 AND a.address = u.addr
+                   FOR UPDATE) l
+        OFFSET 0) b
+ WHERE b.ord = 2;
 
 -- name: rule_usage_get
 SELECT rule_id, period_key, amount, times FROM rule_usage

@@ -1,0 +1,42 @@
+"""Writers take a member's accounts in one order: byte-wise address order, minutes
+before points. A writer that took points first and minutes later (a rule posting
+minutes under the event's member lock) could deadlock with a batch holding both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from service.db import q
+from service.rules import store as rules_store
+from tests.helpers import community
+
+
+async def test_the_member_lock_takes_minutes_then_points(
+    client: AsyncTestClient[Any], pool: asyncpg.Pool
+) -> None:
+    await community(client)
+    async with pool.acquire() as holder, pool.acquire() as other:
+        async with holder.transaction():
+            locked = await rules_store.lock_member(holder, "green", "m0")
+            assert locked is not None and locked["posted"] == 100  # the points row
+            for asset in ("minutes", "points"):
+                with pytest.raises(asyncpg.LockNotAvailableError):
+                    await other.fetchrow(
+                        "SELECT 1 FROM accounts WHERE community_id = 'green' AND address = $1 "
+                        "FOR UPDATE NOWAIT",
+                        f"member:m0:{asset}",
+                    )
+        assert await rules_store.lock_member(other, "green", "nobody") is None
+
+
+def test_lock_order_is_byte_order_in_every_lock_query() -> None:
+    """The batch's up-front locks sort addresses byte-wise, as Python's sorted() does."""
+    from service.db import sql_dir
+
+    batch = (sql_dir() / "migrations" / "0005_batch_fast_path.sql").read_text()
+    assert batch.count('GROUP BY u.addr ORDER BY u.addr COLLATE "C"') == 2
+    assert "minutes" in q("member_lock").split("points")[0]
