@@ -110,7 +110,7 @@ def _plan(
         ref = refs[address]
         index[address] = i
         assets.append(ref.asset)
-        limited.append(ref.member_id is not None)
+        limited.append(ref.limited)
         posted_by.append(posted.get(address, 0))
         held_by.append(held.get(address, 0))
         minimum_by.append(minimum.get(address))
