@@ -14,7 +14,7 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
-from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket
+from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket, timebank
 from service.api.deps import authorize
 from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
 from service.auth import KeyResolver
@@ -134,6 +134,7 @@ V1_HANDLERS = [
     *offsets.HANDLERS,
     *supermarket.HANDLERS,
     *reports.HANDLERS,
+    *timebank.HANDLERS,
 ]
 
 
