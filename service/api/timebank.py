@@ -1,22 +1,36 @@
-"""Time bank endpoints (volunteer apps, residents, operators): time transfers and
-conversions of minutes to points."""
+"""Time bank endpoints (volunteer apps, residents, operators): volunteer hours and
+their approval, time transfers, and conversions of minutes to points."""
 
 from __future__ import annotations
 
-from typing import Any, Final
+from datetime import datetime
+from typing import Annotated, Any, Final
 
-from litestar import Request, Response, post
+from litestar import Request, Response, get, post
 from litestar.params import FromPath
+from msgspec import Meta
 
-from service.api.deps import body, fingerprint, pool_of, principal_of, rules_of, written
+from service.api.deps import body, db, fingerprint, pool_of, principal_of, rules_of, written
 from service.api.wire import Amount, ClientId, Strict, Text
 from service.errors import Forbidden
 from service.ledger.batch import submit_one
 from service.ledger.views import TransactionOut, transaction_out
+from service.timebank import hours
 from service.timebank import service as timebank
 
 Req = Request[Any, Any, Any]
 TRANSFERS: Final = frozenset({"operator", "volunteer_app", "resident"})
+VOLUNTEERING: Final = frozenset({"operator", "volunteer_app"})
+HoursPath = "/v1/communities/{c:str}/volunteer-hours/{h:str}"
+
+
+class HoursIn(Strict):
+    id: ClientId
+    member: ClientId
+    activity: Annotated[str, Meta(min_length=1, max_length=200)]
+    started_at: Annotated[datetime, Meta(tz=True)]
+    minutes: Annotated[int, Meta(ge=1, le=24 * 60)]
+    organiser: ClientId | None = None
 
 
 class TimeTransferIn(Strict):
@@ -76,4 +90,57 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
     return written(transaction_out(tx), replayed)
 
 
-HANDLERS: Final = [create_time_transfer, create_conversion]
+@post("/v1/communities/{c:str}/volunteer-hours", opt={"roles": VOLUNTEERING})
+async def log_hours(request: Req, c: FromPath[str]) -> Response[hours.Hours]:
+    """Logs hours: a pending credit of minutes until approved, unless the rule set
+    needs no approval."""
+    data = await body(request, HoursIn)
+    log = hours.LogHours(
+        id=data.id,
+        member=data.member,
+        activity=data.activity,
+        started_at=data.started_at,
+        minutes=data.minutes,
+        organiser=data.organiser,
+    )
+    async with db(request) as conn:
+        result, replayed = await hours.log_hours(
+            conn, rules_of(request), c, log, fingerprint(data), principal_of(request).key_id
+        )
+    return written(result, replayed)
+
+
+async def _decide(request: Req, c: str, h: str, status: hours.Decision) -> Response[hours.Hours]:
+    async with db(request) as conn:
+        result, replayed = await hours.decide(
+            conn, rules_of(request), c, h, status, principal_of(request).key_id
+        )
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(result, status_code=200, headers=headers)
+
+
+@post(f"{HoursPath}/approve", opt={"roles": VOLUNTEERING}, status_code=200)
+async def approve_hours(request: Req, c: FromPath[str], h: FromPath[str]) -> Response[hours.Hours]:
+    """Posts the minutes and runs the rules on `volunteer.approved`, together."""
+    return await _decide(request, c, h, "approved")
+
+
+@post(f"{HoursPath}/reject", opt={"roles": VOLUNTEERING}, status_code=200)
+async def reject_hours(request: Req, c: FromPath[str], h: FromPath[str]) -> Response[hours.Hours]:
+    """Voids the pending minutes."""
+    return await _decide(request, c, h, "rejected")
+
+
+@get(HoursPath, opt={"roles": VOLUNTEERING})
+async def get_hours(request: Req, c: FromPath[str], h: FromPath[str]) -> hours.Hours:
+    return await hours.get_hours(pool_of(request), c, h)
+
+
+HANDLERS: Final = [
+    log_hours,
+    approve_hours,
+    reject_hours,
+    get_hours,
+    create_time_transfer,
+    create_conversion,
+]
