@@ -105,6 +105,11 @@ def fingerprint(value: Any) -> bytes:
 
 def written(content: Any, replayed: bool) -> Response[Any]:
     """201 for a new resource; 200 and `Idempotent-Replayed: true` for a replay."""
-    if replayed:
-        return Response(content, status_code=200, headers={"Idempotent-Replayed": "true"})
-    return Response(content, status_code=201)
+    return changed(content, replayed) if replayed else Response(content, status_code=201)
+
+
+def changed(content: Any, replayed: bool) -> Response[Any]:
+    """200 for a change of state (post, void, approve, …); a repeat of one already
+    made is marked `Idempotent-Replayed: true`."""
+    headers = {"Idempotent-Replayed": "true"} if replayed else {}
+    return Response(content, status_code=200, headers=headers)

@@ -12,6 +12,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from service.api.deps import (
     OPERATOR,
     body,
+    changed,
     db,
     fingerprint,
     pool_of,
@@ -103,11 +104,6 @@ async def get_transaction(request: Req, c: FromPath[str], tx: FromPath[str]) -> 
         return transaction_out(found, await store.reversed_by(conn, c, found.row_id))
 
 
-def _finished(tx: Any, replayed: bool) -> Response[TransactionOut]:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(transaction_out(tx), status_code=200, headers=headers)
-
-
 @post(TxPath + "/post", opt={"roles": OPERATOR})
 async def post_transaction(
     request: Req, c: FromPath[str], tx: FromPath[str]
@@ -117,7 +113,7 @@ async def post_transaction(
     amount = (await body(request, PostIn)).amount if raw.strip() else None
     async with db(request) as conn:
         done, replayed = await ledger.post_transaction(conn, c, tx, amount)
-    return _finished(done, replayed)
+    return changed(transaction_out(done), replayed)
 
 
 @post(TxPath + "/void", opt={"roles": OPERATOR})
@@ -126,7 +122,7 @@ async def void_transaction(
 ) -> Response[TransactionOut]:
     async with db(request) as conn:
         done, replayed = await ledger.void_transaction(conn, c, tx)
-    return _finished(done, replayed)
+    return changed(transaction_out(done), replayed)
 
 
 @post(TxPath + "/reverse", opt={"roles": OPERATOR})

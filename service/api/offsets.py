@@ -9,7 +9,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service import setup
-from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
+from service.api.deps import body, changed, db, fingerprint, principal_of, rules_of, written
 from service.api.wire import Amount, ClientId, Strict, TtlSeconds
 from service.errors import Forbidden, NotFound, ValidationFailed
 from service.ledger.store import Conn
@@ -92,17 +92,12 @@ async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
     return written(offset, replayed)
 
 
-def _done(offset: OffsetOut, replayed: bool) -> Response[OffsetOut]:
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(offset, status_code=200, headers=headers)
-
-
 @post(OffsetPath + "/apply", opt={"roles": PROPERTY})
 async def apply_offset(request: Req, c: FromPath[str], o: FromPath[str]) -> Response[OffsetOut]:
     """Posts a held offset (the bill was paid)."""
     async with db(request) as conn:
         offset, replayed = await offsets.apply_offset(conn, c, o, _company_scope(request))
-    return _done(offset, replayed)
+    return changed(offset, replayed)
 
 
 @post(OffsetPath + "/cancel", opt={"roles": PROPERTY})
@@ -113,7 +108,7 @@ async def cancel_offset(request: Req, c: FromPath[str], o: FromPath[str]) -> Res
         offset, replayed = await offsets.cancel_offset(
             conn, c, o, _company_scope(request), params, principal_of(request).key_id
         )
-    return _done(offset, replayed)
+    return changed(offset, replayed)
 
 
 @get(OffsetPath, opt={"roles": PROPERTY})

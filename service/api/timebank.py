@@ -10,7 +10,16 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from msgspec import Meta
 
-from service.api.deps import body, db, fingerprint, pool_of, principal_of, rules_of, written
+from service.api.deps import (
+    body,
+    changed,
+    db,
+    fingerprint,
+    pool_of,
+    principal_of,
+    rules_of,
+    written,
+)
 from service.api.wire import Amount, ClientId, Strict, Text
 from service.errors import Forbidden
 from service.ledger.batch import submit_one
@@ -115,8 +124,7 @@ async def _decide(request: Req, c: str, h: str, status: hours.Decision) -> Respo
         result, replayed = await hours.decide(
             conn, rules_of(request), c, h, status, principal_of(request).key_id
         )
-    headers = {"Idempotent-Replayed": "true"} if replayed else {}
-    return Response(result, status_code=200, headers=headers)
+    return changed(result, replayed)
 
 
 @post(f"{HoursPath}/approve", opt={"roles": VOLUNTEERING}, status_code=200)

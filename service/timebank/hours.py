@@ -91,63 +91,59 @@ async def log_hours(
     actor: str,
 ) -> tuple[Hours, bool]:
     """Records hours (pending, or approved where no approval is required); once."""
-    return await retrying(lambda: _log(conn, book, community, data, request_hash, actor), conn=conn)
-
-
-async def _log(
-    conn: ledger_store.Conn,
-    book: RuleBook,
-    community: str,
-    data: LogHours,
-    request_hash: bytes,
-    actor: str,
-) -> tuple[Hours, bool]:
     active = await book.active(conn, community)
     at_once = not active.rule_set.time_bank.approval_required
-    async with conn.transaction():
-        try:
-            row = await conn.fetchrow(
-                q("hours_insert"),
-                community,
-                data.id,
-                data.member,
-                data.activity,
-                data.started_at,
-                data.minutes,
-                data.organiser,
-                "approved" if at_once else "pending",
-                request_hash,
-                actor,
-            )
-        except asyncpg.ForeignKeyViolationError as err:
-            raise NotFound(f"no member {data.member!r} in community {community!r}") from err
-        if row is None:
-            existing = await conn.fetchrow(q("hours_get"), community, data.id)
-            assert existing is not None  # the conflict was on this very key
-            if bytes(existing["request_hash"]) != request_hash:
-                raise IdempotencyConflict(
-                    f"hours {data.id!r} were logged with different fields; use a new id"
+
+    async def attempt() -> tuple[Hours, bool]:
+        async with conn.transaction():
+            try:
+                row = await conn.fetchrow(
+                    q("hours_insert"),
+                    community,
+                    data.id,
+                    data.member,
+                    data.activity,
+                    data.started_at,
+                    data.minutes,
+                    data.organiser,
+                    "approved" if at_once else "pending",
+                    request_hash,
+                    actor,
                 )
-            return _hours(existing), True
-        credit = NewTransaction(
-            client_id=credit_id(data.id),
-            postings=(
-                Posting(
-                    source="system:timebank:minutes",
-                    destination=member_address(data.member, "minutes"),
-                    asset="minutes",
-                    amount=data.minutes,
-                ),
-            ),
-            request_hash=b"volunteer-hours",
-            kind="volunteer_hours",
-            pending=not at_once,
-            reason=data.activity,
-            actor=actor,
-        )
-        await ledger.create_transaction(conn, community, credit, active.rule_set.to_params())
-        event = await _approved_event(conn, book, community, row, actor) if at_once else None
-    return _hours(row, event), False
+            except asyncpg.ForeignKeyViolationError as err:
+                raise NotFound(f"no member {data.member!r} in community {community!r}") from err
+            if row is None:
+                existing = await conn.fetchrow(q("hours_get"), community, data.id)
+                assert existing is not None  # the conflict was on this very key
+                if bytes(existing["request_hash"]) != request_hash:
+                    raise IdempotencyConflict(
+                        f"hours {data.id!r} were logged with different fields; use a new id"
+                    )
+                return _hours(existing), True
+            credit = _credit(data, pending=not at_once, actor=actor)
+            await ledger.create_transaction(conn, community, credit, active.rule_set.to_params())
+            event = await _approved_event(conn, book, community, row, actor) if at_once else None
+        return _hours(row, event), False
+
+    return await retrying(attempt)
+
+
+def _credit(data: LogHours, *, pending: bool, actor: str) -> NewTransaction:
+    posting = Posting(
+        source="system:timebank:minutes",
+        destination=member_address(data.member, "minutes"),
+        asset="minutes",
+        amount=data.minutes,
+    )
+    return NewTransaction(
+        client_id=credit_id(data.id),
+        postings=(posting,),
+        request_hash=b"volunteer-hours",
+        kind="volunteer_hours",
+        pending=pending,
+        reason=data.activity,
+        actor=actor,
+    )
 
 
 async def decide(
@@ -160,38 +156,26 @@ async def decide(
 ) -> tuple[Hours, bool]:
     """Approves (posts the credit, runs the rules) or rejects (voids it); deciding
     the same way again is a replay, the other way a 409."""
-    return await retrying(
-        lambda: _decide(conn, book, community, hours_id, status, actor), conn=conn
-    )
 
+    async def attempt() -> tuple[Hours, bool]:
+        async with conn.transaction():
+            row = await conn.fetchrow(q("hours_lock"), community, hours_id)
+            if row is None:
+                raise NotFound(f"no volunteer hours {hours_id!r} in community {community!r}")
+            if row["status"] == status:
+                return _hours(row), True
+            if row["status"] != "pending":
+                raise InvalidState(f"hours {hours_id!r} are already {row['status']}")
+            if status == "approved":
+                await ledger.post_transaction(conn, community, credit_id(hours_id), None)
+            else:
+                await ledger.void_transaction(conn, community, credit_id(hours_id), "rejected")
+            row = await conn.fetchrow(q("hours_decide"), community, hours_id, status, actor)
+            approved = status == "approved"
+            event = await _approved_event(conn, book, community, row, actor) if approved else None
+        return _hours(row, event), False
 
-async def _decide(
-    conn: ledger_store.Conn,
-    book: RuleBook,
-    community: str,
-    hours_id: str,
-    status: Decision,
-    actor: str,
-) -> tuple[Hours, bool]:
-    async with conn.transaction():
-        row = await conn.fetchrow(q("hours_lock"), community, hours_id)
-        if row is None:
-            raise NotFound(f"no volunteer hours {hours_id!r} in community {community!r}")
-        if row["status"] == status:
-            return _hours(row), True
-        if row["status"] != "pending":
-            raise InvalidState(f"hours {hours_id!r} are already {row['status']}")
-        if status == "approved":
-            await ledger.post_transaction(conn, community, credit_id(hours_id), None)
-        else:
-            await ledger.void_transaction(conn, community, credit_id(hours_id), "rejected")
-        row = await conn.fetchrow(q("hours_decide"), community, hours_id, status, actor)
-        event = (
-            await _approved_event(conn, book, community, row, actor)
-            if status == "approved"
-            else None
-        )
-    return _hours(row, event), False
+    return await retrying(attempt)
 
 
 async def get_hours(conn: ledger_store.Queryable, community: str, hours_id: str) -> Hours:
