@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench import report
-from bench.profiles import PROFILES
+from bench.profiles import PROFILES, SCALE, SMALL, STACK
 from bench.run import Bench, Options, Outcome, say, stamp
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     say(f"wrote {json_path} and {md_path} in {run.seconds_total} s")
     if args.smoke:
-        expected = 2 + 8 + (2 if opts.scale else 0) if only is None else len(out.scenarios)
+        every = 2 + len(STACK) + len(SMALL) + (len(SCALE) if opts.scale else 0)
+        expected = every if only is None else len(out.scenarios)
         failures = smoke_failures(out, expected)
         for failure in failures:
             say(f"SMOKE FAILED: {failure}")

@@ -67,6 +67,12 @@ SMALL = [
     ("s5_statement", "5b statement page, 50 of {statement:,}", "statement"),
     ("s6_batch", "6 batch of {batch:,} transfers (postings)", "batch"),
 ]
+# The HTTP stack alone (bench/stack_apps.py), answering the balance read's URL.
+STACK = [
+    ("stack_asgi", "HTTP stack: bare ASGI app, constant body", "asgi"),
+    ("stack_litestar", "HTTP stack: bare Litestar route, constant body", "litestar"),
+    ("stack_litestar_pg", "HTTP stack: bare Litestar route + the balance query", "litestar_pg"),
+]
 SCALE = [
     ("s7_balance", "7a balance read, scale data", "balance"),
     ("s7_statement", "7b statement page, 50 of {statement:,}, scale data", "statement"),
@@ -92,6 +98,22 @@ def small_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec
         )
         for name, title, step in SMALL
     ]
+
+
+def stack_spec(profile: Profile, name: str, title: str, run_id: str, port: int) -> Spec:
+    """The balance step against one of the stack servers: same URLs, same clients."""
+    return Spec(
+        name=name,
+        title=title,
+        step="balance",
+        community="bench",
+        members=profile.members,
+        seconds=profile.seconds,
+        warmup_s=profile.warmup_s,
+        grace_s=profile.grace_s,
+        run_id=run_id,
+        port=port,
+    )
 
 
 def scale_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec]:

@@ -135,8 +135,16 @@ def _cores(cpu: dict[str, float]) -> str:
     pg = cpu.get("pg_backends", 0.0) + cpu.get("pg_background", 0.0)
     service = cpu.get("service", 0.0)
     client = cpu.get("loadgen", 0.0) + cpu.get("pgbench", 0.0)
-    other = cpu.get("unattributed", 0.0) + cpu.get("harness", 0.0)
+    other = cpu.get("unattributed", 0.0) + cpu.get("harness", 0.0) + cpu.get("idle_service", 0.0)
     return f"{pg:.2f} / {service:.2f} / {client:.2f} / {other:.2f}"
+
+
+def _per_request(s: ScenarioResult) -> str:
+    """Milliseconds of service CPU per HTTP request (none for pgbench)."""
+    service = s.cpu_cores.get("service", 0.0)
+    if not service or not s.requests_per_s:
+        return ""
+    return f"{1000 * service / s.requests_per_s:.3f}"
 
 
 def markdown(run: Run) -> str:
@@ -153,8 +161,8 @@ def markdown(run: Run) -> str:
         "clients",
         "",
         "| scenario | ops/s | × floor | req/s | p50 ms | p95 ms | p99 ms | errors | 409 expected "
-        "| unfinished | xid/op | cores pg / svc / client / other |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| unfinished | xid/op | cores pg / svc / client / other | svc ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for s in run.scenarios:
         ratio = "" if s.ratio_to_floor is None else f"{s.ratio_to_floor:.2f}"
@@ -163,7 +171,7 @@ def markdown(run: Run) -> str:
             f"| {s.title} | {s.ops_per_s:,.0f} | {ratio} | {s.requests_per_s:,.0f} "
             f"| {s.latency.p50:.1f} | {s.latency.p95:.1f} | {s.latency.p99:.1f} | {s.errors} "
             f"| {s.expected} | {s.unfinished} | {'' if xid is None else f'{xid:.2f}'} "
-            f"| {_cores(s.cpu_cores)} |"
+            f"| {_cores(s.cpu_cores)} | {_per_request(s)} |"
         )
     lines += ["", "| target (issue 3) | measured | limit | met |", "|---|---:|---:|:---:|"]
     for t in run.targets:

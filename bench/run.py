@@ -16,10 +16,10 @@ from typing import Any
 from bench import bulk, dbstats, floor, pg, pyspy
 from bench.cpu import postgres_groups, wait_idle
 from bench.driver import LoadGenerator
-from bench.profiles import Profile, scale_specs, small_specs
+from bench.profiles import STACK, Profile, scale_specs, small_specs, stack_spec
 from bench.scenarios import Spec
 from bench.seed import audit, seed
-from bench.service_proc import Service
+from bench.service_proc import Service, StackServer
 from bench.stats import ScenarioResult
 
 
@@ -61,6 +61,7 @@ class Bench:
         self.out = Outcome()
         self.server: pg.Server | None = None
         self.service: Service | None = None
+        self.stack: StackServer | None = None  # while a stack scenario runs
         self.loadgen: LoadGenerator | None = None
 
     # -- lifecycle -------------------------------------------------------------
@@ -107,7 +108,11 @@ class Bench:
     def groups(self) -> dict[str, list[int]]:
         assert self.server is not None and self.service is not None
         found = postgres_groups(self.server.postmaster_pid)
-        found["service"] = self.service.pids()
+        if self.stack is not None:
+            found["service"] = self.stack.pids()
+            found["idle_service"] = self.service.pids()
+        else:
+            found["service"] = self.service.pids()
         found["loadgen"] = [self.loadgen.pid] if self.loadgen else []
         found["harness"] = [os.getpid()]
         return found
@@ -138,6 +143,9 @@ class Bench:
         for mode in ("uniform", "hot"):
             if self._wanted(f"floor_{mode}"):
                 self._floor(mode)
+        for name, title, app in STACK:
+            if self._wanted(name):
+                self._stack_scenario(stack_spec(p, name, title, self.run_id, 0), app)
         for spec in small_specs(p, self.run_id, self.service.port, self.key):
             if self._wanted(spec.name):
                 self._scenario(spec)
@@ -187,13 +195,26 @@ class Bench:
         self.out.scenarios.append(result)
         _summary(result)
 
+    def _stack_scenario(self, spec: Spec, app: str) -> None:
+        """A scenario against a stack server instead of the service (which idles)."""
+        log = self.opts.work_dir / f"{spec.name}.log"
+        self.stack = StackServer(app, self.dsn, log)
+        try:
+            self.stack.wait_ready()
+            spec.port = self.stack.port
+            self._scenario(spec)
+        finally:
+            self.stack.stop()
+            self.stack = None
+
     def _spy(self, spec: Spec) -> pyspy.Recorder | None:
-        if self.opts.py_spy is None or self.service is None:
+        server = self.stack or self.service
+        if self.opts.py_spy is None or server is None:
             return None
         prefix = self.opts.results_dir / f"{self.opts.stamp}-pyspy" / spec.name
         prefix.parent.mkdir(parents=True, exist_ok=True)
         seconds = spec.warmup_s + spec.seconds
-        return pyspy.Recorder(self.opts.py_spy, self.service.pids(), seconds, prefix)
+        return pyspy.Recorder(self.opts.py_spy, server.pids(), seconds, prefix)
 
     def _audit(self) -> None:
         assert self.service is not None

@@ -38,13 +38,16 @@ class Service:
             "--port",
             str(self.port),
         ]
-        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-        env.update(
+        self._start(
+            log_path,
             LEDGER_DATA_DIR=str(data_dir),
             LEDGER_ADMIN_KEY=admin_key,
             LEDGER_LOG_LEVEL="warning",
-            PYTHONUNBUFFERED="1",  # its log lines reach the log file as they happen
         )
+
+    def _start(self, log_path: Path, **env_vars: str) -> None:
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env.update(env_vars, PYTHONUNBUFFERED="1")  # log lines reach the file as they happen
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(
             self.command, env=env, stdout=self._log, stderr=subprocess.STDOUT
@@ -89,3 +92,24 @@ class Service:
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
+
+
+class StackServer(Service):
+    """One of `bench.stack_apps`' servers, under uvicorn with the service's options
+    (one worker, httptools and uvloop picked by uvicorn, no access log)."""
+
+    def __init__(self, app: str, dsn: str, log_path: Path) -> None:
+        self.port = free_port()
+        self.workers = 1
+        self.command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            f"bench.stack_apps:{app}",
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        self._start(log_path, BENCH_DSN=dsn)
