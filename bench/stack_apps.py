@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 import msgspec
 from litestar import Litestar, get
+from litestar.params import FromPath
 
 from service.config import load_settings
 from service.db import create_pool, q
@@ -60,7 +61,7 @@ _CONSTANT = Balance(points=Points(5, 0, 5, 0), minutes={})
 
 
 @get(_PATH)
-async def constant(c: str, m: str) -> Balance:
+async def constant(c: FromPath[str], m: FromPath[str]) -> Balance:
     return _CONSTANT
 
 
@@ -90,7 +91,7 @@ async def _lifespan(_: Litestar) -> AsyncIterator[None]:
 
 
 @get(_PATH)
-async def from_database(c: str, m: str) -> Balance:
+async def from_database(c: FromPath[str], m: FromPath[str]) -> Balance:
     assert _pool is not None
     addresses = [f"member:{m}:points", f"member:{m}:minutes"]
     async with _pool.acquire() as conn:

@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
 from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket, timebank
-from service.api.deps import authorize
+from service.api.deps import authorize, check_authorized
 from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
 from service.auth import KeyResolver
 from service.config import Settings, load_settings
@@ -147,9 +147,9 @@ def create_app(
     dsn = dsn or settings.database_url
     if dsn is None:
         raise RuntimeError("DATABASE_URL is not set; start the service with `points-ledger serve`")
-    return Litestar(
+    app = Litestar(
         route_handlers=[
-            Router(path="/", route_handlers=V1_HANDLERS, guards=[authorize]),
+            Router(path="/", route_handlers=V1_HANDLERS, before_request=authorize),
             ops.health,
             ops.ready,
             PrometheusController,
@@ -176,3 +176,5 @@ def create_app(
         debug=False,
         logging_config=None,
     )
+    check_authorized(app)
+    return app

@@ -35,6 +35,32 @@ def _request_id(scope: HTTPScope) -> str:
     return os.urandom(16).hex()
 
 
+# Labelled series, looked up once: `labels()` takes a lock and builds its key on
+# every call. Bounded: this layer runs only for matched routes, so `template` is
+# one of the app's route templates.
+_Series = tuple[Counter, Histogram, Counter | None]
+_SERIES: dict[tuple[str, str, int], _Series] = {}
+_IN_PROGRESS: dict[tuple[str, str], Gauge] = {}
+
+
+def _series(method: str, template: str, status: int) -> _Series:
+    """(requests counter, duration histogram, 5xx counter or None) of one label set."""
+    key = (method, template, status)
+    found = _SERIES.get(key)
+    if found is None:
+        labels = (method, template, str(status), _APP)
+        failed = ERRORS.labels(*labels) if status >= 500 else None
+        found = _SERIES[key] = (REQUESTS.labels(*labels), DURATION.labels(*labels), failed)
+    return found
+
+
+def _in_progress(method: str, template: str) -> Gauge:
+    found = _IN_PROGRESS.get((method, template))
+    if found is None:
+        found = _IN_PROGRESS[(method, template)] = IN_PROGRESS.labels(method, template, _APP)
+    return found
+
+
 class RequestContext:
     """Binds `request_id` (from `X-Request-ID` or new) and echoes it, logs one access
     line, and records the request in the Prometheus metrics.
@@ -68,18 +94,18 @@ class RequestContext:
 
         method = scope["method"]
         template: str = scope.get("path_template", scope["path"])
-        in_progress = IN_PROGRESS.labels(method, template, _APP)
+        in_progress = _in_progress(method, template)
         in_progress.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             in_progress.dec()
             elapsed = time.perf_counter() - started
-            labels = (method, template, str(status), _APP)
-            REQUESTS.labels(*labels).inc()
-            DURATION.labels(*labels).observe(elapsed)
-            if status >= 500:
-                ERRORS.labels(*labels).inc()
+            counted, timed, failed = _series(method, template, status)
+            counted.inc()
+            timed.observe(elapsed)
+            if failed is not None:
+                failed.inc()
             log.info(
                 "request",
                 method=method,
