@@ -81,6 +81,17 @@ async def _readable_member(request: Req, conn: Conn, c: str, m: str) -> setup.Me
     return member
 
 
+async def _may_read(request: Req, conn: Conn, c: str, m: str) -> None:
+    """`_readable_member`'s refusals, with a round trip only where the member's
+    household decides (property keys): reads of an unknown member answer 404
+    from their own query."""
+    principal = principal_of(request)
+    if principal.role == "property":
+        await _readable_member(request, conn, c, m)
+    elif principal.role == "resident" and principal.member != m:
+        raise NotFound(f"no member {m!r} in community {c!r}")
+
+
 @get("/v1/communities/{c:str}/members/{m:str}", opt={"roles": READ_MEMBER})
 async def get_member(request: Req, c: FromPath[str], m: FromPath[str]) -> setup.Member:
     async with db(request) as conn:
@@ -90,11 +101,7 @@ async def get_member(request: Req, c: FromPath[str], m: FromPath[str]) -> setup.
 @get("/v1/communities/{c:str}/members/{m:str}/balance", opt={"roles": READ_MEMBER})
 async def member_balance(request: Req, c: FromPath[str], m: FromPath[str]) -> MemberBalance:
     async with db(request) as conn:
-        principal = principal_of(request)
-        if principal.role == "property":
-            await _readable_member(request, conn, c, m)
-        elif principal.role == "resident" and principal.member != m:
-            raise NotFound(f"no member {m!r} in community {c!r}")
+        await _may_read(request, conn, c, m)
         return await reads.member_balance(conn, c, m, await rules_of(request).params(conn, c))
 
 
@@ -114,7 +121,7 @@ async def member_statement(
 ) -> reads.EntryPage:
     """The member's entries, newest first, each saying why it exists."""
     async with db(request) as conn:
-        await _readable_member(request, conn, c, m)
+        await _may_read(request, conn, c, m)
         return await reads.entries_page(
             conn, c, member_address(m, asset), cursor=cursor, limit=limit, start=start, end=end
         )

@@ -147,3 +147,20 @@ async def test_account_entries_page_through_and_unknown_accounts(client: Client)
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     bad = await client.get(f"{C}/accounts/not-an-address/entries")
     assert bad.status_code == 422 and bad.json()["code"] == "validation_error"
+
+
+async def test_statement_of_an_unknown_member_is_404_and_an_empty_one_is_a_page(
+    client: Client,
+) -> None:
+    """The statement reads the member's account directly (no separate member lookup):
+    a member without minutes entries still gets an empty page, a member who does not
+    exist a 404, whichever asset is asked for."""
+    await community(client)
+    empty = await client.get(f"{C}/members/m1/statement", params={"asset": "minutes"})
+    assert empty.status_code == 200 and empty.json()["entries"] == []
+    for asset in ("points", "minutes"):
+        r = await client.get(f"{C}/members/nobody/statement", params={"asset": asset})
+        assert r.status_code == 404 and r.json()["code"] == "not_found", r.text
+        assert "member:nobody:" + asset in r.json()["detail"]
+    balance_of_nobody = await client.get(f"{C}/members/nobody/balance")
+    assert balance_of_nobody.status_code == 404
