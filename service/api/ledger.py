@@ -62,7 +62,7 @@ async def create_transaction(request: Req, c: FromPath[str]) -> Response[Transac
     new = _new_transaction(await body(request, TransactionIn), principal_of(request).key_id)
     pool = pool_of(request)
     params = await rules_of(request).params(pool, c)
-    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
+    tx, replayed = await submit_one(request.app.state.creations, pool, c, new, params)
     return written(transaction_out(tx), replayed)
 
 
