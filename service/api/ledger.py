@@ -111,8 +111,8 @@ async def post_transaction(
     """Posts a pending transaction, in full or for a smaller `amount`."""
     raw = await request.body()
     amount = (await body(request, PostIn)).amount if raw.strip() else None
-    async with db(request) as conn:
-        done, replayed = await ledger.post_transaction(conn, c, tx, amount)
+    finishes = request.app.state.finishes.submit
+    done, replayed = await ledger.post_pending(pool_of(request), finishes, c, tx, amount)
     return changed(transaction_out(done), replayed)
 
 
@@ -120,8 +120,8 @@ async def post_transaction(
 async def void_transaction(
     request: Req, c: FromPath[str], tx: FromPath[str]
 ) -> Response[TransactionOut]:
-    async with db(request) as conn:
-        done, replayed = await ledger.void_transaction(conn, c, tx)
+    finishes = request.app.state.finishes.submit
+    done, replayed = await ledger.void_pending(pool_of(request), finishes, c, tx, "voided")
     return changed(transaction_out(done), replayed)
 
 

@@ -1,14 +1,15 @@
 """Group commit for the ledger: concurrent single writes of one process share one
 database round trip and one commit.
 
-Each kind of write that is grouped (today, creations of single transactions:
-`Creations`) has its own queue, and all kinds share the process's flush slots
-(`Slots`). Every item of a group is still applied or refused on its own (the batch
-function gives each its own outcome and undoes a refused one), and each keeps its
-own idempotency key. A group is flushed as soon as a flush slot is free, so an
-idle service adds no wait; under load, requests that arrive while the slots are
-busy form the next groups. Items are sorted by the member accounts they lock, so
-groups flushed at the same time take member locks in the same order.
+Two kinds of write are grouped: creations of single transactions (`Creations`)
+and posts and voids of pending ones (`Finishes`). Each kind has its own queue,
+and the kinds share the process's flush slots (`Slots`). Every item of a group is
+still applied or refused on its own (the batch function gives each its own
+outcome and undoes a refused one), and each keeps its own idempotency key. A
+group is flushed as soon as a flush slot is free, so an idle service adds no
+wait; under load, requests that arrive while the slots are busy form the next
+groups. Items are sorted by the member accounts they lock, so groups flushed at
+the same time take member locks in the same order.
 
 A group never waits for a lock another transaction holds: such an item comes back
 `busy` and is written on its own, where only it waits. And if a group fails as a
@@ -182,4 +183,23 @@ class Creations(Coalescer[tuple[NewTransaction, Plan], store.Created]):
         return result
 
     def _busy(self, result: store.Created) -> bool:
+        return result.outcome == "busy"
+
+
+class Finishes(Coalescer[store.Finish, store.Finished]):
+    """Pending transactions posted or voided by the process's requests (POST
+    …/post and …/void)."""
+
+    def _plan(self, item: store.Finish) -> Plan:
+        return item.plan
+
+    async def _group(
+        self, conn: store.Conn, community: str, items: list[store.Finish]
+    ) -> list[store.Finished]:
+        return await store.finish_batch(conn, community, items)
+
+    async def _one(self, conn: store.Conn, community: str, item: store.Finish) -> store.Finished:
+        return await store.finish_tx(conn, community, item)
+
+    def _busy(self, result: store.Finished) -> bool:
         return result.outcome == "busy"
