@@ -123,11 +123,11 @@ async def test_a_post_and_a_void_of_one_hold_in_one_group(
         await award(api, f"a-{m}", m, 50)
     ids = [f"h{i}" for i in range(10)]
     await holds(api, [hold(i, f"member:m{n % 2}:points", 3) for n, i in enumerate(ids)])
-    finish = together(Finishes(pool, Slots(8)), 2 * len(ids))
+    grouped = together(Finishes(pool, Slots(8)), 2 * len(ids))
     calls = []
     for n, tx_id in enumerate(ids):
-        post = ledger.post_pending(pool, finish, "green", tx_id, None)
-        void = ledger.void_pending(pool, finish, "green", tx_id, "voided")
+        post = ledger.post_pending(pool, grouped, "green", tx_id, None)
+        void = ledger.void_pending(pool, grouped, "green", tx_id, "voided")
         calls += [post, void] if n % 4 < 2 else [void, post]
     outcomes = await asyncio.gather(*(outcome(c) for c in calls))
     posted = {"m0": 0, "m1": 0}
@@ -164,7 +164,7 @@ async def test_a_busy_item_of_a_group_is_finished_alone_once_released(
     for m in ("m0", "m1"):
         await award(api, f"a-{m}", m, 50)
     await holds(api, [hold(f"h{i}", f"member:m{i % 2}:points", 2) for i in range(12)])
-    finish = together(Finishes(pool, Slots(8)), 12)
+    grouped = together(Finishes(pool, Slots(8)), 12)
     async with pool.acquire() as holder:
         locked = holder.transaction()
         await locked.start()
@@ -172,9 +172,9 @@ async def test_a_busy_item_of_a_group_is_finished_alone_once_released(
         calls = {
             f"h{i}": asyncio.create_task(
                 outcome(
-                    ledger.post_pending(pool, finish, "green", f"h{i}", None)
+                    ledger.post_pending(pool, grouped, "green", f"h{i}", None)
                     if i % 4 < 2
-                    else ledger.void_pending(pool, finish, "green", f"h{i}", "voided")
+                    else ledger.void_pending(pool, grouped, "green", f"h{i}", "voided")
                 )
             )
             for i in range(12)
