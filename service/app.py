@@ -21,7 +21,7 @@ from service.auth import KeyResolver
 from service.config import Settings, load_settings
 from service.db import create_pool
 from service.errors import DomainError
-from service.ledger.coalescer import Creations, Finishes, Slots
+from service.ledger.coalescer import Coalescer
 from service.logs import configure_logging
 from service.middleware import RequestContext
 from service.rules.book import RuleBook
@@ -87,9 +87,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
         app.state.pool = pool
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
         app.state.known_communities = set()
-        slots = Slots(8)  # for groups of every kind: see coalescer.Slots
-        app.state.creations = Creations(pool, slots)
-        app.state.finishes = Finishes(pool, slots)
+        app.state.coalescer = Coalescer(pool)
         app.state.rules = RuleBook()
         scheduler = build_scheduler(pool, settings, app.state.rules) if scheduler_on else None
         if scheduler is not None:

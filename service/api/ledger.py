@@ -62,7 +62,7 @@ async def create_transaction(request: Req, c: FromPath[str]) -> Response[Transac
     new = _new_transaction(await body(request, TransactionIn), principal_of(request).key_id)
     pool = pool_of(request)
     params = await rules_of(request).params(pool, c)
-    tx, replayed = await submit_one(request.app.state.creations, pool, c, new, params)
+    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
     return written(transaction_out(tx), replayed)
 
 
@@ -111,8 +111,8 @@ async def post_transaction(
     """Posts a pending transaction, in full or for a smaller `amount`."""
     raw = await request.body()
     amount = (await body(request, PostIn)).amount if raw.strip() else None
-    finishes = request.app.state.finishes.submit
-    done, replayed = await ledger.post_pending(pool_of(request), finishes, c, tx, amount)
+    async with db(request) as conn:
+        done, replayed = await ledger.post_transaction(conn, c, tx, amount)
     return changed(transaction_out(done), replayed)
 
 
@@ -120,8 +120,8 @@ async def post_transaction(
 async def void_transaction(
     request: Req, c: FromPath[str], tx: FromPath[str]
 ) -> Response[TransactionOut]:
-    finishes = request.app.state.finishes.submit
-    done, replayed = await ledger.void_pending(pool_of(request), finishes, c, tx, "voided")
+    async with db(request) as conn:
+        done, replayed = await ledger.void_transaction(conn, c, tx)
     return changed(transaction_out(done), replayed)
 
 

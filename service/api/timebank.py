@@ -74,7 +74,7 @@ async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[Trans
     )
     pool = pool_of(request)
     params = await rules_of(request).params(pool, c)
-    tx, replayed = await submit_one(request.app.state.creations, pool, c, new, params)
+    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
     return written(transaction_out(tx), replayed)
 
 
@@ -95,7 +95,7 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
         principal_of(request).key_id,
     )
     params = active.rule_set.to_params()
-    tx, replayed = await submit_one(request.app.state.creations, pool, c, new, params)
+    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
     return written(transaction_out(tx), replayed)
 
 

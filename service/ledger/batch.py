@@ -8,7 +8,7 @@ import asyncpg
 from service.db import retrying
 from service.errors import DomainError, NotFound
 from service.ledger import store
-from service.ledger.coalescer import Creations
+from service.ledger.coalescer import Coalescer
 from service.ledger.model import NewTransaction, RuleParams, Transaction
 from service.ledger.posting import Plan, plan_create
 from service.ledger.service import creation_view, refusal, settle, settle_new
@@ -17,11 +17,11 @@ Result = tuple[Transaction, bool] | DomainError
 
 
 async def submit_one(
-    creations: Creations, pool: asyncpg.Pool, community: str, tx: NewTransaction, params: RuleParams
+    coalescer: Coalescer, pool: asyncpg.Pool, community: str, tx: NewTransaction, params: RuleParams
 ) -> tuple[Transaction, bool]:
     """Writes one transaction as part of the process's next group commit."""
     plan = plan_create(tx.postings, params, pending=tx.pending)
-    created = await creations.submit(community, (tx, plan))
+    created = await coalescer.submit(community, tx, plan)
     if created.outcome != "replay":
         return settle_new(tx, created)
     async with pool.acquire() as conn:  # to read the original of the replay

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
@@ -36,9 +35,7 @@ def creation_view(tx: Transaction) -> Transaction:
     )
 
 
-async def _fetch(
-    conn: store.Queryable, community: str, client_id: str
-) -> tuple[Transaction, bytes]:
+async def _fetch(conn: store.Conn, community: str, client_id: str) -> tuple[Transaction, bytes]:
     found = await store.get_tx(conn, community, client_id=client_id)
     if found is None:
         raise NotFound(f"no transaction {client_id!r} in community {community!r}")
@@ -135,38 +132,16 @@ async def create_transaction(
     return await settle(conn, community, tx, created, reversal_of)
 
 
-async def get_transaction(conn: store.Queryable, community: str, client_id: str) -> Transaction:
+async def get_transaction(conn: store.Conn, community: str, client_id: str) -> Transaction:
     tx, _ = await _fetch(conn, community, client_id)
     return tx
-
-
-# Writes one finish: the process's group commits (`Finishes.submit`), or `on_conn`.
-Finisher = Callable[[str, store.Finish], Awaitable[store.Finished]]
-
-
-def on_conn(conn: store.Conn) -> Finisher:
-    """Finishes on `conn`: in its own commit, or in the caller's open transaction
-    (with the locks it already holds), waiting for any lock held elsewhere."""
-
-    async def finish(community: str, item: store.Finish) -> store.Finished:
-        return await retrying(lambda: store.finish_tx(conn, community, item))
-
-    return finish
 
 
 async def post_transaction(
     conn: store.Conn, community: str, client_id: str, amount: int | None
 ) -> tuple[Transaction, bool]:
-    """`post_pending`, reading and writing on `conn`."""
-    return await post_pending(conn, on_conn(conn), community, client_id, amount)
-
-
-async def post_pending(
-    reader: store.Queryable, finish: Finisher, community: str, client_id: str, amount: int | None
-) -> tuple[Transaction, bool]:
-    """Posts a pending transaction in full or for `amount`; posting it again is a replay.
-    Reads go to `reader`, the write to `finish`."""
-    tx, _ = await _fetch(reader, community, client_id)
+    """Posts a pending transaction in full or for `amount`; posting it again is a replay."""
+    tx, _ = await _fetch(conn, community, client_id)
     if tx.status == "posted" and (
         amount is None or (len(tx.postings) == 1 and tx.postings[0].amount == amount)
     ):
@@ -177,37 +152,30 @@ async def post_pending(
         )
     assert tx.reserved is not None
     plan, postings = plan_post_pending(tx.reserved, amount)
-    done = await finish(community, store.Finish(row_id=tx.row_id, status="posted", plan=plan))
-    if done.outcome == "done":
+    outcome, finalized_at = await retrying(
+        lambda: store.finish_tx(conn, community, tx.row_id, "posted", None, plan)
+    )
+    if outcome == "done":
         return msgspec.structs.replace(
-            tx, status="posted", postings=postings, finalized_at=done.finalized_at
+            tx, status="posted", postings=postings, finalized_at=finalized_at
         ), False
-    if done.outcome == "expired":
+    if outcome == "expired":
         raise InvalidState(
             f"transaction {client_id!r} expired at {tx.expires_at}; it is being voided"
         )
-    # Finished by someone else since the read: answer as for what it is now.
-    return await post_pending(reader, finish, community, client_id, amount)
+    return await post_transaction(conn, community, client_id, amount)
 
 
 async def void_transaction(
     conn: store.Conn, community: str, client_id: str, reason: str = "voided"
 ) -> tuple[Transaction, bool]:
-    """`void_pending`, reading and writing on `conn`."""
-    return await void_pending(conn, on_conn(conn), community, client_id, reason)
-
-
-async def void_pending(
-    reader: store.Queryable, finish: Finisher, community: str, client_id: str, reason: str
-) -> tuple[Transaction, bool]:
-    """Voids a pending transaction, releasing what it held; voiding it again is a replay.
-    Reads go to `reader`, the write to `finish`."""
-    tx, _ = await _fetch(reader, community, client_id)
-    return await _void(reader, finish, community, tx, reason)
+    """Voids a pending transaction, releasing what it held; voiding it again is a replay."""
+    tx, _ = await _fetch(conn, community, client_id)
+    return await _void(conn, community, tx, reason)
 
 
 async def _void(
-    reader: store.Queryable, finish: Finisher, community: str, tx: Transaction, reason: str
+    conn: store.Conn, community: str, tx: Transaction, reason: str
 ) -> tuple[Transaction, bool]:
     if tx.status == "voided":
         return tx, True
@@ -217,14 +185,15 @@ async def _void(
         )
     assert tx.reserved is not None
     plan = plan_void(tx.reserved)
-    item = store.Finish(row_id=tx.row_id, status="voided", void_reason=reason, plan=plan)
-    done = await finish(community, item)
-    if done.outcome == "done":
+    outcome, finalized_at = await retrying(
+        lambda: store.finish_tx(conn, community, tx.row_id, "voided", reason, plan)
+    )
+    if outcome == "done":
         voided = msgspec.structs.replace(
-            tx, status="voided", finalized_at=done.finalized_at, void_reason=reason
+            tx, status="voided", finalized_at=finalized_at, void_reason=reason
         )
         return voided, False
-    return await void_pending(reader, finish, community, tx.client_id, reason)
+    return await void_transaction(conn, community, tx.client_id, reason)
 
 
 async def reverse_transaction(
@@ -266,9 +235,7 @@ async def expire_due(pool: asyncpg.Pool, now: datetime | None = None, limit: int
             if found is None or found[0].status != "pending":
                 continue
             try:
-                _, replayed = await _void(
-                    conn, on_conn(conn), row["community_id"], found[0], "expired"
-                )
+                _, replayed = await _void(conn, row["community_id"], found[0], "expired")
             except InvalidState:
                 continue  # posted by its owner in the same instant: nothing to expire
             voided += 0 if replayed else 1

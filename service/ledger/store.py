@@ -31,23 +31,6 @@ class Created(msgspec.Struct, frozen=True, kw_only=True):
     failure: dict[str, Any] | None
 
 
-class Finish(msgspec.Struct, frozen=True, kw_only=True):
-    """Posting or voiding one pending transaction: its row, the status it ends in,
-    and the plan that releases what it held (and posts what it moves)."""
-
-    row_id: int
-    status: str  # posted | voided
-    void_reason: str | None = None
-    plan: Plan
-
-
-class Finished(msgspec.Struct, frozen=True, kw_only=True):
-    """What the database says of one finish."""
-
-    outcome: str  # done | not_found | expired | posted | voided (as it already was) | busy
-    finalized_at: datetime | None
-
-
 def _raise_domain(err: asyncpg.PostgresError) -> None:
     """Turns the ledger functions' SQLSTATEs into domain errors; re-raises the rest."""
     if isinstance(err, asyncpg.ForeignKeyViolationError):
@@ -87,41 +70,26 @@ _TX_COLUMNS = (
 )
 
 
-def _plans_document(plans: Sequence[Plan]) -> dict[str, list[Any]]:
-    """The plans' accounts and legs concatenated over the items, with each item's
-    end offsets, as the batch functions take them. Built column by column, so that
-    a thousand items cost a few C-level passes rather than a Python loop each."""
+def _batch_document(items: Sequence[tuple[NewTransaction, Plan]]) -> str:
+    """The `ledger_batch` (parallel arrays of ledger_create_batch) for `items`, as
+    JSON: one entry per item, then the items' accounts and legs concatenated, with
+    each item's end offsets. Built column by column, so that a thousand items cost
+    a few C-level passes rather than a Python loop each; JSON values travel as
+    text, and request hashes in bytea's hex form."""
+    txs = [tx for tx, _ in items]
+    plans = [plan for _, plan in items]
     document: dict[str, list[Any]] = {
+        "client_ids": [tx.client_id for tx in txs],
+        "hashes": ["\\x" + tx.request_hash.hex() for tx in txs],
+        "reserved": [_json(tx.postings) if tx.pending else None for tx in txs],
+        "metadata": [None if tx.metadata is None else _json(tx.metadata) for tx in txs],
         "acct_end": list(accumulate(len(plan.addresses) for plan in plans)),
         "leg_end": list(accumulate(len(plan.leg_account) for plan in plans)),
     }
-    for key, field in _PLAN_COLUMNS:
-        document[key] = list(chain.from_iterable(map(attrgetter(field), plans)))
-    return document
-
-
-def _batch_document(items: Sequence[tuple[NewTransaction, Plan]]) -> str:
-    """The `ledger_batch` (parallel arrays of ledger_create_batch) for `items`, as
-    JSON: one entry per item, then the items' plans (`_plans_document`). JSON
-    values travel as text, and request hashes in bytea's hex form."""
-    txs = [tx for tx, _ in items]
-    document = _plans_document([plan for _, plan in items])
-    document["client_ids"] = [tx.client_id for tx in txs]
-    document["hashes"] = ["\\x" + tx.request_hash.hex() for tx in txs]
-    document["reserved"] = [_json(tx.postings) if tx.pending else None for tx in txs]
-    document["metadata"] = [None if tx.metadata is None else _json(tx.metadata) for tx in txs]
     for key, field in _TX_COLUMNS:
         document[key] = list(map(attrgetter(field), txs))
-    return _json(document)
-
-
-def _finish_document(items: Sequence[Finish]) -> str:
-    """The `ledger_finish_items` (parallel arrays of ledger_finish_batch) for
-    `items`, as JSON: one entry per item, then the items' plans."""
-    document = _plans_document([item.plan for item in items])
-    document["tx_ids"] = [item.row_id for item in items]
-    document["statuses"] = [item.status for item in items]
-    document["void_reasons"] = [item.void_reason for item in items]
+    for key, field in _PLAN_COLUMNS:
+        document[key] = list(chain.from_iterable(map(attrgetter(field), plans)))
     return _json(document)
 
 
@@ -154,16 +122,16 @@ async def create_batch(
     ]
 
 
-async def finish_tx(conn: Conn, community: str, item: Finish) -> Finished:
-    """Posts or voids one pending transaction, waiting for its locks."""
-    plan = item.plan
+async def finish_tx(
+    conn: Conn, community: str, row_id: int, status: str, void_reason: str | None, plan: Plan
+) -> tuple[str, datetime | None]:
     try:
         row = await conn.fetchrow(
             q("tx_finish"),
             community,
-            item.row_id,
-            item.status,
-            item.void_reason,
+            row_id,
+            status,
+            void_reason,
             plan.addresses,
             plan.assets,
             plan.limited,
@@ -175,19 +143,7 @@ async def finish_tx(conn: Conn, community: str, item: Finish) -> Finished:
     except asyncpg.PostgresError as err:
         _raise_domain(err)
     assert row is not None
-    return Finished(outcome=row["outcome"], finalized_at=row["finalized_at"])
-
-
-async def finish_batch(conn: Conn, community: str, items: Sequence[Finish]) -> list[Finished]:
-    """One round trip (and, outside a transaction, one commit) for many finishes,
-    each applied or refused on its own. Never waits for a lock: an item whose
-    transaction or member account another transaction holds comes back `busy`,
-    with nothing written."""
-    try:
-        rows = await conn.fetch(q("tx_finish_batch"), community, _finish_document(items))
-    except asyncpg.PostgresError as err:
-        _raise_domain(err)
-    return [Finished(outcome=r["outcome"], finalized_at=r["finalized_at"]) for r in rows]
+    return row["outcome"], row["finalized_at"]
 
 
 def _postings_from_legs(legs: list[list[Any]]) -> tuple[Posting, ...]:
@@ -225,7 +181,7 @@ def _transaction(row: asyncpg.Record) -> Transaction:
 
 
 async def get_tx(
-    conn: Queryable, community: str, *, client_id: str | None = None, row_id: int | None = None
+    conn: Conn, community: str, *, client_id: str | None = None, row_id: int | None = None
 ) -> tuple[Transaction, bytes] | None:
     row = await conn.fetchrow(q("tx_get"), community, client_id, row_id)
     if row is None:

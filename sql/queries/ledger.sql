@@ -29,16 +29,6 @@ SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metada
 SELECT outcome, finalized_at
   FROM ledger_finish_tx($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
--- name: tx_finish_batch
--- $2 is a `ledger_finish_items` as JSON text (see store._finish_document). Never
--- waits for a lock: an item whose locks are held elsewhere comes back 'busy'.
-SELECT r.idx, r.outcome, r.finalized_at
-  FROM jsonb_populate_record(NULL::ledger_finish_items, $2::text::jsonb) AS b,
-       ledger_finish_batch($1, b.tx_ids, b.statuses, b.void_reasons, b.acct_end, b.leg_end,
-                           b.addrs, b.assets, b.member, b.posted, b.held, b.leg_acct,
-                           b.leg_amount) AS r
- ORDER BY r.idx;
-
 -- name: tx_get
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
        t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.created_at, t.expires_at,

@@ -34,12 +34,9 @@ async def test_the_member_lock_takes_minutes_then_points(
 
 
 def test_lock_order_is_byte_order_in_every_lock_query() -> None:
-    """The batch's up-front locks and the grouped finish's sort addresses byte-wise, as
-    Python's sorted() does."""
+    """The batch's up-front locks sort addresses byte-wise, as Python's sorted() does."""
     from service.db import sql_dir
 
     batch = (sql_dir() / "migrations" / "0005_batch_fast_path.sql").read_text()
     assert batch.count('GROUP BY u.addr ORDER BY u.addr COLLATE "C"') == 2
-    finish = (sql_dir() / "migrations" / "0008_grouped_finish.sql").read_text()
-    assert 'ORDER BY u.addr COLLATE "C"' in finish
     assert "minutes" in q("member_lock").split("points")[0]
