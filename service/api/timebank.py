@@ -21,7 +21,8 @@ from service.api.deps import (
     written,
 )
 from service.api.wire import Amount, ClientId, Strict, Text
-from service.errors import Forbidden
+from service.errors import DomainError, Forbidden
+from service.ledger import service as ledger
 from service.ledger.batch import submit_one
 from service.ledger.views import TransactionOut, transaction_out
 from service.timebank import hours
@@ -85,15 +86,25 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
     pool = pool_of(request)
     book = rules_of(request)
     active = await book.active(pool, c)
-    new = timebank.conversion(
-        data.id,
-        data.member,
-        data.minutes,
-        active.rule_set.time_bank.points_per_hour,
-        active.version,
-        fingerprint(data),
-        principal_of(request).key_id,
-    )
+    request_hash = fingerprint(data)
+    try:
+        new = timebank.conversion(
+            data.id,
+            data.member,
+            data.minutes,
+            active.rule_set.time_bank.points_per_hour,
+            active.version,
+            request_hash,
+            principal_of(request).key_id,
+        )
+    except DomainError:
+        # The rate changed since: a repeat of a conversion already made still
+        # answers with the original, at the rate it was made at.
+        async with db(request) as conn:
+            original = await ledger.replay_of(conn, c, data.id, request_hash)
+        if original is None:
+            raise
+        return written(transaction_out(original[0]), replayed=True)
     params = active.rule_set.to_params()
     tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
     return written(transaction_out(tx), replayed)

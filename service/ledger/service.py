@@ -42,6 +42,29 @@ async def _fetch(conn: store.Conn, community: str, client_id: str) -> tuple[Tran
     return found
 
 
+async def replay_of(
+    conn: store.Conn, community: str, client_id: str, request_hash: bytes
+) -> tuple[Transaction, bool] | None:
+    """The original of a repeated request, for a use case that would refuse the
+    repeat before it reaches the database (the rule it was planned under changed
+    since): the original if `client_id` was written by the same request, a
+    conflict if by another, None if it was never written."""
+    found = await store.get_tx(conn, community, client_id=client_id)
+    if found is None:
+        return None
+    tx, original_hash = found
+    if original_hash != request_hash:
+        raise _conflict(client_id)
+    return creation_view(tx), True
+
+
+def _conflict(client_id: str) -> IdempotencyConflict:
+    return IdempotencyConflict(
+        f"transaction {client_id!r} exists with a different request; "
+        "use a new id for a new transaction"
+    )
+
+
 def refusal(tx: NewTransaction, created: store.Created) -> DomainError | None:
     """The domain error for an item the database refused, or None if it was written."""
     failure = created.failure or {}
@@ -60,10 +83,7 @@ def refusal(tx: NewTransaction, created: store.Created) -> DomainError | None:
             requested=requested,
         )
     if created.outcome == "conflict":
-        return IdempotencyConflict(
-            f"transaction {tx.client_id!r} exists with a different request; "
-            "use a new id for a new transaction"
-        )
+        return _conflict(tx.client_id)
     return None
 
 

@@ -121,3 +121,40 @@ async def test_conversions_are_off_when_the_rate_is_zero(client: Client) -> None
     off = await client.post(f"{C}/conversions", json={"id": "c1", "member": "m0", "minutes": 60})
     assert off.status_code == 409 and off.json()["code"] == "invalid_state"
     assert (await balance(client, "m0"))["minutes"]["balance"] == 60
+
+
+async def test_a_repeated_conversion_answers_with_the_original_after_the_rate_changed(
+    client: Client,
+) -> None:
+    """A conversion made at 10 points an hour, repeated after the rate moved to 7 (at
+    which its minutes are no whole number of points) and then to 0 (conversions
+    off): the repeat is a replay of the original, at its own rate, and changes
+    nothing; a different request under the same id is still a conflict."""
+    await community(client)
+    await _bank(client, "b1", "m0", 90)
+    first = await client.post(f"{C}/conversions", json={"id": "c1", "member": "m0", "minutes": 30})
+    assert first.status_code == 201, first.text
+    active = (await client.get(f"{C}/rules")).json()
+    for rate in (7, 0):
+        document = {
+            **active["document"],
+            "time_bank": {"approval_required": True, "points_per_hour": rate},
+        }
+        published = await client.put(f"{C}/rules", json=document)
+        assert published.status_code in (200, 201), published.text
+        again = await client.post(
+            f"{C}/conversions", json={"id": "c1", "member": "m0", "minutes": 30}
+        )
+        assert again.status_code == 200, again.text
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+        other = await client.post(
+            f"{C}/conversions", json={"id": "c1", "member": "m0", "minutes": 60}
+        )
+        assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+        new = await client.post(
+            f"{C}/conversions", json={"id": "c9", "member": "m0", "minutes": 30}
+        )
+        assert new.status_code == (422 if rate == 7 else 409), new.text
+    assert (await balance(client, "m0"))["minutes"]["balance"] == 60
+    assert (await balance(client, "m0"))["points"]["score"] == 105
