@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import sys
+import tempfile
 
 import msgspec
 import uvicorn
@@ -65,17 +67,35 @@ def main(argv: list[str] | None = None) -> int:
 
         asyncio.run(seed_demo(dsn))
     os.environ["DATABASE_URL"] = dsn  # the workers connect to the same server
-    uvicorn.run(
-        "service.app:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level="warning",
-        access_log=False,
-        proxy_headers=True,
-    )
+    metrics_dir = _shared_metrics(args.workers)
+    try:
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level="warning",
+            access_log=False,
+            proxy_headers=True,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _shared_metrics(workers: int) -> str | None:
+    """With several workers, a fresh directory where prometheus_client keeps every
+    worker's metrics (its multiprocess mode), so that a scrape answered by any
+    worker reports the sum of all; the workers inherit it through the
+    environment. None with one worker, or when PROMETHEUS_MULTIPROC_DIR is set
+    already (then whoever set it empties it between runs)."""
+    if workers < 2 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    path = tempfile.mkdtemp(prefix="points-ledger-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 if __name__ == "__main__":

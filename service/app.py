@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from litestar import Litestar, Request, Response, Router
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
+from prometheus_client import multiprocess
 
 from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket, timebank
 from service.api.deps import authorize, check_authorized
@@ -102,6 +104,9 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await pool.close()
+            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+                # This worker's live gauges leave the sum (counters stay counted).
+                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
 
     return lifespan
 

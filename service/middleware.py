@@ -20,8 +20,12 @@ _APP = "points_ledger"
 REQUESTS = Counter("ledger_requests_total", "Total requests", _LABELS)
 ERRORS = Counter("ledger_requests_error_total", "Requests answered with a 5xx", _LABELS)
 DURATION = Histogram("ledger_request_duration_seconds", "Request duration, in seconds", _LABELS)
+# With several workers (PROMETHEUS_MULTIPROC_DIR, see `serve`), the live workers' sum.
 IN_PROGRESS = Gauge(
-    "ledger_requests_in_progress", "Requests being served", ("method", "path", "app_name")
+    "ledger_requests_in_progress",
+    "Requests being served",
+    ("method", "path", "app_name"),
+    multiprocess_mode="livesum",
 )
 
 
