@@ -79,6 +79,15 @@ SCALE = [
 ]
 
 
+def _timing(profile: Profile) -> dict[str, float]:
+    """How long each scenario runs: the same for every kind of spec."""
+    return {
+        "seconds": profile.seconds,
+        "warmup_s": profile.warmup_s,
+        "grace_s": profile.grace_s,
+    }
+
+
 def small_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec]:
     return [
         Spec(
@@ -88,9 +97,7 @@ def small_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec
             community="bench",
             members=profile.members,
             statement_member="stmt",
-            seconds=profile.seconds,
-            warmup_s=profile.warmup_s,
-            grace_s=profile.grace_s,
+            **_timing(profile),
             batch_size=profile.batch_size,
             run_id=run_id,
             port=port,
@@ -108,9 +115,7 @@ def stack_spec(profile: Profile, name: str, title: str, run_id: str, port: int) 
         step="balance",
         community="bench",
         members=profile.members,
-        seconds=profile.seconds,
-        warmup_s=profile.warmup_s,
-        grace_s=profile.grace_s,
+        **_timing(profile),
         run_id=run_id,
         port=port,
     )
@@ -126,9 +131,7 @@ def scale_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec
             members=profile.scale_members,
             member_prefix="s",
             statement_member="s0",
-            seconds=profile.seconds,
-            warmup_s=profile.warmup_s,
-            grace_s=profile.grace_s,
+            **_timing(profile),
             run_id=run_id,
             port=port,
             admin_key=key,
