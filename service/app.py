@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,7 +13,6 @@ from litestar import Litestar, Request, Response, Router
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
-from prometheus_client import multiprocess
 
 from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket, timebank
 from service.api.deps import authorize, check_authorized
@@ -25,7 +23,7 @@ from service.db import create_pool
 from service.errors import DomainError
 from service.ledger.coalescer import Coalescer
 from service.logs import configure_logging
-from service.middleware import RequestContext
+from service.middleware import RequestContext, worker_started, worker_stopping
 from service.rules.book import RuleBook
 from service.scheduler import build_scheduler
 
@@ -87,6 +85,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
             dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
         )
         app.state.pool = pool
+        worker_started()
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
         app.state.known_communities = set()
         app.state.coalescer = Coalescer(pool)
@@ -104,9 +103,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
             await pool.close()
-            if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-                # This worker's live gauges leave the sum (counters stay counted).
-                multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+            worker_stopping()
 
     return lifespan
 

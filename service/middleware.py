@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import re
 import time
+from pathlib import Path
 
 import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, multiprocess
 
 log = structlog.get_logger("access")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -63,6 +64,36 @@ def _in_progress(method: str, template: str) -> Gauge:
     if found is None:
         found = _IN_PROGRESS[(method, template)] = IN_PROGRESS.labels(method, template, _APP)
     return found
+
+
+def worker_started() -> None:
+    """With several workers (PROMETHEUS_MULTIPROC_DIR, see `serve`): drops from the
+    in-progress sum the workers that died without shutting down (killed for memory,
+    or replaced by uvicorn when hung); their files would otherwise count forever."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory:
+        return
+    for path in Path(directory).glob("gauge_live*_*.db"):
+        pid = int(path.stem.rsplit("_", 1)[1])
+        if not _alive(pid):
+            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
+def worker_stopping() -> None:
+    """This worker's live gauges leave the sum (its counters stay counted)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        multiprocess.mark_process_dead(os.getpid(), directory)  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: not one of our dead workers
+    return True
 
 
 class RequestContext:

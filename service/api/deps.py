@@ -11,6 +11,7 @@ import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
+from litestar.routes import HTTPRoute
 
 from service.auth import KeyResolver, Principal, require
 from service.db import q
@@ -71,16 +72,22 @@ def _authorization(headers: Any) -> str | None:
     return None
 
 
-def check_authorized(app: Litestar, prefix: str = "/v1/") -> None:
-    """Refuses to start if a route under `prefix` would skip `authorize`: hooks do
+def check_authorized(app: Litestar, prefix: str = "/v1") -> None:
+    """Refuses to start if a route under `prefix` could skip `authorize`: hooks do
     not add up across layers (the closest one wins), so a handler that set its own
-    `before_request` would otherwise be open to anyone."""
+    `before_request` would be open to anyone; hooks run only for HTTP routes, so a
+    WebSocket or mounted ASGI route would be too; and a cached response is served
+    before the hook runs."""
     for route in app.routes:
-        if not route.path.startswith(prefix):
+        if route.path != prefix and not route.path.startswith(prefix + "/"):
             continue
-        for handler in getattr(route, "route_handlers", ()):
-            if getattr(handler, "resolve_before_request", lambda: None)() is not authorize:
+        if not isinstance(route, HTTPRoute):
+            raise RuntimeError(f"{route.path} is not an HTTP route; authorize() would not run")
+        for handler in route.route_handlers:
+            if handler.resolve_before_request() is not authorize:
                 raise RuntimeError(f"{route.path} would not run authorize(); refusing to start")
+            if handler.cache:
+                raise RuntimeError(f"{route.path} caches responses, served before authorize()")
 
 
 async def _community_exists(known: set[str], pool: asyncpg.Pool, community: str) -> None:

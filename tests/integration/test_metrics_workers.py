@@ -10,10 +10,18 @@ import re
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import httpx
 import psutil  # type: ignore[import-untyped]
 
+_KEY = "metrics-test-admin"
+_IN_PROGRESS = re.compile(
+    r'^ledger_requests_in_progress\{[^}]*method="POST"[^}]*path="/v1/communities"[^}]*\}'
+    r" (\S+)$",
+    re.MULTILINE,
+)
 _HEALTH = re.compile(
     r'^ledger_requests_total\{[^}]*method="GET"[^}]*path="/health"[^}]*status_code="200"[^}]*\}'
     r" (\S+)$",
@@ -41,27 +49,84 @@ async def _wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Proces
     raise AssertionError("serve --workers 2 did not become ready")
 
 
-async def test_two_workers_report_the_sum_of_both(dsn: str) -> None:
+@asynccontextmanager
+async def _serve_two_workers(dsn: str) -> AsyncIterator[tuple[int, int, httpx.AsyncClient]]:
+    """`serve --workers 2` on a free port: (its pid, the port, a client that opens a
+    new connection per request, so that either worker may answer)."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    env.update(DATABASE_URL=dsn, LEDGER_SCHEDULER="off", LEDGER_LOG_LEVEL="warning")
+    env.update(
+        DATABASE_URL=dsn, LEDGER_SCHEDULER="off", LEDGER_LOG_LEVEL="warning", LEDGER_ADMIN_KEY=_KEY
+    )
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "service", "serve", "--workers", "2", "--port", str(port),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    # Scrapes on a new connection each, so that either worker may answer them.
-    async with httpx.AsyncClient(base_url=base, headers={"Connection": "close"}) as scraper:
+    async with httpx.AsyncClient(base_url=base, headers={"Connection": "close"}) as client:
         try:
-            await _wait_ready(scraper, proc)
-            before = await _health_count(scraper)
-            served = await _requests_on_both_workers(base, proc.pid, port)
-            seen = {await _health_count(scraper) for _ in range(8)}
+            await _wait_ready(client, proc)
+            yield proc.pid, port, client
         finally:
             proc.terminate()
             await asyncio.wait_for(proc.wait(), 30)
+
+
+async def test_two_workers_report_the_sum_of_both(dsn: str) -> None:
+    async with _serve_two_workers(dsn) as (pid, port, scraper):
+        before = await _health_count(scraper)
+        served = await _requests_on_both_workers(f"http://127.0.0.1:{port}", pid, port)
+        seen = {await _health_count(scraper) for _ in range(8)}
     # Per-worker counters would show one worker's share, below the total.
     assert seen == {before + served}, (before, served, seen)
+
+
+async def test_a_killed_workers_requests_leave_the_in_progress_sum(dsn: str) -> None:
+    """A worker killed mid-request (no shutdown) is replaced by uvicorn; its
+    in-progress request must not stay counted once the new worker has started."""
+    async with _serve_two_workers(dsn) as (pid, port, scraper):
+        # A request that stays in progress: its body is promised but never sent.
+        held = socket.create_connection(("127.0.0.1", port))
+        held.sendall(
+            b"POST /v1/communities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + _KEY.encode() + b"\r\n"
+            b"Content-Length: 100\r\n\r\n{"
+        )
+        try:
+            assert await _eventually(scraper, lambda n: n == 1.0), "the request is in progress"
+            worker = _worker_serving(pid, port, held.getsockname()[1])
+            worker.kill()
+        finally:
+            held.close()
+        assert await _eventually(scraper, lambda n: n == 0.0), "the dead worker still counts"
+
+
+async def _eventually(client: httpx.AsyncClient, wanted: Callable[[float], bool]) -> bool:
+    """Whether the in-progress count of POST /v1/communities becomes `wanted` within
+    20 s (the killed worker must be replaced and the new one started)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            found = _IN_PROGRESS.findall((await client.get("/metrics")).text)
+        except httpx.TransportError:
+            found = None  # a worker is being replaced
+        if found is not None and wanted(sum(float(v) for v in found)):
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+def _worker_serving(serve_pid: int, port: int, client_port: int) -> psutil.Process:
+    for worker in psutil.Process(serve_pid).children(recursive=True):
+        for conn in worker.net_connections(kind="tcp"):
+            if (
+                conn.laddr
+                and conn.laddr.port == port
+                and conn.raddr
+                and conn.raddr.port == client_port
+            ):
+                return worker
+    raise AssertionError("no worker holds the connection")
 
 
 async def _requests_on_both_workers(base: str, serve_pid: int, port: int) -> int:
