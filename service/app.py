@@ -23,7 +23,12 @@ from service.db import create_pool
 from service.errors import DomainError
 from service.ledger.coalescer import Coalescer
 from service.logs import configure_logging
-from service.middleware import RequestContext, worker_started, worker_stopping
+from service.middleware import (
+    RequestContext,
+    refused_by_router,
+    worker_started,
+    worker_stopping,
+)
 from service.rules.book import RuleBook
 from service.scheduler import build_scheduler
 
@@ -53,9 +58,12 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
     return problem(422, "validation_error", "Validation failed", exc.detail, errors=exc.extra)
 
 
-def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return problem(exc.status_code, code, code.replace("_", " ").capitalize(), exc.detail)
+    response = problem(exc.status_code, code, code.replace("_", " ").capitalize(), exc.detail)
+    if "route_handler" not in request.scope:  # the router refused it: no route ran
+        response.headers["X-Request-ID"] = refused_by_router(request.scope, exc.status_code)
+    return response
 
 
 def _data(_: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:

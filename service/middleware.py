@@ -66,6 +66,25 @@ def _in_progress(method: str, template: str) -> Gauge:
     return found
 
 
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "(unmatched)"
+
+
+def refused_by_router(scope: HTTPScope, status: int) -> str:
+    """A request the router refused (no such path, or not that method) never reaches
+    `RequestContext`, which runs per route: its access line and its count (under
+    the path `(unmatched)`: raw paths would make a series each) are made here.
+    Returns its request id, for the response's `X-Request-ID`."""
+    request_id = _request_id(scope)
+    method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+    counted, _, failed = _series(method, UNMATCHED, status)
+    counted.inc()
+    if failed is not None:
+        failed.inc()
+    log.info("request", request_id=request_id, method=method, path=scope["path"], status=status)
+    return request_id
+
+
 def worker_started() -> None:
     """With several workers (PROMETHEUS_MULTIPROC_DIR, see `serve`): drops from the
     in-progress sum the workers that died without shutting down (killed for memory,

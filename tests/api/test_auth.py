@@ -129,3 +129,28 @@ async def test_metrics_count_requests_by_route_and_status(client: Client) -> Non
     assert len(counted) == 1 and float(counted[0].rsplit(" ", 1)[1]) >= 1, text
     assert "m-42" not in text  # raw paths would make one series per member
     assert "ledger_request_duration_seconds_bucket" in text
+
+
+async def test_requests_the_router_refuses_carry_a_request_id_and_are_counted(
+    client: Client,
+) -> None:
+    """An unknown path or method never reaches a route (nor the per-route request
+    middleware): the 404/405 still echoes the request id and is counted, under one
+    path label rather than one series per raw path."""
+    unknown = await client.get("/v1/no-such-thing/42", headers={"X-Request-ID": "trace-1"})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+    assert unknown.headers["x-request-id"] == "trace-1"
+    wrong = await client.delete(f"{C}/transactions")
+    assert wrong.status_code == 405 and wrong.headers["x-request-id"]
+    handled = await client.get(f"{C}/transactions/nope")  # a route's own 404: one id
+    assert handled.status_code == 404 and "," not in handled.headers["x-request-id"]
+    text = (await client.get("/metrics", headers={"Authorization": ""})).text
+    for method, status in (("GET", "404"), ("DELETE", "405")):
+        assert any(
+            line.startswith("ledger_requests_total{")
+            and 'path="(unmatched)"' in line
+            and f'method="{method}"' in line
+            and f'status_code="{status}"' in line
+            for line in text.splitlines()
+        ), text
+    assert "no-such-thing" not in text
