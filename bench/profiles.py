@@ -66,6 +66,9 @@ SMALL = [
     ("s5_balance", "5a balance read", "balance"),
     ("s5_statement", "5b statement page, 50 of {statement:,}", "statement"),
     ("s6_batch", "6 batch of {batch:,} transfers (postings)", "batch"),
+    ("s8_event", "8 event → rule award", "event"),
+    ("s9_offset", "9 offset hold then apply (flows)", "offset"),
+    ("s10_redemption", "10 supermarket redemption", "redemption"),
 ]
 # The HTTP stack alone (bench/stack_apps.py), answering the balance read's URL.
 STACK = [

@@ -30,6 +30,8 @@ class Spec(msgspec.Struct, kw_only=True):
     statement_member: str = "stmt"
     race_members: int = 100
     batch_size: int = 1000
+    households: int = 100  # member m{i} lives in household h{i % households}
+    skus: int = 100  # store s1 sells sku0 … sku{skus-1}
     clients: int = 32
     seconds: float = 10.0
     warmup_s: float = 1.0
@@ -190,6 +192,54 @@ async def s_batch(ctx: Ctx) -> int:
     return created
 
 
+_EVENT_TIME = "2026-01-15T12:00:00+08:00"  # one month: the rule's cap period
+
+
+async def s_event(ctx: Ctx) -> int:
+    """An event the bench rule set awards a point for (`bench-award`, capped per
+    month far above what a run reaches): the rules engine and the ledger together."""
+    event = {
+        "id": ctx.next_id(),
+        "type": "bench.helped",
+        "member": ctx.member(),
+        "occurred_at": _EVENT_TIME,
+        "attributes": {"minutes": 30},
+    }
+    outcome, _ = await ctx.call("event", "POST", "/events", msgspec.json.encode(event), 201)
+    return int(outcome == "ok")
+
+
+async def s_offset(ctx: Ctx) -> int:
+    """A property-fee offset held, then applied: one op is the flow."""
+    i = ctx.rng.randrange(ctx.spec.members)
+    offset_id = ctx.next_id()
+    body = {
+        "id": offset_id,
+        "member": f"{ctx.spec.member_prefix}{i}",
+        "household": f"h{i % ctx.spec.households}",
+        "bill_amount_fen": 10_000,
+        "points": 1,
+        "hold": True,
+    }
+    outcome, _ = await ctx.call("hold", "POST", "/offsets", msgspec.json.encode(body), 201)
+    if outcome != "ok":
+        return 0
+    outcome, _ = await ctx.call("apply", "POST", f"/offsets/{offset_id}/apply", b"{}", 200)
+    return int(outcome == "ok")
+
+
+async def s_redemption(ctx: Ctx) -> int:
+    """A love-supermarket redemption of one item, of 100 the store sells."""
+    body = {
+        "id": ctx.next_id(),
+        "store": "s1",
+        "member": ctx.member(),
+        "items": [{"sku": f"sku{ctx.rng.randrange(ctx.spec.skus)}", "qty": 1}],
+    }
+    outcome, _ = await ctx.call("redeem", "POST", "/redemptions", msgspec.json.encode(body), 201)
+    return int(outcome == "ok")
+
+
 Step = Callable[[Ctx], Awaitable[int]]
 STEPS: Final[dict[str, Step]] = {
     "transfer": s_transfer,
@@ -200,4 +250,7 @@ STEPS: Final[dict[str, Step]] = {
     "balance": s_balance,
     "statement": s_statement,
     "batch": s_batch,
+    "event": s_event,
+    "offset": s_offset,
+    "redemption": s_redemption,
 }
