@@ -1,7 +1,7 @@
 """`python -m bench`: the ledger's benchmark (issue 3). See docs/performance.md.
 
 uv run python -m bench                  # full run, about 20 minutes
-uv run python -m bench --quick          # under 1.5 minutes, small scale data
+uv run python -m bench --quick          # about 2 minutes, small scale data
 uv run python -m bench --quick --smoke  # CI: every scenario for 2 s; exit 1 on any error
 """
 
