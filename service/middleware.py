@@ -41,8 +41,8 @@ def _request_id(scope: HTTPScope) -> str:
 
 
 # Labelled series, looked up once: `labels()` takes a lock and builds its key on
-# every call. Bounded: this layer runs only for matched routes, so `template` is
-# one of the app's route templates.
+# every call. Bounded: `template` is one of the app's route templates (this layer
+# runs only for matched routes) or `(unmatched)` with a known method.
 _Series = tuple[Counter, Histogram, Counter | None]
 _SERIES: dict[tuple[str, str, int], _Series] = {}
 _IN_PROGRESS: dict[tuple[str, str], Gauge] = {}
@@ -93,9 +93,9 @@ def worker_started() -> None:
     if not directory:
         return
     for path in Path(directory).glob("gauge_live*_*.db"):
-        pid = int(path.stem.rsplit("_", 1)[1])
-        if not _alive(pid):
-            multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+        pid = path.stem.rsplit("_", 1)[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), directory)  # type: ignore[no-untyped-call]
 
 
 def worker_stopping() -> None:
