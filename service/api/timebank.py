@@ -104,7 +104,7 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
             original = await ledger.replay_of(conn, c, data.id, request_hash)
         if original is None:
             raise
-        return written(transaction_out(original[0]), replayed=True)
+        return written(transaction_out(original), replayed=True)
     params = active.rule_set.to_params()
     tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
     return written(transaction_out(tx), replayed)

@@ -44,7 +44,7 @@ async def _fetch(conn: store.Conn, community: str, client_id: str) -> tuple[Tran
 
 async def replay_of(
     conn: store.Conn, community: str, client_id: str, request_hash: bytes
-) -> tuple[Transaction, bool] | None:
+) -> Transaction | None:
     """The original of a repeated request, for a use case that would refuse the
     repeat before it reaches the database (the rule it was planned under changed
     since): the original if `client_id` was written by the same request, a
@@ -55,7 +55,7 @@ async def replay_of(
     tx, original_hash = found
     if original_hash != request_hash:
         raise _conflict(client_id)
-    return creation_view(tx), True
+    return creation_view(tx)
 
 
 def _conflict(client_id: str) -> IdempotencyConflict:
