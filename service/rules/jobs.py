@@ -90,15 +90,12 @@ async def _settle_member(
     member: str,
     tz: str,
 ) -> int:
-    locked = await store.lock_member(conn, community, member)
+    locked = await store.lock_member(conn, community, member, stat_keys(period.end, tz))
     if locked is None:
         return 0
-    stats = await store.member_stats(
-        conn, community, member, locked["posted"], stat_keys(period.end, tz)
-    )
-    decision = evaluate_scheduled(active.compiled, rule_id, stats, period)
+    decision = evaluate_scheduled(active.compiled, rule_id, locked.stats, period)
     floor = active.rule_set.floor
-    [(d, applied, _)] = clamp([decision], locked["posted"] - locked["held"] - floor)
+    [(d, applied, _)] = clamp([decision], locked.posted - locked.held - floor)
     if applied <= 0:
         return 0
     tx = transaction_for(f"{rule_id}:{period.key}:{member}", member, None, d, applied, None)
@@ -106,13 +103,16 @@ async def _settle_member(
     [created] = await ledger_store.create_batch(conn, community, [(tx, plan)])
     if created.outcome != "created":
         return 0  # already settled by another run
-    await store.count_usage(conn, community, member, [rule_id], [d.period_key], [applied])
-    at = period.end - timedelta(microseconds=1)
-    earned, deducted = (applied, 0) if d.kind == "award" else (0, applied)
-    if d.asset == "points":
-        await store.count_stats(
-            conn, community, member, current_keys(at, tz), earned=earned, deducted=deducted
-        )
+    points = d.asset == "points"
+    counts = store.Counts(
+        rule_ids=[rule_id],
+        period_keys=[d.period_key],
+        amounts=[applied],
+        stat_keys=current_keys(period.end - timedelta(microseconds=1), tz),
+        earned=applied if points and d.kind == "award" else 0,
+        deducted=applied if points and d.kind != "award" else 0,
+    )
+    await store.count(conn, community, member, counts)
     return 1
 
 
@@ -144,13 +144,13 @@ async def _expire_member(
     cutoff: datetime,
     member: str,
 ) -> int:
-    locked = await store.lock_member(conn, community, member)
+    locked = await store.lock_member(conn, community, member, [])
     if locked is None:
         return 0
     row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)
     assert row is not None
     left = row["earned"] - row["spent"] - row["expired"]
-    redeemable = locked["posted"] - locked["held"] - active.rule_set.baseline
+    redeemable = locked.posted - locked.held - active.rule_set.baseline
     amount = min(left, redeemable)
     if amount <= 0:
         return 0

@@ -21,7 +21,7 @@ from service.ledger.posting import plan_create
 from service.ledger.service import written
 from service.ledger.views import TransactionOut, transaction_out
 from service.rules import store
-from service.rules.book import RuleBook
+from service.rules.book import ActiveRules, RuleBook
 from service.rules.engine import Decision, EventInput, evaluate
 from service.rules.periods import current_keys, stat_keys
 
@@ -140,7 +140,11 @@ async def ingest(
     actor: str | None,
 ) -> tuple[EventResult, bool]:
     """Runs the rules in force now on one event, atomically and once; the periods its
-    caps and statistics count in are decided by `occurred_at`."""
+    caps and statistics count in are decided by `occurred_at`. Three round trips
+    inside the transaction: record and lock, write the postings, count and store."""
+    active = await book.active(conn, community)
+    tz = await book.timezone(conn, community)
+    params = await book.params(conn, community)
     values = (
         event.id,
         event.type,
@@ -152,39 +156,39 @@ async def ingest(
     )
     try:
         async with conn.transaction():
-            if not await store.insert_event(conn, community, values):
-                return await _replay(conn, community, event.id, request_hash), True
-            return await _process(conn, book, community, event, actor), False
+            begun = await store.begin_event(
+                conn, community, values, stat_keys(event.occurred_at, tz)
+            )
+            if begun.locked is None:
+                return _replay(event.id, request_hash, begun), True
+            result = await _process(conn, community, event, actor, begun.locked, active, tz, params)
+            return result, False
     except asyncpg.ForeignKeyViolationError as err:
         raise NotFound(f"no member {event.member_id!r} in community {community!r}") from err
 
 
-async def _replay(
-    conn: ledger_store.Conn, community: str, event_id: str, request_hash: bytes
-) -> EventResult:
-    row = await store.get_event(conn, community, event_id)
-    assert row is not None and row["result"] is not None
-    if bytes(row["request_hash"]) != request_hash:
+def _replay(event_id: str, request_hash: bytes, begun: store.Begun) -> EventResult:
+    assert begun.stored_result is not None
+    if begun.stored_hash != request_hash:
         raise IdempotencyConflict(
             f"event {event_id!r} was recorded with different fields; use a new id"
         )
-    return msgspec.convert(row["result"], EventResult)
+    return msgspec.convert(begun.stored_result, EventResult)
 
 
 async def _process(
-    conn: ledger_store.Conn, book: RuleBook, community: str, event: EventInput, actor: str | None
+    conn: ledger_store.Conn,
+    community: str,
+    event: EventInput,
+    actor: str | None,
+    locked: store.Locked,
+    active: ActiveRules,
+    tz: str,
+    params: RuleParams,
 ) -> EventResult:
-    locked = await store.lock_member(conn, community, event.member_id)
-    assert locked is not None  # the event row's foreign key proved the member exists
-    active = await book.active(conn, community)
-    tz = await book.timezone(conn, community)
-    keys = stat_keys(event.occurred_at, tz)
-    stats = await store.member_stats(conn, community, event.member_id, locked["posted"], keys)
-    decisions = evaluate(active.compiled, event, stats, tz)
-    params = await book.params(conn, community)
-    room = locked["posted"] - locked["held"] - params.floor
+    decisions = evaluate(active.compiled, event, locked.stats, tz)
+    room = locked.posted - locked.held - params.floor
     views, transactions = await _post(conn, community, event, clamp(decisions, room), params, actor)
-    await _count(conn, community, event, views, decisions, current_keys(event.occurred_at, tz))
     result = EventResult(
         id=event.id,
         type=event.type,
@@ -195,8 +199,14 @@ async def _process(
         decisions=views,
         note=None if decisions else f"no rule of version {active.version} reacts to {event.type!r}",
     )
-    await store.set_event_result(
-        conn, community, event.id, msgspec.to_builtins(result), active.version
+    await store.finish_event(
+        conn,
+        community,
+        event.id,
+        event.member_id,
+        msgspec.to_builtins(result),
+        active.version,
+        counts(views, decisions, current_keys(event.occurred_at, tz)),
     )
     return result
 
@@ -238,30 +248,16 @@ async def _post(
     return views, transactions
 
 
-async def _count(
-    conn: ledger_store.Conn,
-    community: str,
-    event: EventInput,
-    views: list[DecisionView],
-    decisions: list[Decision],
-    keys: list[str],
-) -> None:
-    """Advances cap usage and member statistics by what was actually posted."""
+def counts(views: list[DecisionView], decisions: list[Decision], keys: list[str]) -> store.Counts:
+    """What to count of what was actually posted: each rule's usage in its period,
+    and the member's points earned and deducted at the period `keys`. Pure."""
     posted = [(v, d) for v, d in zip(views, decisions, strict=True) if v.applied > 0]
-    if not posted:
-        return
-    await store.count_usage(
-        conn,
-        community,
-        event.member_id,
-        [v.rule_id for v, _ in posted],
-        [d.period_key for _, d in posted],
-        [v.applied for v, _ in posted],
-    )
     points = [(v, d) for v, d in posted if d.asset == "points"]
-    earned = sum(v.applied for v, d in points if d.kind == "award")
-    deducted = sum(v.applied for v, d in points if d.kind == "deduct")
-    if earned or deducted:
-        await store.count_stats(
-            conn, community, event.member_id, keys, earned=earned, deducted=deducted
-        )
+    return store.Counts(
+        rule_ids=[v.rule_id for v, _ in posted],
+        period_keys=[d.period_key for _, d in posted],
+        amounts=[v.applied for v, _ in posted],
+        stat_keys=keys,
+        earned=sum(v.applied for v, d in points if d.kind == "award"),
+        deducted=sum(v.applied for v, d in points if d.kind == "deduct"),
+    )

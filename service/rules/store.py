@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from service.db import q
 from service.ledger.store import Conn, Queryable
@@ -29,70 +30,123 @@ async def insert_rule_set(
     return row
 
 
-async def insert_event(conn: Conn, community: str, values: Sequence[Any]) -> bool:
-    return await conn.fetchval(q("event_insert"), community, *values) is not None
+class Counts(msgspec.Struct, frozen=True, kw_only=True):
+    """What rules posted to one member in one go, to be counted (see `count`)."""
+
+    rule_ids: list[str]
+    period_keys: list[str]  # each rule's period
+    amounts: list[int]
+    stat_keys: list[str]  # the periods the member's statistics count in
+    earned: int = 0  # points only
+    deducted: int = 0
 
 
-async def get_event(conn: Queryable, community: str, event_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(q("event_get"), community, event_id)
+class Locked(msgspec.Struct, frozen=True, kw_only=True):
+    """A member whose accounts this transaction holds: its points account's posted
+    and held amounts, and the statistics the rules may read."""
+
+    posted: int
+    held: int
+    stats: MemberStats
 
 
-async def set_event_result(
-    conn: Conn, community: str, event_id: str, result: dict[str, Any], version: int
+class Begun(msgspec.Struct, frozen=True, kw_only=True):
+    """An event recorded now (`locked` is its member), or found (`locked` is None)."""
+
+    locked: Locked | None
+    stored_hash: bytes | None
+    stored_result: dict[str, Any] | None
+
+
+def _stats(row: asyncpg.Record, member: str, score: int) -> MemberStats:
+    periods = {
+        key: PeriodStats(earned=e, deducted=d, awards=a, deductions=n)
+        for key, e, d, a, n in zip(
+            row["stat_keys"],
+            row["earned"],
+            row["deducted"],
+            row["awards"],
+            row["deductions"],
+            strict=True,
+        )
+    }
+    usage = {
+        (rule, key): RuleUsage(amount=amount, times=times)
+        for rule, key, amount, times in zip(
+            row["usage_rules"],
+            row["usage_keys"],
+            row["usage_amounts"],
+            row["usage_times"],
+            strict=True,
+        )
+    }
+    return MemberStats(member_id=member, score=score, periods=periods, usage=usage)
+
+
+def _locked(row: asyncpg.Record, member: str) -> Locked | None:
+    if row["posted"] is None:
+        return None
+    posted: int = row["posted"]
+    return Locked(posted=posted, held=row["held"], stats=_stats(row, member, posted))
+
+
+async def begin_event(conn: Conn, community: str, values: Sequence[Any], keys: list[str]) -> Begun:
+    """Records event `values` (id, type, member, occurred_at, attributes, request
+    hash, actor) unless its id exists; when new, locks its member (see `lock_member`)
+    and reads its statistics at `keys`. One round trip."""
+    row = await conn.fetchrow(q("event_begin"), community, *values, keys)
+    assert row is not None
+    if not row["inserted"]:
+        stored = row["stored_hash"]
+        return Begun(
+            locked=None,
+            stored_hash=None if stored is None else bytes(stored),
+            stored_result=row["stored_result"],
+        )
+    locked = _locked(row, values[2])
+    assert locked is not None  # the event row's foreign key proved the member exists
+    return Begun(locked=locked, stored_hash=None, stored_result=None)
+
+
+async def finish_event(
+    conn: Conn,
+    community: str,
+    event_id: str,
+    member: str,
+    result: dict[str, Any],
+    version: int,
+    counts: Counts,
 ) -> None:
-    await conn.execute(q("event_set_result"), community, event_id, result, version)
+    """Counts what the event posted and stores its result for replays."""
+    await conn.execute(
+        q("event_finish"), community, event_id, member, result, version, *_count_args(counts)
+    )
 
 
-async def lock_member(conn: Conn, community: str, member: str) -> asyncpg.Record | None:
+async def lock_member(conn: Conn, community: str, member: str, keys: list[str]) -> Locked | None:
     """Locks a member's accounts until the transaction ends, in the order every writer
-    takes them; the points account's `posted` and `held`, or None if no such member."""
-    return await conn.fetchrow(q("member_lock"), community, member)
+    takes them, and reads its statistics at `keys`; None if there is no such member."""
+    row = await conn.fetchrow(q("member_lock"), community, member, keys)
+    assert row is not None
+    return _locked(row, member)
 
 
 async def member_stats(
     conn: Queryable, community: str, member: str, score: int, keys: list[str]
 ) -> MemberStats:
-    """What the engine may read of a member at the period `keys`."""
-    periods = {
-        r["period_key"]: PeriodStats(
-            earned=r["earned"],
-            deducted=r["deducted"],
-            awards=r["awards"],
-            deductions=r["deductions"],
-        )
-        for r in await conn.fetch(q("member_stats_get"), community, member, keys)
-    }
-    usage = {
-        (r["rule_id"], r["period_key"]): RuleUsage(amount=r["amount"], times=r["times"])
-        for r in await conn.fetch(q("rule_usage_get"), community, member, keys)
-    }
-    return MemberStats(member_id=member, score=score, periods=periods, usage=usage)
+    """What the engine may read of a member at the period `keys` (no lock)."""
+    row = await conn.fetchrow(q("member_stats_get"), community, member, keys)
+    assert row is not None
+    return _stats(row, member, score)
 
 
-async def count_usage(
-    conn: Conn,
-    community: str,
-    member: str,
-    rule_ids: list[str],
-    period_keys: list[str],
-    amounts: list[int],
-) -> None:
-    await conn.execute(q("rule_usage_add"), community, member, rule_ids, period_keys, amounts)
+def _count_args(c: Counts) -> tuple[Any, ...]:
+    return (c.rule_ids, c.period_keys, c.amounts, c.stat_keys, c.earned, c.deducted)
 
 
-async def count_stats(
-    conn: Conn, community: str, member: str, keys: list[str], *, earned: int, deducted: int
-) -> None:
-    await conn.execute(
-        q("member_stats_add"),
-        community,
-        member,
-        keys,
-        earned,
-        deducted,
-        1 if deducted else 0,
-        1 if earned else 0,
-    )
+async def count(conn: Conn, community: str, member: str, counts: Counts) -> None:
+    """Advances each rule's usage in its period and the member's statistics."""
+    await conn.execute(q("rules_count"), community, member, *_count_args(counts))
 
 
 async def claim_job(conn: Conn, community: str, job: str, period_key: str) -> bool:

@@ -14,58 +14,25 @@ SELECT version, document, effective_from, created_at, actor
 SELECT version, source, media_type, effective_from FROM rule_sets
  WHERE community_id = $1 AND version = $2;
 
--- name: event_insert
-INSERT INTO events (community_id, id, type, member_id, occurred_at, attributes, request_hash, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-ON CONFLICT (community_id, id) DO NOTHING
-RETURNING id;
+-- name: event_begin
+-- See rules_event_begin (migration 0008): the event recorded once, then its member
+-- locked and its statistics read; or the stored hash and result of an existing id.
+SELECT * FROM rules_event_begin($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
--- name: event_get
-SELECT id, request_hash, result FROM events WHERE community_id = $1 AND id = $2;
-
--- name: event_set_result
-UPDATE events SET result = $3, rule_version = $4 WHERE community_id = $1 AND id = $2;
+-- name: event_finish
+SELECT rules_event_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
 -- name: member_lock
--- Both accounts of member $2, minutes before points: address order, the order
--- every writer locks in, so that a rule that then posts minutes cannot take the
--- two the other way round from a batch that holds both. Returns the points row.
--- (OFFSET 0 keeps the outer filter from reaching the unnest, which would skip
--- locking the minutes row.)
-SELECT b.posted, b.held
-  FROM (SELECT u.ord, l.posted, l.held
-          FROM unnest(ARRAY['member:' || $2 || ':minutes', 'member:' || $2 || ':points'])
-                 WITH ORDINALITY AS u(addr, ord)
-         CROSS JOIN LATERAL
-               (SELECT a.posted, a.held FROM accounts a
-                 WHERE a.community_id = $1 AND a.address = u.addr
-                   FOR UPDATE) l
-        OFFSET 0) b
- WHERE b.ord = 2;
-
--- name: rule_usage_get
-SELECT rule_id, period_key, amount, times FROM rule_usage
- WHERE community_id = $1 AND member_id = $2 AND period_key = ANY ($3::text[]);
-
--- name: rule_usage_add
-INSERT INTO rule_usage (community_id, member_id, rule_id, period_key, amount, times)
-SELECT $1, $2, u.rule_id, u.period_key, u.amount, 1
-  FROM unnest($3::text[], $4::text[], $5::bigint[]) AS u(rule_id, period_key, amount)
-ON CONFLICT (community_id, member_id, rule_id, period_key)
-DO UPDATE SET amount = rule_usage.amount + excluded.amount, times = rule_usage.times + 1;
+-- See rules_lock_member (migration 0008): both accounts of member $2 locked,
+-- minutes before points; the points account's posted and held, and the member's
+-- statistics at the period keys $3.
+SELECT * FROM rules_lock_member($1, $2, $3);
 
 -- name: member_stats_get
-SELECT period_key, earned, deducted, deductions, awards FROM member_stats
- WHERE community_id = $1 AND member_id = $2 AND period_key = ANY ($3::text[]);
+SELECT * FROM rules_member_stats($1, $2, $3);
 
--- name: member_stats_add
-INSERT INTO member_stats (community_id, member_id, period_key, earned, deducted, deductions, awards)
-SELECT $1, $2, k, $4, $5, $6, $7 FROM unnest($3::text[]) AS k
-ON CONFLICT (community_id, member_id, period_key)
-DO UPDATE SET earned = member_stats.earned + excluded.earned,
-              deducted = member_stats.deducted + excluded.deducted,
-              deductions = member_stats.deductions + excluded.deductions,
-              awards = member_stats.awards + excluded.awards;
+-- name: rules_count
+SELECT rules_count($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- name: job_run_claim
 INSERT INTO job_runs (community_id, job, period_key) VALUES ($1, $2, $3)

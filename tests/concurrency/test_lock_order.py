@@ -10,7 +10,6 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.db import q
 from service.rules import store as rules_store
 from tests.helpers import community
 
@@ -21,8 +20,8 @@ async def test_the_member_lock_takes_minutes_then_points(
     await community(client)
     async with pool.acquire() as holder, pool.acquire() as other:
         async with holder.transaction():
-            locked = await rules_store.lock_member(holder, "green", "m0")
-            assert locked is not None and locked["posted"] == 100  # the points row
+            locked = await rules_store.lock_member(holder, "green", "m0", [])
+            assert locked is not None and locked.posted == 100  # the points row
             for asset in ("minutes", "points"):
                 with pytest.raises(asyncpg.LockNotAvailableError):
                     await other.fetchrow(
@@ -30,7 +29,7 @@ async def test_the_member_lock_takes_minutes_then_points(
                         "FOR UPDATE NOWAIT",
                         f"member:m0:{asset}",
                     )
-        assert await rules_store.lock_member(other, "green", "nobody") is None
+        assert await rules_store.lock_member(other, "green", "nobody", []) is None
 
 
 def test_lock_order_is_byte_order_in_every_lock_query() -> None:
@@ -39,4 +38,6 @@ def test_lock_order_is_byte_order_in_every_lock_query() -> None:
 
     batch = (sql_dir() / "migrations" / "0005_batch_fast_path.sql").read_text()
     assert batch.count('GROUP BY u.addr ORDER BY u.addr COLLATE "C"') == 2
-    assert "minutes" in q("member_lock").split("points")[0]
+    events = (sql_dir() / "migrations" / "0008_event_fast_path.sql").read_text()
+    lock = events.split("CREATE FUNCTION rules_lock_member")[1].split("$$")[1]
+    assert "':minutes'" in lock.split("':points'")[0]
