@@ -59,6 +59,7 @@ class Begun(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _stats(row: asyncpg.Record, member: str, score: int) -> MemberStats:
+    """A `rules_stats` value (migration 0008) as the engine reads it."""
     periods = {
         key: PeriodStats(earned=e, deducted=d, awards=a, deductions=n)
         for key, e, d, a, n in zip(
@@ -87,7 +88,7 @@ def _locked(row: asyncpg.Record, member: str) -> Locked | None:
     if row["posted"] is None:
         return None
     posted: int = row["posted"]
-    return Locked(posted=posted, held=row["held"], stats=_stats(row, member, posted))
+    return Locked(posted=posted, held=row["held"], stats=_stats(row["stats"], member, posted))
 
 
 async def begin_event(conn: Conn, community: str, values: Sequence[Any], keys: list[str]) -> Begun:
@@ -135,9 +136,8 @@ async def member_stats(
     conn: Queryable, community: str, member: str, score: int, keys: list[str]
 ) -> MemberStats:
     """What the engine may read of a member at the period `keys` (no lock)."""
-    row = await conn.fetchrow(q("member_stats_get"), community, member, keys)
-    assert row is not None
-    return _stats(row, member, score)
+    stats = await conn.fetchval(q("member_stats_get"), community, member, keys)
+    return _stats(stats, member, score)
 
 
 def _count_args(c: Counts) -> tuple[Any, ...]:

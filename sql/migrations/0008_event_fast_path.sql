@@ -5,17 +5,19 @@
 -- fresh snapshot, so the statistics read after the lock are the ones the lock
 -- protects (one plain SQL statement would read them as of before its lock wait).
 
--- The member's statistics and rule usage at the given period keys, as parallel
--- arrays (empty when nothing is counted yet). A plain read: callers that decide on
--- them lock the member first (rules_lock_member).
-CREATE FUNCTION rules_member_stats(
-    p_community text, p_member text, p_keys text[],
-    OUT stat_keys text[], OUT earned bigint[], OUT deducted bigint[],
-    OUT awards integer[], OUT deductions integer[],
-    OUT usage_rules text[], OUT usage_keys text[], OUT usage_amounts bigint[],
-    OUT usage_times integer[])
+-- The member's statistics and rule usage at some period keys, as parallel arrays
+-- (empty when nothing is counted yet).
+CREATE TYPE rules_stats AS (
+    stat_keys text[], earned bigint[], deducted bigint[], awards integer[],
+    deductions integer[],
+    usage_rules text[], usage_keys text[], usage_amounts bigint[], usage_times integer[]
+);
+
+-- A plain read: callers that decide on it lock the member first (rules_lock_member).
+CREATE FUNCTION rules_member_stats(p_community text, p_member text, p_keys text[])
+RETURNS rules_stats
 LANGUAGE sql STABLE AS $$
-    SELECT s.*, u.*
+    SELECT ROW(s.*, u.*)::rules_stats
       FROM (SELECT coalesce(array_agg(m.period_key), '{}'), coalesce(array_agg(m.earned), '{}'),
                    coalesce(array_agg(m.deducted), '{}'), coalesce(array_agg(m.awards), '{}'),
                    coalesce(array_agg(m.deductions), '{}')
@@ -36,11 +38,7 @@ $$;
 -- all NULL when there is no such member.
 CREATE FUNCTION rules_lock_member(
     p_community text, p_member text, p_keys text[],
-    OUT posted bigint, OUT held bigint,
-    OUT stat_keys text[], OUT earned bigint[], OUT deducted bigint[],
-    OUT awards integer[], OUT deductions integer[],
-    OUT usage_rules text[], OUT usage_keys text[], OUT usage_amounts bigint[],
-    OUT usage_times integer[])
+    OUT posted bigint, OUT held bigint, OUT stats rules_stats)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM 1 FROM accounts a
@@ -49,12 +47,9 @@ BEGIN
     SELECT a.posted, a.held INTO posted, held FROM accounts a
      WHERE a.community_id = p_community AND a.address = 'member:' || p_member || ':points'
        FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
+    IF FOUND THEN
+        stats := rules_member_stats(p_community, p_member, p_keys);
     END IF;
-    SELECT * INTO stat_keys, earned, deducted, awards, deductions,
-                  usage_rules, usage_keys, usage_amounts, usage_times
-      FROM rules_member_stats(p_community, p_member, p_keys);
 END
 $$;
 
@@ -67,12 +62,10 @@ CREATE FUNCTION rules_event_begin(
     p_community text, p_id text, p_type text, p_member text, p_occurred_at timestamptz,
     p_attributes jsonb, p_request_hash bytea, p_actor text, p_keys text[],
     OUT inserted boolean, OUT stored_hash bytea, OUT stored_result jsonb,
-    OUT posted bigint, OUT held bigint,
-    OUT stat_keys text[], OUT earned bigint[], OUT deducted bigint[],
-    OUT awards integer[], OUT deductions integer[],
-    OUT usage_rules text[], OUT usage_keys text[], OUT usage_amounts bigint[],
-    OUT usage_times integer[])
+    OUT posted bigint, OUT held bigint, OUT stats rules_stats)
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_locked record;
 BEGIN
     INSERT INTO events (community_id, id, type, member_id, occurred_at, attributes,
                         request_hash, actor)
@@ -85,9 +78,10 @@ BEGIN
           FROM events e WHERE e.community_id = p_community AND e.id = p_id;
         RETURN;
     END IF;
-    SELECT * INTO posted, held, stat_keys, earned, deducted, awards, deductions,
-                  usage_rules, usage_keys, usage_amounts, usage_times
-      FROM rules_lock_member(p_community, p_member, p_keys);
+    SELECT * INTO v_locked FROM rules_lock_member(p_community, p_member, p_keys);
+    posted := v_locked.posted;
+    held := v_locked.held;
+    stats := v_locked.stats;
 END
 $$;
 

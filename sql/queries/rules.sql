@@ -29,7 +29,7 @@ SELECT rules_event_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 SELECT * FROM rules_lock_member($1, $2, $3);
 
 -- name: member_stats_get
-SELECT * FROM rules_member_stats($1, $2, $3);
+SELECT rules_member_stats($1, $2, $3);
 
 -- name: rules_count
 SELECT rules_count($1, $2, $3, $4, $5, $6, $7, $8);
