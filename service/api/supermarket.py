@@ -9,7 +9,6 @@ from litestar import Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Meta
 
-from service import setup
 from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
 from service.api.wire import Amount, ClientId, Strict
 from service.errors import Forbidden, ValidationFailed
@@ -104,7 +103,6 @@ async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.Re
         actor=principal_of(request).key_id,
     )
     async with db(request) as conn:
-        await setup.get_member(conn, c, data.member)
         params = await rules_of(request).params(conn, c)
         redemption, replayed = await market.redeem(conn, c, new, params)
     return written(redemption, replayed)

@@ -5,10 +5,17 @@ the redemption row (returns), the basket's items in sku order, then the member's
 points account (taken by the ledger's write, which checks `redeemable`). Stock and
 points therefore change together or not at all, and no two writers wait on each
 other in opposite orders.
+
+Round trips are most of a redemption's cost, so it makes two statements between
+BEGIN and COMMIT (SQL functions of migration 0009): one checks the member, locks
+the items and looks up the id; the service prices the basket (model.py) and plans
+the ledger write; the other writes the redemption, its lines, the stock and the
+ledger's transaction. A new redemption is answered from what is already known.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -66,6 +73,7 @@ async def list_items(
 
 
 def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> RedemptionOut:
+    """A stored redemption; `as_created`, as its creation answered (nothing returned)."""
     lines = msgspec.convert(row["lines"], list[LineOut])
     if as_created:
         lines = [msgspec.structs.replace(line, returned=0) for line in lines]
@@ -78,6 +86,26 @@ def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> Redempt
         items=lines,
         transaction_id=_tx_id(row["id"]),
         created_at=row["created_at"],
+    )
+
+
+def _created_out(
+    new: NewRedemption, lines: list[Line], points: int, created_at: datetime
+) -> RedemptionOut:
+    """A new redemption as `redemption_get` would read it back, from what is known."""
+    items = [
+        LineOut(sku=x.sku, name=x.name, qty=x.qty, points_each=x.points_each, returned=0)
+        for x in lines
+    ]
+    return RedemptionOut(
+        id=new.id,
+        store=new.store,
+        member=new.member,
+        points=points,
+        returned_points=0,
+        items=items,
+        transaction_id=_tx_id(new.id),
+        created_at=created_at,
     )
 
 
@@ -121,40 +149,9 @@ def _points_tx(
     )
 
 
-async def _redeem(conn: Conn, community: str, new: NewRedemption, params: RuleParams) -> bool:
-    """Takes the stock and the points; False when the id already exists."""
-    stock = await _locked_stock(conn, community, new.store, list(new.items))
-    # A plain read (no lock): returns lock the redemption before its items.
-    if await conn.fetchval(q("redemption_get"), community, new.id) is not None:
-        return False
-    lines = model.price(new.items, stock, new.store)
-    points = model.total(lines)
-    inserted = await conn.fetchval(
-        q("redemption_insert"),
-        community,
-        new.id,
-        new.request_hash,
-        new.store,
-        new.member,
-        points,
-        new.actor,
-    )
-    if inserted is None:
-        return False
-    await conn.execute(
-        q("redemption_lines_insert"),
-        community,
-        new.id,
-        [x.sku for x in lines],
-        [x.name for x in lines],
-        [x.qty for x in lines],
-        [x.points_each for x in lines],
-    )
-    await conn.execute(
-        q("items_take"), community, new.store, [x.sku for x in lines], [x.qty for x in lines]
-    )
+def _redemption_tx(new: NewRedemption, lines: list[Line], points: int) -> NewTransaction:
     basket = ", ".join(f"{x.qty} × {x.name}" for x in lines)
-    tx = _points_tx(
+    return _points_tx(
         _tx_id(new.id),
         member_address(new.member, "points"),
         f"store:{new.store}:redemptions",
@@ -165,8 +162,53 @@ async def _redeem(conn: Conn, community: str, new: NewRedemption, params: RulePa
         {"redemption": new.id, "store": new.store},
         new.request_hash,
     )
-    await ledger.create_transaction(conn, community, tx, params)
-    return True
+
+
+def _shelf(row: asyncpg.Record) -> dict[str, StockItem]:
+    """The locked items `redemption_prepare` found, by sku."""
+    columns = (row["skus"] or [], row["names"] or [], row["points"] or [], row["stocks"] or [])
+    return {
+        sku: StockItem(sku=sku, name=name, points=points, stock=stock)
+        for sku, name, points, stock in zip(*columns, strict=True)
+    }
+
+
+async def _redeem(
+    conn: Conn, community: str, new: NewRedemption, params: RuleParams
+) -> RedemptionOut | None:
+    """Takes the stock and the points in two statements (0009); None when the id
+    already exists."""
+    found = await conn.fetchrow(
+        q("redemption_prepare"), community, new.id, new.member, new.store, sorted(new.items)
+    )
+    assert found is not None
+    if not found["member_found"]:
+        raise NotFound(f"no member {new.member!r} in community {community!r}")
+    if found["taken"]:
+        return None
+    lines = model.price(new.items, _shelf(found), new.store)
+    points = model.total(lines)
+    tx = _redemption_tx(new, lines, points)
+    row = await conn.fetchrow(
+        q("redemption_write"),
+        community,
+        new.id,
+        new.request_hash,
+        new.store,
+        new.member,
+        points,
+        new.actor,
+        [x.sku for x in lines],
+        [x.name for x in lines],
+        [x.qty for x in lines],
+        [x.points_each for x in lines],
+        ledger.write_document(tx, params),
+    )
+    assert row is not None
+    if not row["written"]:
+        return None
+    ledger.check_written(tx, row["outcome"], row["failure"])
+    return _created_out(new, lines, points, row["created_at"])
 
 
 async def redeem(
@@ -174,18 +216,21 @@ async def redeem(
 ) -> tuple[RedemptionOut, bool]:
     """Exchanges points for goods once per id: stock and points change together or not at all."""
 
-    async def attempt() -> bool:
+    async def attempt() -> RedemptionOut | None:
         async with conn.transaction():
             return await _redeem(conn, community, new, params)
 
     created = await retrying(attempt)
+    if created is not None:
+        return created, False
+    # The id was taken: a replay answers as the original did, from what was stored.
     row = await conn.fetchrow(q("redemption_get"), community, new.id)
     assert row is not None
-    if not created and bytes(row["request_hash"]) != new.request_hash:
+    if bytes(row["request_hash"]) != new.request_hash:
         raise IdempotencyConflict(
             f"redemption {new.id!r} exists with a different request; use a new id"
         )
-    return _redemption_out(row, as_created=not created), not created
+    return _redemption_out(row, as_created=True), True
 
 
 def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:

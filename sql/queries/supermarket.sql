@@ -22,27 +22,25 @@ SELECT sku, name, points, stock FROM store_items
  ORDER BY sku
    FOR UPDATE;
 
--- name: items_take
-UPDATE store_items s SET stock = s.stock - c.qty
-  FROM unnest($3::text[], $4::bigint[]) AS c(sku, qty)
- WHERE s.community_id = $1 AND s.store_id = $2 AND s.sku = c.sku;
+-- name: redemption_prepare
+-- A redemption's first statement (0009): the member, the basket's items locked, the id.
+SELECT member_found, taken, skus, names, points, stocks
+  FROM redemption_prepare($1, $2, $3, $4, $5::text[]);
 
--- name: redemption_insert
-INSERT INTO redemptions (community_id, id, request_hash, store_id, member_id, points, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (community_id, id) DO NOTHING
-RETURNING id;
-
--- name: redemption_lines_insert
-INSERT INTO redemption_lines (community_id, redemption_id, sku, name, qty, points_each)
-SELECT $1, $2, l.sku, l.name, l.qty, l.points_each
-  FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS l(sku, name, qty, points_each);
+-- name: redemption_write
+-- Its second (0009): the redemption, its lines, the stock and the ledger write ($12,
+-- the ledger's document as JSON text, see service/ledger/store.write_document).
+SELECT written, created_at, outcome, tx_id, failure
+  FROM redemption_write($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10::bigint[],
+                        $11::bigint[], $12::text::jsonb);
 
 -- name: redemption_get
+-- Lines in byte-wise sku order, the order in which the service prices a basket and
+-- answers the redemption's creation (as Python sorts): a replay reads back the same.
 SELECT r.id, r.request_hash, r.store_id, r.member_id, r.points, r.created_at,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'sku', l.sku, 'name', l.name, 'qty', l.qty, 'points_each', l.points_each,
-                    'returned', l.returned) ORDER BY l.sku)
+                    'returned', l.returned) ORDER BY l.sku COLLATE "C")
                    FROM redemption_lines l
                   WHERE l.community_id = r.community_id AND l.redemption_id = r.id),
                 '[]'::jsonb) AS lines,
