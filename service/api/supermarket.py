@@ -122,19 +122,17 @@ async def return_redemption(
     raw = await request.body()
     data = await body(request, ReturnIn) if raw.strip() else ReturnIn()
     wanted = None if data.items is None else model.basket((i.sku, i.qty) for i in data.items)
+    new = market.NewReturn(
+        redemption=r,
+        store=_store_scope(request),
+        id=data.id,
+        items=wanted,
+        request_hash=fingerprint(data),
+        actor=principal_of(request).key_id,
+    )
     async with db(request) as conn:
         params = await rules_of(request).params(conn, c)
-        done, replayed = await market.return_items(
-            conn,
-            c,
-            r,
-            _store_scope(request),
-            data.id,
-            wanted,
-            params,
-            fingerprint(data),
-            principal_of(request).key_id,
-        )
+        done, replayed = await market.return_items(conn, c, new, params)
     return written(done, replayed)
 
 

@@ -10,7 +10,9 @@ Round trips are most of a redemption's cost, so it makes two statements between
 BEGIN and COMMIT (SQL functions of migration 0009): one checks the member, locks
 the items and looks up the id; the service prices the basket (model.py) and plans
 the ledger write; the other writes the redemption, its lines, the stock and the
-ledger's transaction. A new redemption is answered from what is already known.
+ledger's transaction. A new redemption is answered from what is already known. A
+return likewise: one statement locks the redemption and reads its lines and
+returns, the other locks the items and writes everything back.
 """
 
 from __future__ import annotations
@@ -43,6 +45,18 @@ class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
     store: str
     member: str
     items: dict[str, int]
+    request_hash: bytes
+    actor: str | None
+
+
+class NewReturn(msgspec.Struct, frozen=True, kw_only=True):
+    """A return of `items` (sku → qty; None: all that is left); `store` is the
+    caller's scope (None for an operator), `id` the client's (None: numbered)."""
+
+    redemption: str
+    store: str | None
+    id: str | None
+    items: dict[str, int] | None
     request_hash: bytes
     actor: str | None
 
@@ -117,13 +131,6 @@ async def get_redemption(
     if row is None or (store is not None and row["store_id"] != store):
         raise NotFound(f"no redemption {redemption!r} in community {community!r}")
     return _redemption_out(row)
-
-
-async def _locked_stock(
-    conn: Conn, community: str, store: str, skus: list[str]
-) -> dict[str, StockItem]:
-    rows = await conn.fetch(q("items_lock"), community, store, sorted(skus))
-    return {r["sku"]: StockItem(**dict(r)) for r in rows}
 
 
 def _points_tx(
@@ -233,13 +240,17 @@ async def redeem(
     return _redemption_out(row, as_created=True), True
 
 
+def _return_tx_id(redemption: str, return_id: str) -> str:
+    return f"{_tx_id(redemption)}:return:{return_id}"
+
+
 def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:
     return ReturnOut(
         id=row["id"],
         redemption=redemption,
         items=msgspec.convert(row["items"], list[ReturnLineOut]),
         points=row["points"],
-        transaction_id=f"{_tx_id(redemption)}:return:{row['id']}",
+        transaction_id=_return_tx_id(redemption, row["id"]),
         created_at=row["created_at"],
     )
 
@@ -247,101 +258,86 @@ def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:
 async def _give_back(
     conn: Conn,
     community: str,
-    redemption: str,
+    new: NewReturn,
     return_id: str,
     back: list[Line],
     owner: asyncpg.Record,
     params: RuleParams,
-    request_hash: bytes,
-    actor: str | None,
-) -> None:
-    store, skus, qtys = owner["store_id"], [x.sku for x in back], [x.qty for x in back]
-    await _locked_stock(conn, community, store, skus)
-    await conn.execute(q("redemption_lines_return"), community, redemption, skus, qtys)
-    await conn.execute(q("items_put_back"), community, store, skus, qtys)
+) -> ReturnOut:
+    store, redemption = owner["store_id"], new.redemption
     points = model.total(back)
     tx = _points_tx(
-        f"{_tx_id(redemption)}:return:{return_id}",
+        _return_tx_id(redemption, return_id),
         f"store:{store}:redemptions",
         member_address(owner["member_id"], "points"),
         points,
         "redemption_return",
         f"love supermarket {store}: return of redemption {redemption}",
-        actor,
+        new.actor,
         {"redemption": redemption, "return": return_id},
-        request_hash,
+        new.request_hash,
     )
-    await ledger.create_transaction(conn, community, tx, params)
-    items = [{"sku": x.sku, "qty": x.qty, "points": x.qty * x.points_each} for x in back]
-    await conn.execute(
-        q("redemption_return_insert"),
+    items = [ReturnLineOut(sku=x.sku, qty=x.qty, points=x.qty * x.points_each) for x in back]
+    row = await conn.fetchrow(
+        q("redemption_return_write"),
         community,
         redemption,
         return_id,
-        request_hash,
+        new.request_hash,
+        store,
+        [x.sku for x in back],
+        [x.qty for x in back],
         items,
         points,
-        actor,
+        new.actor,
+        ledger.write_document(tx, params),
+    )
+    assert row is not None
+    ledger.check_written(tx, row["outcome"], row["failure"])
+    return ReturnOut(
+        id=return_id,
+        redemption=redemption,
+        items=items,
+        points=points,
+        transaction_id=tx.client_id,
+        created_at=row["created_at"],
     )
 
 
 async def _return(
-    conn: Conn,
-    community: str,
-    redemption: str,
-    store: str | None,
-    return_id: str | None,
-    wanted: dict[str, int] | None,
-    params: RuleParams,
-    request_hash: bytes,
-    actor: str | None,
-) -> tuple[str, bool]:
-    owner = await conn.fetchrow(q("redemption_lock"), community, redemption)
-    if owner is None or (store is not None and owner["store_id"] != store):
-        raise NotFound(f"no redemption {redemption!r} in community {community!r}")
-    if return_id is not None:
-        found = await conn.fetchrow(q("redemption_return_get"), community, redemption, return_id)
-        if found is not None:
-            if bytes(found["request_hash"]) != request_hash:
-                raise IdempotencyConflict(f"return {return_id!r} exists with different items")
-            return return_id, True
-    row = await conn.fetchrow(q("redemption_get"), community, redemption)
-    assert row is not None
-    back = model.returnable(msgspec.convert(row["lines"], list[Line]), wanted)
+    conn: Conn, community: str, new: NewReturn, params: RuleParams
+) -> tuple[str, ReturnOut | None]:
+    """The return's id, and the return made (None when that id was made before)."""
+    owner = await conn.fetchrow(q("redemption_return_prepare"), community, new.redemption, new.id)
+    assert owner is not None
+    if owner["store_id"] is None or (new.store is not None and owner["store_id"] != new.store):
+        raise NotFound(f"no redemption {new.redemption!r} in community {community!r}")
+    if new.id is not None and owner["return_hash"] is not None:
+        if bytes(owner["return_hash"]) != new.request_hash:
+            raise IdempotencyConflict(f"return {new.id!r} exists with different items")
+        return new.id, None
+    back = model.returnable(msgspec.convert(owner["lines"], list[Line]), new.items)
     if not back:
-        raise InvalidState(f"every item of redemption {redemption!r} is already back")
-    if return_id is None:
-        count = await conn.fetchval(q("redemption_return_count"), community, redemption)
-        return_id = f"auto:{count + 1}"
-    await _give_back(
-        conn, community, redemption, return_id, back, owner, params, request_hash, actor
-    )
-    return return_id, False
+        raise InvalidState(f"every item of redemption {new.redemption!r} is already back")
+    return_id = new.id if new.id is not None else f"auto:{owner['return_count'] + 1}"
+    return return_id, await _give_back(conn, community, new, return_id, back, owner, params)
 
 
 async def return_items(
-    conn: Conn,
-    community: str,
-    redemption: str,
-    store: str | None,
-    return_id: str | None,
-    wanted: dict[str, int] | None,
-    params: RuleParams,
-    request_hash: bytes,
-    actor: str | None,
+    conn: Conn, community: str, new: NewReturn, params: RuleParams
 ) -> tuple[ReturnOut, bool]:
     """Gives back points and stock for some items (or all that are left). With a
-    client `return_id` the return happens once (a retry is a replay)."""
-    if wanted is not None and not wanted:
+    client id the return happens once (a retry is a replay)."""
+    if new.items is not None and not new.items:
         raise ValidationFailed("items, when given, names at least one item")
 
-    async def attempt() -> tuple[str, bool]:
+    async def attempt() -> tuple[str, ReturnOut | None]:
         async with conn.transaction():
-            return await _return(
-                conn, community, redemption, store, return_id, wanted, params, request_hash, actor
-            )
+            return await _return(conn, community, new, params)
 
-    made, replayed = await retrying(attempt)
-    row = await conn.fetchrow(q("redemption_return_get"), community, redemption, made)
+    made, created = await retrying(attempt)
+    if created is not None:
+        return created, False
+    row = await conn.fetchrow(q("redemption_return_get"), community, new.redemption, made)
     assert row is not None
-    return _return_out(redemption, row), replayed
+    return _return_out(new.redemption, row), True

@@ -133,6 +133,46 @@ async def test_a_redemption_is_two_statements_between_begin_and_commit(
     assert (got.json()["returned_points"], got.json()["items"][1]["returned"]) == (5, 1)
 
 
+async def test_a_return_is_two_statements_between_begin_and_commit(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """The redemption locked with its lines and returns in one statement; the stock,
+    lines, ledger write and the return's row in another. A replay reads it back."""
+    await community(client)
+    await award(client, "a1", "m0", 50)
+    await shelf(client, soap=(5, 10))
+    r = await client.post(f"{C}/redemptions", json=redemption("r1", ("soap", 4)))
+    assert r.status_code == 201, r.text
+    first = market.NewReturn(
+        redemption="r1", store=None, id="x1", items={"soap": 1}, request_hash=b"x", actor=None
+    )
+    second = msgspec.structs.replace(first, id="x2")
+    sent: list[str] = []
+
+    def log(query: Any) -> None:
+        sent.append(query.query.strip().rstrip(";"))
+
+    async with pool.acquire() as conn:
+        await market.return_items(conn, "green", first, RuleParams())  # prepares the statements
+        await market.return_items(conn, "green", first, RuleParams())
+        conn.add_query_logger(log)
+        try:
+            made, replayed = await market.return_items(conn, "green", second, RuleParams())
+            await asyncio.sleep(0)
+            prepare, write = q("redemption_return_prepare"), q("redemption_return_write")
+            assert (sent, replayed) == (["BEGIN", prepare, write, "COMMIT"], False)
+            sent.clear()
+            again, replayed = await market.return_items(conn, "green", second, RuleParams())
+            await asyncio.sleep(0)
+            get = q("redemption_return_get")
+            assert (sent, replayed) == (["BEGIN", prepare, "COMMIT", get], True)
+        finally:
+            conn.remove_query_logger(log)
+    assert again == made
+    assert (made.points, made.transaction_id) == (5, "redemption:r1:return:x2")
+    assert await stock(client) == {"soap": 8}
+
+
 async def test_refusals_change_nothing(client: Client) -> None:
     await community(client)
     await award(client, "a1", "m0", 25)

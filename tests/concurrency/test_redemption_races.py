@@ -131,6 +131,29 @@ async def test_one_id_for_other_baskets_at_once_redeems_once(api: httpx.AsyncCli
     assert got.json() == won
 
 
+async def test_returns_without_ids_at_once_are_numbered_and_never_too_many(
+    api: httpx.AsyncClient,
+) -> None:
+    """Five returns of one soap each, at once, from a redemption of three: each waits
+    for the redemption's lock, then sees the returns before it. Three are made,
+    numbered auto:1 … auto:3; two find nothing left of the soap."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    await _item(api, "soap", 2, 10)
+    r = await api.post(f"{C}/redemptions", json=_redeem("r1", "m0", ("soap", 3)))
+    assert r.status_code == 201, r.text
+    back = {"items": [{"sku": "soap", "qty": 1}]}
+    responses = await asyncio.gather(
+        *(api.post(f"{C}/redemptions/r1/return", json=back) for _ in range(5))
+    )
+    assert Counter(r.status_code for r in responses) == {201: 3, 409: 2}
+    made = sorted(r.json()["id"] for r in responses if r.status_code == 201)
+    assert made == ["auto:1", "auto:2", "auto:3"]
+    assert {r.json()["returnable"] for r in responses if r.status_code == 409} == {0}
+    assert await _stock(api) == {"soap": 10}
+    assert (await balance(api, "m0"))["points"]["redeemable"] == 100
+
+
 async def _waiting_on_a_transaction(pool: asyncpg.Pool, pid: int) -> None:
     async with pool.acquire() as conn:
         for _ in range(500):
