@@ -13,7 +13,7 @@ from service.api.deps import body, db, fingerprint, principal_of, rules_of, writ
 from service.api.wire import Amount, ClientId, Strict
 from service.errors import Forbidden, ValidationFailed
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
-from service.supermarket import model, views
+from service.supermarket import model, returns, views
 from service.supermarket import service as market
 
 STORE: Final = frozenset({"operator", "store"})
@@ -122,7 +122,7 @@ async def return_redemption(
     raw = await request.body()
     data = await body(request, ReturnIn) if raw.strip() else ReturnIn()
     wanted = None if data.items is None else model.basket((i.sku, i.qty) for i in data.items)
-    new = market.NewReturn(
+    new = returns.NewReturn(
         redemption=r,
         store=_store_scope(request),
         id=data.id,
@@ -132,7 +132,7 @@ async def return_redemption(
     )
     async with db(request) as conn:
         params = await rules_of(request).params(conn, c)
-        done, replayed = await market.return_items(conn, c, new, params)
+        done, replayed = await returns.return_items(conn, c, new, params)
     return written(done, replayed)
 
 

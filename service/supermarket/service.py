@@ -1,43 +1,33 @@
-"""Supermarket use cases: catalogue, redemptions and returns.
+"""Supermarket use cases: catalogue and redemptions (returns: returns.py).
 
-A redemption is one database transaction. Locks are always taken in this order:
-the redemption row (returns), the basket's items in sku order, then the member's
-points account (taken by the ledger's write, which checks `redeemable`). Stock and
-points therefore change together or not at all, and no two writers wait on each
-other in opposite orders.
+A redemption (or a return) is one database transaction. Locks are always taken
+in this order: the redemption row (returns), the basket's items in sku order, then
+the member's points account (taken by the ledger's write, which checks
+`redeemable`). Stock and points therefore change together or not at all, and no
+two writers wait on each other in opposite orders.
 
 Round trips are most of a redemption's cost, so it makes two statements between
 BEGIN and COMMIT (SQL functions of migration 0009): one checks the member, locks
 the items and looks up the id; the service prices the basket (model.py) and plans
 the ledger write; the other writes the redemption, its lines, the stock and the
-ledger's transaction. A new redemption is answered from what is already known. A
-return likewise: one statement locks the redemption and reads its lines and
-returns, the other locks the items and writes everything back.
+ledger's transaction. A new redemption is answered from what is already known.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 import asyncpg
 import msgspec
 
 from service.db import q, retrying
-from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
+from service.errors import IdempotencyConflict, NotFound
 from service.ledger import service as ledger
-from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
+from service.ledger.model import NewTransaction, RuleParams, member_address
 from service.ledger.store import Conn
 from service.supermarket import model
 from service.supermarket.model import Line, StockItem
-from service.supermarket.views import (
-    ItemOut,
-    ItemPage,
-    LineOut,
-    RedemptionOut,
-    ReturnLineOut,
-    ReturnOut,
-)
+from service.supermarket.views import ItemOut, ItemPage, LineOut, RedemptionOut
 
 
 class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,22 +37,6 @@ class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
     items: dict[str, int]
     request_hash: bytes
     actor: str | None
-
-
-class NewReturn(msgspec.Struct, frozen=True, kw_only=True):
-    """A return of `items` (sku → qty; None: all that is left); `store` is the
-    caller's scope (None for an operator), `id` the client's (None: numbered)."""
-
-    redemption: str
-    store: str | None
-    id: str | None
-    items: dict[str, int] | None
-    request_hash: bytes
-    actor: str | None
-
-
-def _tx_id(redemption: str) -> str:
-    return f"redemption:{redemption}"
 
 
 async def put_item(
@@ -98,7 +72,7 @@ def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> Redempt
         points=row["points"],
         returned_points=0 if as_created else row["returned_points"],
         items=lines,
-        transaction_id=_tx_id(row["id"]),
+        transaction_id=model.tx_id(row["id"]),
         created_at=row["created_at"],
     )
 
@@ -118,7 +92,7 @@ def _created_out(
         points=points,
         returned_points=0,
         items=items,
-        transaction_id=_tx_id(new.id),
+        transaction_id=model.tx_id(new.id),
         created_at=created_at,
     )
 
@@ -133,33 +107,10 @@ async def get_redemption(
     return _redemption_out(row)
 
 
-def _points_tx(
-    client_id: str,
-    source: str,
-    destination: str,
-    amount: int,
-    kind: str,
-    reason: str,
-    actor: str | None,
-    metadata: dict[str, Any],
-    request_hash: bytes,
-) -> NewTransaction:
-    posting = Posting(source=source, destination=destination, asset="points", amount=amount)
-    return NewTransaction(
-        client_id=client_id,
-        postings=(posting,),
-        request_hash=request_hash,
-        kind=kind,
-        reason=reason,
-        actor=actor,
-        metadata=metadata,
-    )
-
-
 def _redemption_tx(new: NewRedemption, lines: list[Line], points: int) -> NewTransaction:
     basket = ", ".join(f"{x.qty} × {x.name}" for x in lines)
-    return _points_tx(
-        _tx_id(new.id),
+    return model.points_tx(
+        model.tx_id(new.id),
         member_address(new.member, "points"),
         f"store:{new.store}:redemptions",
         points,
@@ -238,106 +189,3 @@ async def redeem(
             f"redemption {new.id!r} exists with a different request; use a new id"
         )
     return _redemption_out(row, as_created=True), True
-
-
-def _return_tx_id(redemption: str, return_id: str) -> str:
-    return f"{_tx_id(redemption)}:return:{return_id}"
-
-
-def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:
-    return ReturnOut(
-        id=row["id"],
-        redemption=redemption,
-        items=msgspec.convert(row["items"], list[ReturnLineOut]),
-        points=row["points"],
-        transaction_id=_return_tx_id(redemption, row["id"]),
-        created_at=row["created_at"],
-    )
-
-
-async def _give_back(
-    conn: Conn,
-    community: str,
-    new: NewReturn,
-    return_id: str,
-    back: list[Line],
-    owner: asyncpg.Record,
-    params: RuleParams,
-) -> ReturnOut:
-    store, redemption = owner["store_id"], new.redemption
-    points = model.total(back)
-    tx = _points_tx(
-        _return_tx_id(redemption, return_id),
-        f"store:{store}:redemptions",
-        member_address(owner["member_id"], "points"),
-        points,
-        "redemption_return",
-        f"love supermarket {store}: return of redemption {redemption}",
-        new.actor,
-        {"redemption": redemption, "return": return_id},
-        new.request_hash,
-    )
-    items = [ReturnLineOut(sku=x.sku, qty=x.qty, points=x.qty * x.points_each) for x in back]
-    row = await conn.fetchrow(
-        q("redemption_return_write"),
-        community,
-        redemption,
-        return_id,
-        new.request_hash,
-        store,
-        [x.sku for x in back],
-        [x.qty for x in back],
-        items,
-        points,
-        new.actor,
-        ledger.write_document(tx, params),
-    )
-    assert row is not None
-    ledger.check_written(tx, row["outcome"], row["failure"])
-    return ReturnOut(
-        id=return_id,
-        redemption=redemption,
-        items=items,
-        points=points,
-        transaction_id=tx.client_id,
-        created_at=row["created_at"],
-    )
-
-
-async def _return(
-    conn: Conn, community: str, new: NewReturn, params: RuleParams
-) -> tuple[str, ReturnOut | None]:
-    """The return's id, and the return made (None when that id was made before)."""
-    owner = await conn.fetchrow(q("redemption_return_prepare"), community, new.redemption, new.id)
-    assert owner is not None
-    if owner["store_id"] is None or (new.store is not None and owner["store_id"] != new.store):
-        raise NotFound(f"no redemption {new.redemption!r} in community {community!r}")
-    if new.id is not None and owner["return_hash"] is not None:
-        if bytes(owner["return_hash"]) != new.request_hash:
-            raise IdempotencyConflict(f"return {new.id!r} exists with different items")
-        return new.id, None
-    back = model.returnable(msgspec.convert(owner["lines"], list[Line]), new.items)
-    if not back:
-        raise InvalidState(f"every item of redemption {new.redemption!r} is already back")
-    return_id = new.id if new.id is not None else f"auto:{owner['return_count'] + 1}"
-    return return_id, await _give_back(conn, community, new, return_id, back, owner, params)
-
-
-async def return_items(
-    conn: Conn, community: str, new: NewReturn, params: RuleParams
-) -> tuple[ReturnOut, bool]:
-    """Gives back points and stock for some items (or all that are left). With a
-    client id the return happens once (a retry is a replay)."""
-    if new.items is not None and not new.items:
-        raise ValidationFailed("items, when given, names at least one item")
-
-    async def attempt() -> tuple[str, ReturnOut | None]:
-        async with conn.transaction():
-            return await _return(conn, community, new, params)
-
-    made, created = await retrying(attempt)
-    if created is not None:
-        return created, False
-    row = await conn.fetchrow(q("redemption_return_get"), community, new.redemption, made)
-    assert row is not None
-    return _return_out(new.redemption, row), True

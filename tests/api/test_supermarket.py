@@ -10,6 +10,7 @@ import msgspec
 
 from service.db import q
 from service.ledger.model import RuleParams
+from service.supermarket import returns
 from service.supermarket import service as market
 from tests.helpers import C, Client, award, balance, community
 
@@ -143,7 +144,7 @@ async def test_a_return_is_two_statements_between_begin_and_commit(
     await shelf(client, soap=(5, 10))
     r = await client.post(f"{C}/redemptions", json=redemption("r1", ("soap", 4)))
     assert r.status_code == 201, r.text
-    first = market.NewReturn(
+    first = returns.NewReturn(
         redemption="r1", store=None, id="x1", items={"soap": 1}, request_hash=b"x", actor=None
     )
     second = msgspec.structs.replace(first, id="x2")
@@ -153,16 +154,16 @@ async def test_a_return_is_two_statements_between_begin_and_commit(
         sent.append(query.query.strip().rstrip(";"))
 
     async with pool.acquire() as conn:
-        await market.return_items(conn, "green", first, RuleParams())  # prepares the statements
-        await market.return_items(conn, "green", first, RuleParams())
+        await returns.return_items(conn, "green", first, RuleParams())  # prepares the statements
+        await returns.return_items(conn, "green", first, RuleParams())
         conn.add_query_logger(log)
         try:
-            made, replayed = await market.return_items(conn, "green", second, RuleParams())
+            made, replayed = await returns.return_items(conn, "green", second, RuleParams())
             await asyncio.sleep(0)
             prepare, write = q("redemption_return_prepare"), q("redemption_return_write")
             assert (sent, replayed) == (["BEGIN", prepare, write, "COMMIT"], False)
             sent.clear()
-            again, replayed = await market.return_items(conn, "green", second, RuleParams())
+            again, replayed = await returns.return_items(conn, "green", second, RuleParams())
             await asyncio.sleep(0)
             get = q("redemption_return_get")
             assert (sent, replayed) == (["BEGIN", prepare, "COMMIT", get], True)
