@@ -9,12 +9,11 @@ from litestar import Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Meta
 
-from service import setup
 from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
 from service.api.wire import Amount, ClientId, Strict
 from service.errors import Forbidden, ValidationFailed
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
-from service.supermarket import model, views
+from service.supermarket import model, returns, views
 from service.supermarket import service as market
 
 STORE: Final = frozenset({"operator", "store"})
@@ -104,7 +103,6 @@ async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.Re
         actor=principal_of(request).key_id,
     )
     async with db(request) as conn:
-        await setup.get_member(conn, c, data.member)
         params = await rules_of(request).params(conn, c)
         redemption, replayed = await market.redeem(conn, c, new, params)
     return written(redemption, replayed)
@@ -124,19 +122,17 @@ async def return_redemption(
     raw = await request.body()
     data = await body(request, ReturnIn) if raw.strip() else ReturnIn()
     wanted = None if data.items is None else model.basket((i.sku, i.qty) for i in data.items)
+    new = returns.NewReturn(
+        redemption=r,
+        store=_store_scope(request),
+        id=data.id,
+        items=wanted,
+        request_hash=fingerprint(data),
+        actor=principal_of(request).key_id,
+    )
     async with db(request) as conn:
         params = await rules_of(request).params(conn, c)
-        done, replayed = await market.return_items(
-            conn,
-            c,
-            r,
-            _store_scope(request),
-            data.id,
-            wanted,
-            params,
-            fingerprint(data),
-            principal_of(request).key_id,
-        )
+        done, replayed = await returns.return_items(conn, c, new, params)
     return written(done, replayed)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -135,6 +136,26 @@ def settle_new(
     if error is not None:
         raise error
     return written(tx, created, reversal_of), False
+
+
+def write_document(tx: NewTransaction, params: RuleParams, *, mode: LimitMode = "spend") -> str:
+    """What `create_transaction` sends, for a use case whose own SQL function makes
+    the ledger write (ledger_create_document) in the same round trip as its other
+    writes; `refusal` turns what that returns into the error to raise."""
+    plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
+    return store.write_document(tx, plan)
+
+
+def check_written(tx: NewTransaction, outcome: str, failure: dict[str, Any] | None) -> None:
+    """Raises the domain error for a write of `tx` (from `write_document`) that the
+    ledger refused inside a use case's own SQL function, whose caller's rollback
+    then undoes the rest; a created transaction or a replay passes."""
+    created = store.Created(
+        outcome=outcome, row_id=None, created_at=None, expires_at=None, failure=failure
+    )
+    error = refusal(tx, created)
+    if error is not None:
+        raise error
 
 
 async def create_transaction(

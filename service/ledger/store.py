@@ -93,6 +93,13 @@ def _batch_document(items: Sequence[tuple[NewTransaction, Plan]]) -> str:
     return _json(document)
 
 
+def write_document(tx: NewTransaction, plan: Plan) -> str:
+    """One transaction's write as the document ledger_create_document (0009) takes:
+    for a SQL function that writes to the ledger in the same round trip as its own
+    writes."""
+    return _batch_document([(tx, plan)])
+
+
 async def create_batch(
     conn: Conn,
     community: str,

@@ -3,16 +3,19 @@
 A basket is checked in sku order, and the first problem is reported: an unknown sku
 (404 `not_found`), then too little stock (409 `out_of_stock`); points are the
 ledger's check, made after. A return never gives back more than was bought less
-what was already returned.
+what was already returned. Both move points by one ledger transaction each, with
+client ids `redemption:<id>` and `redemption:<id>:return:<return id>`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import msgspec
 
 from service.errors import InvalidState, NotFound, OutOfStock, ValidationFailed
+from service.ledger.model import NewTransaction, Posting
 
 
 class Line(msgspec.Struct, frozen=True, kw_only=True):
@@ -86,3 +89,36 @@ def returnable(lines: list[Line], wanted: Mapping[str, int] | None) -> list[Line
             )
         back.append(msgspec.structs.replace(line, qty=wanted[sku], returned=0))
     return back
+
+
+def tx_id(redemption: str) -> str:
+    """The client id of a redemption's ledger transaction."""
+    return f"redemption:{redemption}"
+
+
+def return_tx_id(redemption: str, return_id: str) -> str:
+    return f"{tx_id(redemption)}:return:{return_id}"
+
+
+def points_tx(
+    client_id: str,
+    source: str,
+    destination: str,
+    amount: int,
+    kind: str,
+    reason: str,
+    actor: str | None,
+    metadata: dict[str, Any],
+    request_hash: bytes,
+) -> NewTransaction:
+    """The ledger transaction of a redemption or a return: one posting of points."""
+    posting = Posting(source=source, destination=destination, asset="points", amount=amount)
+    return NewTransaction(
+        client_id=client_id,
+        postings=(posting,),
+        request_hash=request_hash,
+        kind=kind,
+        reason=reason,
+        actor=actor,
+        metadata=metadata,
+    )

@@ -1,34 +1,33 @@
-"""Supermarket use cases: catalogue, redemptions and returns.
+"""Supermarket use cases: catalogue and redemptions (returns: returns.py).
 
-A redemption is one database transaction. Locks are always taken in this order:
-the redemption row (returns), the basket's items in sku order, then the member's
-points account (taken by the ledger's write, which checks `redeemable`). Stock and
-points therefore change together or not at all, and no two writers wait on each
-other in opposite orders.
+A redemption (or a return) is one database transaction. Locks are always taken
+in this order: the redemption row (returns), the basket's items in sku order, then
+the member's points account (taken by the ledger's write, which checks
+`redeemable`). Stock and points therefore change together or not at all, and no
+two writers wait on each other in opposite orders.
+
+Round trips are most of a redemption's cost, so it makes two statements between
+BEGIN and COMMIT (SQL functions of migration 0009): one checks the member, locks
+the items and looks up the id; the service prices the basket (model.py) and plans
+the ledger write; the other writes the redemption, its lines, the stock and the
+ledger's transaction. A new redemption is answered from what is already known.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 import asyncpg
 import msgspec
 
 from service.db import q, retrying
-from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
+from service.errors import IdempotencyConflict, NotFound
 from service.ledger import service as ledger
-from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
+from service.ledger.model import NewTransaction, RuleParams, member_address
 from service.ledger.store import Conn
 from service.supermarket import model
 from service.supermarket.model import Line, StockItem
-from service.supermarket.views import (
-    ItemOut,
-    ItemPage,
-    LineOut,
-    RedemptionOut,
-    ReturnLineOut,
-    ReturnOut,
-)
+from service.supermarket.views import ItemOut, ItemPage, LineOut, RedemptionOut
 
 
 class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
@@ -38,10 +37,6 @@ class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
     items: dict[str, int]
     request_hash: bytes
     actor: str | None
-
-
-def _tx_id(redemption: str) -> str:
-    return f"redemption:{redemption}"
 
 
 async def put_item(
@@ -66,6 +61,7 @@ async def list_items(
 
 
 def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> RedemptionOut:
+    """A stored redemption; `as_created`, as its creation answered (nothing returned)."""
     lines = msgspec.convert(row["lines"], list[LineOut])
     if as_created:
         lines = [msgspec.structs.replace(line, returned=0) for line in lines]
@@ -76,8 +72,28 @@ def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> Redempt
         points=row["points"],
         returned_points=0 if as_created else row["returned_points"],
         items=lines,
-        transaction_id=_tx_id(row["id"]),
+        transaction_id=model.tx_id(row["id"]),
         created_at=row["created_at"],
+    )
+
+
+def _created_out(
+    new: NewRedemption, lines: list[Line], points: int, created_at: datetime
+) -> RedemptionOut:
+    """A new redemption as `redemption_get` would read it back, from what is known."""
+    items = [
+        LineOut(sku=x.sku, name=x.name, qty=x.qty, points_each=x.points_each, returned=0)
+        for x in lines
+    ]
+    return RedemptionOut(
+        id=new.id,
+        store=new.store,
+        member=new.member,
+        points=points,
+        returned_points=0,
+        items=items,
+        transaction_id=model.tx_id(new.id),
+        created_at=created_at,
     )
 
 
@@ -91,71 +107,10 @@ async def get_redemption(
     return _redemption_out(row)
 
 
-async def _locked_stock(
-    conn: Conn, community: str, store: str, skus: list[str]
-) -> dict[str, StockItem]:
-    rows = await conn.fetch(q("items_lock"), community, store, sorted(skus))
-    return {r["sku"]: StockItem(**dict(r)) for r in rows}
-
-
-def _points_tx(
-    client_id: str,
-    source: str,
-    destination: str,
-    amount: int,
-    kind: str,
-    reason: str,
-    actor: str | None,
-    metadata: dict[str, Any],
-    request_hash: bytes,
-) -> NewTransaction:
-    posting = Posting(source=source, destination=destination, asset="points", amount=amount)
-    return NewTransaction(
-        client_id=client_id,
-        postings=(posting,),
-        request_hash=request_hash,
-        kind=kind,
-        reason=reason,
-        actor=actor,
-        metadata=metadata,
-    )
-
-
-async def _redeem(conn: Conn, community: str, new: NewRedemption, params: RuleParams) -> bool:
-    """Takes the stock and the points; False when the id already exists."""
-    stock = await _locked_stock(conn, community, new.store, list(new.items))
-    # A plain read (no lock): returns lock the redemption before its items.
-    if await conn.fetchval(q("redemption_get"), community, new.id) is not None:
-        return False
-    lines = model.price(new.items, stock, new.store)
-    points = model.total(lines)
-    inserted = await conn.fetchval(
-        q("redemption_insert"),
-        community,
-        new.id,
-        new.request_hash,
-        new.store,
-        new.member,
-        points,
-        new.actor,
-    )
-    if inserted is None:
-        return False
-    await conn.execute(
-        q("redemption_lines_insert"),
-        community,
-        new.id,
-        [x.sku for x in lines],
-        [x.name for x in lines],
-        [x.qty for x in lines],
-        [x.points_each for x in lines],
-    )
-    await conn.execute(
-        q("items_take"), community, new.store, [x.sku for x in lines], [x.qty for x in lines]
-    )
+def _redemption_tx(new: NewRedemption, lines: list[Line], points: int) -> NewTransaction:
     basket = ", ".join(f"{x.qty} × {x.name}" for x in lines)
-    tx = _points_tx(
-        _tx_id(new.id),
+    return model.points_tx(
+        model.tx_id(new.id),
         member_address(new.member, "points"),
         f"store:{new.store}:redemptions",
         points,
@@ -165,8 +120,53 @@ async def _redeem(conn: Conn, community: str, new: NewRedemption, params: RulePa
         {"redemption": new.id, "store": new.store},
         new.request_hash,
     )
-    await ledger.create_transaction(conn, community, tx, params)
-    return True
+
+
+def _shelf(row: asyncpg.Record) -> dict[str, StockItem]:
+    """The locked items `redemption_prepare` found, by sku."""
+    columns = (row["skus"] or [], row["names"] or [], row["points"] or [], row["stocks"] or [])
+    return {
+        sku: StockItem(sku=sku, name=name, points=points, stock=stock)
+        for sku, name, points, stock in zip(*columns, strict=True)
+    }
+
+
+async def _redeem(
+    conn: Conn, community: str, new: NewRedemption, params: RuleParams
+) -> RedemptionOut | None:
+    """Takes the stock and the points in two statements (0009); None when the id
+    already exists."""
+    found = await conn.fetchrow(
+        q("redemption_prepare"), community, new.id, new.member, new.store, sorted(new.items)
+    )
+    assert found is not None
+    if not found["member_found"]:
+        raise NotFound(f"no member {new.member!r} in community {community!r}")
+    if found["taken"]:
+        return None
+    lines = model.price(new.items, _shelf(found), new.store)
+    points = model.total(lines)
+    tx = _redemption_tx(new, lines, points)
+    row = await conn.fetchrow(
+        q("redemption_write"),
+        community,
+        new.id,
+        new.request_hash,
+        new.store,
+        new.member,
+        points,
+        new.actor,
+        [x.sku for x in lines],
+        [x.name for x in lines],
+        [x.qty for x in lines],
+        [x.points_each for x in lines],
+        ledger.write_document(tx, params),
+    )
+    assert row is not None
+    if not row["written"]:
+        return None
+    ledger.check_written(tx, row["outcome"], row["failure"])
+    return _created_out(new, lines, points, row["created_at"])
 
 
 async def redeem(
@@ -174,129 +174,18 @@ async def redeem(
 ) -> tuple[RedemptionOut, bool]:
     """Exchanges points for goods once per id: stock and points change together or not at all."""
 
-    async def attempt() -> bool:
+    async def attempt() -> RedemptionOut | None:
         async with conn.transaction():
             return await _redeem(conn, community, new, params)
 
     created = await retrying(attempt)
+    if created is not None:
+        return created, False
+    # The id was taken: a replay answers as the original did, from what was stored.
     row = await conn.fetchrow(q("redemption_get"), community, new.id)
     assert row is not None
-    if not created and bytes(row["request_hash"]) != new.request_hash:
+    if bytes(row["request_hash"]) != new.request_hash:
         raise IdempotencyConflict(
             f"redemption {new.id!r} exists with a different request; use a new id"
         )
-    return _redemption_out(row, as_created=not created), not created
-
-
-def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:
-    return ReturnOut(
-        id=row["id"],
-        redemption=redemption,
-        items=msgspec.convert(row["items"], list[ReturnLineOut]),
-        points=row["points"],
-        transaction_id=f"{_tx_id(redemption)}:return:{row['id']}",
-        created_at=row["created_at"],
-    )
-
-
-async def _give_back(
-    conn: Conn,
-    community: str,
-    redemption: str,
-    return_id: str,
-    back: list[Line],
-    owner: asyncpg.Record,
-    params: RuleParams,
-    request_hash: bytes,
-    actor: str | None,
-) -> None:
-    store, skus, qtys = owner["store_id"], [x.sku for x in back], [x.qty for x in back]
-    await _locked_stock(conn, community, store, skus)
-    await conn.execute(q("redemption_lines_return"), community, redemption, skus, qtys)
-    await conn.execute(q("items_put_back"), community, store, skus, qtys)
-    points = model.total(back)
-    tx = _points_tx(
-        f"{_tx_id(redemption)}:return:{return_id}",
-        f"store:{store}:redemptions",
-        member_address(owner["member_id"], "points"),
-        points,
-        "redemption_return",
-        f"love supermarket {store}: return of redemption {redemption}",
-        actor,
-        {"redemption": redemption, "return": return_id},
-        request_hash,
-    )
-    await ledger.create_transaction(conn, community, tx, params)
-    items = [{"sku": x.sku, "qty": x.qty, "points": x.qty * x.points_each} for x in back]
-    await conn.execute(
-        q("redemption_return_insert"),
-        community,
-        redemption,
-        return_id,
-        request_hash,
-        items,
-        points,
-        actor,
-    )
-
-
-async def _return(
-    conn: Conn,
-    community: str,
-    redemption: str,
-    store: str | None,
-    return_id: str | None,
-    wanted: dict[str, int] | None,
-    params: RuleParams,
-    request_hash: bytes,
-    actor: str | None,
-) -> tuple[str, bool]:
-    owner = await conn.fetchrow(q("redemption_lock"), community, redemption)
-    if owner is None or (store is not None and owner["store_id"] != store):
-        raise NotFound(f"no redemption {redemption!r} in community {community!r}")
-    if return_id is not None:
-        found = await conn.fetchrow(q("redemption_return_get"), community, redemption, return_id)
-        if found is not None:
-            if bytes(found["request_hash"]) != request_hash:
-                raise IdempotencyConflict(f"return {return_id!r} exists with different items")
-            return return_id, True
-    row = await conn.fetchrow(q("redemption_get"), community, redemption)
-    assert row is not None
-    back = model.returnable(msgspec.convert(row["lines"], list[Line]), wanted)
-    if not back:
-        raise InvalidState(f"every item of redemption {redemption!r} is already back")
-    if return_id is None:
-        count = await conn.fetchval(q("redemption_return_count"), community, redemption)
-        return_id = f"auto:{count + 1}"
-    await _give_back(
-        conn, community, redemption, return_id, back, owner, params, request_hash, actor
-    )
-    return return_id, False
-
-
-async def return_items(
-    conn: Conn,
-    community: str,
-    redemption: str,
-    store: str | None,
-    return_id: str | None,
-    wanted: dict[str, int] | None,
-    params: RuleParams,
-    request_hash: bytes,
-    actor: str | None,
-) -> tuple[ReturnOut, bool]:
-    """Gives back points and stock for some items (or all that are left). With a
-    client `return_id` the return happens once (a retry is a replay)."""
-    if wanted is not None and not wanted:
-        raise ValidationFailed("items, when given, names at least one item")
-
-    async def attempt() -> tuple[str, bool]:
-        async with conn.transaction():
-            return await _return(
-                conn, community, redemption, store, return_id, wanted, params, request_hash, actor
-            )
-
-    made, replayed = await retrying(attempt)
-    row = await conn.fetchrow(q("redemption_return_get"), community, redemption, made)
-    assert row is not None
-    return _return_out(redemption, row), replayed
+    return _redemption_out(row, as_created=True), True

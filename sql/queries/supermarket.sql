@@ -15,34 +15,25 @@ SELECT sku, name, points, stock, updated_at FROM store_items
  ORDER BY sku
  LIMIT $4;
 
--- name: items_lock
--- Locks the named items in sku order (every writer's order), for a stock change.
-SELECT sku, name, points, stock FROM store_items
- WHERE community_id = $1 AND store_id = $2 AND sku = ANY ($3::text[])
- ORDER BY sku
-   FOR UPDATE;
+-- name: redemption_prepare
+-- A redemption's first statement (0009): the member, the basket's items locked, the id.
+SELECT member_found, taken, skus, names, points, stocks
+  FROM redemption_prepare($1, $2, $3, $4, $5::text[]);
 
--- name: items_take
-UPDATE store_items s SET stock = s.stock - c.qty
-  FROM unnest($3::text[], $4::bigint[]) AS c(sku, qty)
- WHERE s.community_id = $1 AND s.store_id = $2 AND s.sku = c.sku;
-
--- name: redemption_insert
-INSERT INTO redemptions (community_id, id, request_hash, store_id, member_id, points, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (community_id, id) DO NOTHING
-RETURNING id;
-
--- name: redemption_lines_insert
-INSERT INTO redemption_lines (community_id, redemption_id, sku, name, qty, points_each)
-SELECT $1, $2, l.sku, l.name, l.qty, l.points_each
-  FROM unnest($3::text[], $4::text[], $5::bigint[], $6::bigint[]) AS l(sku, name, qty, points_each);
+-- name: redemption_write
+-- Its second (0009): the redemption, its lines, the stock and the ledger write ($12,
+-- the ledger's document as JSON text, see service/ledger/store.write_document).
+SELECT written, created_at, outcome, tx_id, failure
+  FROM redemption_write($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10::bigint[],
+                        $11::bigint[], $12::text::jsonb);
 
 -- name: redemption_get
+-- Lines in byte-wise sku order, the order in which the service prices a basket and
+-- answers the redemption's creation (as Python sorts): a replay reads back the same.
 SELECT r.id, r.request_hash, r.store_id, r.member_id, r.points, r.created_at,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'sku', l.sku, 'name', l.name, 'qty', l.qty, 'points_each', l.points_each,
-                    'returned', l.returned) ORDER BY l.sku)
+                    'returned', l.returned) ORDER BY l.sku COLLATE "C")
                    FROM redemption_lines l
                   WHERE l.community_id = r.community_id AND l.redemption_id = r.id),
                 '[]'::jsonb) AS lines,
@@ -52,27 +43,18 @@ SELECT r.id, r.request_hash, r.store_id, r.member_id, r.points, r.created_at,
   FROM redemptions r
  WHERE r.community_id = $1 AND r.id = $2;
 
--- name: redemption_lock
-SELECT store_id, member_id FROM redemptions WHERE community_id = $1 AND id = $2 FOR UPDATE;
-
 -- name: redemption_return_get
 SELECT id, request_hash, items, points, created_at FROM redemption_returns
  WHERE community_id = $1 AND redemption_id = $2 AND id = $3;
 
--- name: redemption_return_count
-SELECT count(*) FROM redemption_returns WHERE community_id = $1 AND redemption_id = $2;
+-- name: redemption_return_prepare
+-- A return's first statement (0009): the redemption locked, the return id, the lines.
+SELECT store_id, member_id, return_hash, return_count, lines
+  FROM redemption_return_prepare($1, $2, $3);
 
--- name: redemption_return_insert
-INSERT INTO redemption_returns (community_id, redemption_id, id, request_hash, items, points, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7);
-
--- name: redemption_lines_return
-UPDATE redemption_lines l SET returned = l.returned + c.qty
-  FROM unnest($3::text[], $4::bigint[]) AS c(sku, qty)
- WHERE l.community_id = $1 AND l.redemption_id = $2 AND l.sku = c.sku;
-
--- name: items_put_back
--- Stock comes back to items still in the catalogue (all of them: items are never deleted).
-UPDATE store_items s SET stock = s.stock + c.qty
-  FROM unnest($3::text[], $4::bigint[]) AS c(sku, qty)
- WHERE s.community_id = $1 AND s.store_id = $2 AND s.sku = c.sku;
+-- name: redemption_return_write
+-- Its second (0009): items locked, lines and stock back, the ledger write ($11, as in
+-- redemption_write), the return's row.
+SELECT created_at, outcome, tx_id, failure
+  FROM redemption_return_write($1, $2, $3, $4, $5, $6::text[], $7::bigint[], $8::jsonb, $9,
+                               $10, $11::text::jsonb);

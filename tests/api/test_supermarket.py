@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import asyncpg
+import msgspec
+
+from service.db import q
+from service.ledger.model import RuleParams
+from service.supermarket import returns
+from service.supermarket import service as market
 from tests.helpers import C, Client, award, balance, community
 
 S = f"{C}/stores/s1"
@@ -71,6 +79,99 @@ async def test_redemption_takes_points_and_stock_together(client: Client) -> Non
     other = await client.post(f"{C}/redemptions", json=redemption("r1", ("soap", 1)))
     assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
     assert (await client.get(f"{C}/accounts/store:s1:redemptions")).json()["posted"] == 30
+
+
+async def test_a_redemption_is_two_statements_between_begin_and_commit(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """The member, the locked items and the id in one statement; the redemption, its
+    lines, the stock and the ledger write in another; the answer from what is known.
+    A replay reads the stored redemption after its (read-only) transaction."""
+    await community(client)
+    await award(client, "a1", "m0", 50)
+    await shelf(client, soap=(5, 10), oil=(20, 3))
+    new = market.NewRedemption(
+        id="r1",
+        store="s1",
+        member="m0",
+        items={"soap": 2, "oil": 1},
+        request_hash=b"r1",
+        actor=None,
+    )
+    warm_up = msgspec.structs.replace(new, id="r0", items={"soap": 1}, request_hash=b"r0")
+    sent: list[str] = []
+
+    def log(query: Any) -> None:
+        sent.append(query.query.strip().rstrip(";"))
+
+    async with pool.acquire() as conn:
+        # Statements prepared once per connection (and asyncpg's look-up of their
+        # types) are not what each redemption costs.
+        await market.redeem(conn, "green", warm_up, RuleParams())
+        await market.redeem(conn, "green", warm_up, RuleParams())
+        conn.add_query_logger(log)
+        try:
+            created, created_replayed = await market.redeem(conn, "green", new, RuleParams())
+            await asyncio.sleep(0)  # loggers are called soon, not at once
+            assert sent == ["BEGIN", q("redemption_prepare"), q("redemption_write"), "COMMIT"]
+            sent.clear()
+            replay, replayed = await market.redeem(conn, "green", new, RuleParams())
+            await asyncio.sleep(0)
+            assert sent == ["BEGIN", q("redemption_prepare"), "COMMIT", q("redemption_get")]
+        finally:
+            conn.remove_query_logger(log)
+    assert (created_replayed, replayed) == (False, True)
+    assert replay == created
+    got = await client.get(f"{C}/redemptions/r1")
+    assert got.json() == msgspec.to_builtins(created)
+    # After a return, a replay still answers as the creation did; a read shows the return.
+    r = await client.post(f"{C}/redemptions/r1/return", json={"items": [{"sku": "soap", "qty": 1}]})
+    assert r.status_code == 201, r.text
+    async with pool.acquire() as conn:
+        replay, replayed = await market.redeem(conn, "green", new, RuleParams())
+    assert (replay, replayed) == (created, True)
+    got = await client.get(f"{C}/redemptions/r1")
+    assert (got.json()["returned_points"], got.json()["items"][1]["returned"]) == (5, 1)
+
+
+async def test_a_return_is_two_statements_between_begin_and_commit(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """The redemption locked with its lines and returns in one statement; the stock,
+    lines, ledger write and the return's row in another. A replay reads it back."""
+    await community(client)
+    await award(client, "a1", "m0", 50)
+    await shelf(client, soap=(5, 10))
+    r = await client.post(f"{C}/redemptions", json=redemption("r1", ("soap", 4)))
+    assert r.status_code == 201, r.text
+    first = returns.NewReturn(
+        redemption="r1", store=None, id="x1", items={"soap": 1}, request_hash=b"x", actor=None
+    )
+    second = msgspec.structs.replace(first, id="x2")
+    sent: list[str] = []
+
+    def log(query: Any) -> None:
+        sent.append(query.query.strip().rstrip(";"))
+
+    async with pool.acquire() as conn:
+        await returns.return_items(conn, "green", first, RuleParams())  # prepares the statements
+        await returns.return_items(conn, "green", first, RuleParams())
+        conn.add_query_logger(log)
+        try:
+            made, replayed = await returns.return_items(conn, "green", second, RuleParams())
+            await asyncio.sleep(0)
+            prepare, write = q("redemption_return_prepare"), q("redemption_return_write")
+            assert (sent, replayed) == (["BEGIN", prepare, write, "COMMIT"], False)
+            sent.clear()
+            again, replayed = await returns.return_items(conn, "green", second, RuleParams())
+            await asyncio.sleep(0)
+            get = q("redemption_return_get")
+            assert (sent, replayed) == (["BEGIN", prepare, "COMMIT", get], True)
+        finally:
+            conn.remove_query_logger(log)
+    assert again == made
+    assert (made.points, made.transaction_id) == (5, "redemption:r1:return:x2")
+    assert await stock(client) == {"soap": 8}
 
 
 async def test_refusals_change_nothing(client: Client) -> None:

@@ -5,8 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import asyncpg
 import httpx
+import msgspec
+import pytest
 
+from service.errors import IdempotencyConflict
+from service.ledger.model import RuleParams
+from service.supermarket import service as market
 from tests.helpers import C, award, balance, community
 
 
@@ -90,3 +96,107 @@ async def test_returns_racing_redemptions_keep_stock_and_points_exact(
     assert await _stock(api) == {"oil": 10 - 2 * sold, "soap": 10 - sold}
     store = (await api.get(f"{C}/accounts/store:s1:redemptions")).json()["posted"]
     assert store == 8 * sold
+
+
+async def test_one_id_sent_at_once_redeems_once(api: httpx.AsyncClient) -> None:
+    """The same redemption sent 10 times at once: one 201, nine replays of it."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    await _item(api, "soap", 5, 10)
+    body = _redeem("r1", "m0", ("soap", 2))
+    responses = await asyncio.gather(*(api.post(f"{C}/redemptions", json=body) for _ in range(10)))
+    assert Counter(r.status_code for r in responses) == {201: 1, 200: 9}
+    assert all(r.json() == responses[0].json() for r in responses)
+    assert await _stock(api) == {"soap": 8}
+    assert (await balance(api, "m0"))["points"]["redeemable"] == 90
+
+
+async def test_one_id_for_other_baskets_at_once_redeems_once(api: httpx.AsyncClient) -> None:
+    """One id with 8 baskets of different items at once: no item lock orders them,
+    the redemption's key does. One is written; the others conflict and take nothing."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    for i in range(8):
+        await _item(api, f"sku{i}", 1 + i, 10)
+    responses = await asyncio.gather(
+        *(api.post(f"{C}/redemptions", json=_redeem("r1", "m0", (f"sku{i}", 1))) for i in range(8))
+    )
+    assert Counter(r.status_code for r in responses) == {201: 1, 409: 7}
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"idempotency_conflict"}
+    [won] = [r.json() for r in responses if r.status_code == 201]
+    sku = won["items"][0]["sku"]
+    assert await _stock(api) == {f"sku{i}": 9 if f"sku{i}" == sku else 10 for i in range(8)}
+    assert (await balance(api, "m0"))["points"]["redeemable"] == 100 - won["points"]
+    got = await api.get(f"{C}/redemptions/r1")
+    assert got.json() == won
+
+
+async def test_returns_without_ids_at_once_are_numbered_and_never_too_many(
+    api: httpx.AsyncClient,
+) -> None:
+    """Five returns of one soap each, at once, from a redemption of three: each waits
+    for the redemption's lock, then sees the returns before it. Three are made,
+    numbered auto:1 … auto:3; two find nothing left of the soap."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    await _item(api, "soap", 2, 10)
+    r = await api.post(f"{C}/redemptions", json=_redeem("r1", "m0", ("soap", 3)))
+    assert r.status_code == 201, r.text
+    back = {"items": [{"sku": "soap", "qty": 1}]}
+    responses = await asyncio.gather(
+        *(api.post(f"{C}/redemptions/r1/return", json=back) for _ in range(5))
+    )
+    assert Counter(r.status_code for r in responses) == {201: 3, 409: 2}
+    made = sorted(r.json()["id"] for r in responses if r.status_code == 201)
+    assert made == ["auto:1", "auto:2", "auto:3"]
+    assert {r.json()["returnable"] for r in responses if r.status_code == 409} == {0}
+    assert await _stock(api) == {"soap": 10}
+    assert (await balance(api, "m0"))["points"]["redeemable"] == 100
+
+
+async def _waiting_on_a_transaction(pool: asyncpg.Pool, pid: int) -> None:
+    async with pool.acquire() as conn:
+        for _ in range(500):
+            event = await conn.fetchval(
+                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1", pid
+            )
+            if event == "transactionid":
+                return
+            await asyncio.sleep(0.01)
+    pytest.fail("the redemption never waited for the other writer")
+
+
+@pytest.mark.parametrize("other_commits", [True, False])
+async def test_an_id_written_meanwhile_with_another_basket(
+    api: httpx.AsyncClient, pool: asyncpg.Pool, other_commits: bool
+) -> None:
+    """Another transaction writes the same redemption id for another basket after
+    this one found the id free (no item lock orders them): this one waits on the
+    id's key; if the other commits, this is the same conflict as when the id is
+    found at once, with nothing taken; if it rolls back, this one is written."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    await _item(api, "oil", 3, 10)
+    await _item(api, "soap", 2, 10)
+    soap = market.NewRedemption(
+        id="r1", store="s1", member="m0", items={"soap": 1}, request_hash=b"soap", actor=None
+    )
+    oil = msgspec.structs.replace(soap, items={"oil": 1}, request_hash=b"oil")
+    async with pool.acquire() as other, pool.acquire() as conn:
+        writer = other.transaction()
+        await writer.start()
+        await market.redeem(other, "green", soap, RuleParams())
+        racing = asyncio.create_task(market.redeem(conn, "green", oil, RuleParams()))
+        await _waiting_on_a_transaction(pool, conn.get_server_pid())
+        await (writer.commit() if other_commits else writer.rollback())
+        if other_commits:
+            with pytest.raises(IdempotencyConflict):
+                await racing
+        else:
+            written, replayed = await racing
+            assert (written.points, replayed) == (3, False)
+    assert await _stock(api) == (
+        {"oil": 10, "soap": 9} if other_commits else {"oil": 9, "soap": 10}
+    )
+    redeemable = (await balance(api, "m0"))["points"]["redeemable"]
+    assert redeemable == (98 if other_commits else 97)

@@ -1,0 +1,134 @@
+"""Returns of love-supermarket redemptions: points and stock go back together.
+
+A return is one database transaction with the lock order of service.py: the
+redemption's row, its items in sku order, then the member's points account (the
+ledger's write). It makes two statements between BEGIN and COMMIT (SQL functions
+of migration 0009): one locks the redemption and reads its lines and returns, the
+other locks the items and writes everything back, the ledger's transaction
+included. A new return is answered from what is already known.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import msgspec
+
+from service.db import q, retrying
+from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
+from service.ledger import service as ledger
+from service.ledger.model import RuleParams, member_address
+from service.ledger.store import Conn
+from service.supermarket import model
+from service.supermarket.model import Line
+from service.supermarket.views import ReturnLineOut, ReturnOut
+
+
+class NewReturn(msgspec.Struct, frozen=True, kw_only=True):
+    """A return of `items` (sku → qty; None: all that is left); `store` is the
+    caller's scope (None for an operator), `id` the client's (None: numbered)."""
+
+    redemption: str
+    store: str | None
+    id: str | None
+    items: dict[str, int] | None
+    request_hash: bytes
+    actor: str | None
+
+
+def _return_out(redemption: str, row: asyncpg.Record) -> ReturnOut:
+    return ReturnOut(
+        id=row["id"],
+        redemption=redemption,
+        items=msgspec.convert(row["items"], list[ReturnLineOut]),
+        points=row["points"],
+        transaction_id=model.return_tx_id(redemption, row["id"]),
+        created_at=row["created_at"],
+    )
+
+
+async def _give_back(
+    conn: Conn,
+    community: str,
+    new: NewReturn,
+    return_id: str,
+    back: list[Line],
+    owner: asyncpg.Record,
+    params: RuleParams,
+) -> ReturnOut:
+    store, redemption = owner["store_id"], new.redemption
+    points = model.total(back)
+    tx = model.points_tx(
+        model.return_tx_id(redemption, return_id),
+        f"store:{store}:redemptions",
+        member_address(owner["member_id"], "points"),
+        points,
+        "redemption_return",
+        f"love supermarket {store}: return of redemption {redemption}",
+        new.actor,
+        {"redemption": redemption, "return": return_id},
+        new.request_hash,
+    )
+    items = [ReturnLineOut(sku=x.sku, qty=x.qty, points=x.qty * x.points_each) for x in back]
+    row = await conn.fetchrow(
+        q("redemption_return_write"),
+        community,
+        redemption,
+        return_id,
+        new.request_hash,
+        store,
+        [x.sku for x in back],
+        [x.qty for x in back],
+        items,
+        points,
+        new.actor,
+        ledger.write_document(tx, params),
+    )
+    assert row is not None
+    ledger.check_written(tx, row["outcome"], row["failure"])
+    return ReturnOut(
+        id=return_id,
+        redemption=redemption,
+        items=items,
+        points=points,
+        transaction_id=tx.client_id,
+        created_at=row["created_at"],
+    )
+
+
+async def _return(
+    conn: Conn, community: str, new: NewReturn, params: RuleParams
+) -> tuple[str, ReturnOut | None]:
+    """The return's id, and the return made (None when that id was made before)."""
+    owner = await conn.fetchrow(q("redemption_return_prepare"), community, new.redemption, new.id)
+    assert owner is not None
+    if owner["store_id"] is None or (new.store is not None and owner["store_id"] != new.store):
+        raise NotFound(f"no redemption {new.redemption!r} in community {community!r}")
+    if new.id is not None and owner["return_hash"] is not None:
+        if bytes(owner["return_hash"]) != new.request_hash:
+            raise IdempotencyConflict(f"return {new.id!r} exists with different items")
+        return new.id, None
+    back = model.returnable(msgspec.convert(owner["lines"], list[Line]), new.items)
+    if not back:
+        raise InvalidState(f"every item of redemption {new.redemption!r} is already back")
+    return_id = new.id if new.id is not None else f"auto:{owner['return_count'] + 1}"
+    return return_id, await _give_back(conn, community, new, return_id, back, owner, params)
+
+
+async def return_items(
+    conn: Conn, community: str, new: NewReturn, params: RuleParams
+) -> tuple[ReturnOut, bool]:
+    """Gives back points and stock for some items (or all that are left). With a
+    client id the return happens once (a retry is a replay)."""
+    if new.items is not None and not new.items:
+        raise ValidationFailed("items, when given, names at least one item")
+
+    async def attempt() -> tuple[str, ReturnOut | None]:
+        async with conn.transaction():
+            return await _return(conn, community, new, params)
+
+    made, created = await retrying(attempt)
+    if created is not None:
+        return created, False
+    row = await conn.fetchrow(q("redemption_return_get"), community, new.redemption, made)
+    assert row is not None
+    return _return_out(new.redemption, row), True
