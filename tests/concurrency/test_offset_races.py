@@ -125,3 +125,29 @@ async def test_apply_and_cancel_racing_end_consistent(api: httpx.AsyncClient) ->
         "baseline": 100,
         "redeemable": 100 - 10 * applied,
     }
+
+
+async def test_concurrent_duplicates_of_a_refused_offset_leave_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    """A refusal deletes the offset row its statement inserted: duplicates that waited
+    on that row then insert it themselves, and are refused the same way."""
+    await community(api, members=2, households=1)
+    await _rules(api, 1000)
+    await award(api, "a0", "m0", 100)
+    await award(api, "a1", "m1", 5)
+    too_many = await asyncio.gather(
+        *(api.post(OFFSETS, json=_offset("poor", "m1", 6)) for _ in range(8))
+    )
+    assert {r.status_code for r in too_many} == {409}
+    assert {r.json()["code"] for r in too_many} == {"insufficient_points"}
+    over_cap = await asyncio.gather(
+        *(api.post(OFFSETS, json=_offset("big", "m0", 101)) for _ in range(8))
+    )
+    assert {r.json()["cap"] for r in over_cap} == {"max_fen_per_household_per_year"}
+    for oid in ("poor", "big"):
+        assert (await api.get(f"{OFFSETS}/{oid}")).status_code == 404
+    assert (await balance(api, "m1"))["points"]["held"] == 0
+    # The ids are free: a request that fits writes them.
+    assert (await api.post(OFFSETS, json=_offset("poor", "m1", 5))).status_code == 201
+    assert (await api.post(OFFSETS, json=_offset("big", "m0", 95))).status_code == 201
