@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import asyncpg
+import msgspec
 
 from service.db import q, retrying
 from service.errors import (
@@ -29,7 +30,7 @@ from service.ledger import reads
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
-from service.ledger.posting import plan_create
+from service.ledger.posting import plan_create, plan_post_pending
 from service.offsets import model
 from service.offsets.model import NewOffset
 from service.offsets.views import (
@@ -202,35 +203,46 @@ async def _replay(conn: ledger_store.Conn, community: str, new: NewOffset) -> Of
     return creation_view(offset_out(row), row["hold"])
 
 
+async def _get_row(
+    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+) -> asyncpg.Record:
+    row = await conn.fetchrow(q("offset_get"), community, offset_id)
+    if row is None or (company is not None and row["property_company"] != company):
+        raise NotFound(f"no offset {offset_id!r} in community {community!r}")
+    return row
+
+
 async def get_offset(
     conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
 ) -> OffsetOut:
     """One offset; another company's offsets do not exist for a property key."""
-    row = await conn.fetchrow(q("offset_get"), community, offset_id)
-    if row is None or (company is not None and row["property_company"] != company):
-        raise NotFound(f"no offset {offset_id!r} in community {community!r}")
-    return offset_out(row)
+    return offset_out(await _get_row(conn, community, offset_id, company))
 
 
 async def apply_offset(
     conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
 ) -> tuple[OffsetOut, bool]:
-    """Posts a held offset's points; applying an applied one again is a replay."""
-    offset = await get_offset(conn, community, offset_id, company)
+    """Posts a held offset's points; applying an applied one again is a replay. Two
+    statements: the offset read, then the ledger's finish (which locks the
+    transaction and checks again that it is pending and not expired)."""
+    row = await _get_row(conn, community, offset_id, company)
+    offset = offset_out(row)
     if offset.status == "applied":
         return offset, True
     if offset.status != "held":
         raise InvalidState(f"offset {offset_id!r} is {offset.status}; only a held one is applied")
-    try:
-        await ledger.post_transaction(conn, community, offset.transaction_id, None)
-    except InvalidState:
-        now = await get_offset(conn, community, offset_id, company)
-        if now.status == "applied":
-            return now, True
-        raise InvalidState(
-            f"offset {offset_id!r} is {now.status}; only a held one is applied"
-        ) from None
-    return await get_offset(conn, community, offset_id, company), False
+    reserved = msgspec.convert(row["pending_postings"], tuple[Posting, ...])
+    plan, _ = plan_post_pending(reserved, None)
+    outcome, finalized_at = await retrying(
+        lambda: ledger_store.finish_tx(conn, community, row["tx_id"], "posted", None, plan)
+    )
+    if outcome == "done":
+        return msgspec.structs.replace(offset, status="applied", applied_at=finalized_at), False
+    # Applied, cancelled or expired since it was read: answer as a request made now.
+    now = await get_offset(conn, community, offset_id, company)
+    if now.status == "applied":
+        return now, True
+    raise InvalidState(f"offset {offset_id!r} is {now.status}; only a held one is applied")
 
 
 async def cancel_offset(

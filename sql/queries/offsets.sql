@@ -11,10 +11,12 @@ SELECT outcome, used_fen, created_at, tx_id, expires_at, failure
 SELECT offset_household_used($1, $2, $3) AS used_fen;
 
 -- name: offset_get
+-- With what applying it needs: its transaction's row id and what that one holds.
 SELECT o.id, o.seq, o.request_hash, o.member_id, o.household_id, o.property_company,
        o.bill_amount_fen, o.points, o.fen_per_point, o.offset_fen, o.year_key, o.hold,
        o.rule_version, o.created_at,
        t.status AS tx_status, t.void_reason, t.expires_at, t.finalized_at,
+       t.id AS tx_id, t.pending_postings,
        r.created_at AS reversed_at
   FROM offsets o
   JOIN transactions t ON t.community_id = o.community_id AND t.client_id = 'offset:' || o.id

@@ -151,3 +151,23 @@ async def test_concurrent_duplicates_of_a_refused_offset_leave_nothing(
     # The ids are free: a request that fits writes them.
     assert (await api.post(OFFSETS, json=_offset("poor", "m1", 5))).status_code == 201
     assert (await api.post(OFFSETS, json=_offset("big", "m0", 95))).status_code == 201
+
+
+async def test_concurrent_applies_of_one_hold_apply_it_once(api: httpx.AsyncClient) -> None:
+    """One apply posts the hold; the others find it applied and answer as replays."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    created = await api.post(OFFSETS, json=_offset("b1", "m0", 10, hold=True))
+    assert created.status_code == 201
+    responses = await asyncio.gather(*(api.post(f"{OFFSETS}/b1/apply") for _ in range(8)))
+    assert {r.status_code for r in responses} == {200}
+    replayed = Counter(r.headers.get("idempotent-replayed") for r in responses)
+    assert replayed == {None: 1, "true": 7}
+    assert len({r.json()["applied_at"] for r in responses}) == 1
+    assert {r.json()["status"] for r in responses} == {"applied"}
+    assert (await balance(api, "m0"))["points"] == {
+        "score": 190,
+        "held": 0,
+        "baseline": 100,
+        "redeemable": 90,
+    }
