@@ -14,13 +14,13 @@ before them were granted.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NoReturn
 
 import asyncpg
 import msgspec
 
 from service.db import q, retrying
 from service.errors import (
-    CapExceeded,
     IdempotencyConflict,
     InsufficientPoints,
     InvalidState,
@@ -30,7 +30,7 @@ from service.ledger import reads
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
-from service.ledger.posting import plan_create, plan_post_pending
+from service.ledger.posting import plan_post_pending
 from service.offsets import model
 from service.offsets.model import NewOffset
 from service.offsets.views import (
@@ -109,30 +109,21 @@ def _transaction(new: NewOffset, active: ActiveRules, offset_fen: int) -> NewTra
     )
 
 
-def _refusal(
+def _refuse(
     new: NewOffset, active: ActiveRules, tx: NewTransaction, row: asyncpg.Record
-) -> Exception:
-    """The error for an offset the database refused (and left no trace of)."""
+) -> NoReturn:
+    """Raises the error for an offset the database refused (and left no trace of)."""
     if row["outcome"] == "household_cap":
-        # The database checked the yearly cap with the used fen it summed under the
-        # household's lock; the model names the cap and what is left.
+        # Checked by the database with what it summed under the household's lock;
+        # the model names the cap and what is left.
         limits = model.caps(active.rule_set, new.bill_amount_fen, row["used_fen"])
+        model.check(limits, new.points)
+    else:
         try:
-            model.check(limits, new.points)
-        except CapExceeded as err:
-            return err
-        # (Not refused by the model: the two guards disagree, a bug, raised below.)
-    created = ledger_store.Created(
-        outcome=row["outcome"],
-        row_id=row["tx_id"],
-        created_at=None,
-        expires_at=None,
-        failure=row["failure"],
-    )
-    error = ledger.refusal(tx, created)
-    if isinstance(error, InsufficientPoints):
-        return InsufficientPoints(error.detail, cap="redeemable", **error.extra)
-    return error or RuntimeError(f"offset {new.id!r} refused as {row['outcome']!r}")
+            ledger.check_written(tx, row["outcome"], row["failure"])
+        except InsufficientPoints as err:
+            raise InsufficientPoints(err.detail, cap="redeemable", **err.extra) from None
+    raise RuntimeError(f"offset {new.id!r}: the database answered {row['outcome']!r}")
 
 
 async def create_offset(
@@ -147,14 +138,12 @@ async def create_offset(
     # The caps that need no lock first: an offset beyond its bill is never inserted.
     model.check(model.caps(rules, new.bill_amount_fen, 0), new.points)
     tx = _transaction(new, active, new.points * fen)
-    document = ledger_store.write_document(
-        tx, plan_create(tx.postings, rules.to_params(), pending=new.hold)
-    )
+    document = ledger.write_document(tx, rules.to_params())
     row = await retrying(lambda: _write(conn, community, new, active, year, document))
     if row["outcome"] == "exists":
         return await _replay(conn, community, new), True
     if row["outcome"] != "created":
-        raise _refusal(new, active, tx, row)
+        _refuse(new, active, tx, row)
     return created_view(new, fen, active.version, row["created_at"], row["expires_at"]), False
 
 

@@ -6,7 +6,10 @@
 -- in the same order (the offset's key, the household, then the member's account
 -- inside the ledger's write), and, each statement of a volatile PL/pgSQL function
 -- taking a fresh snapshot, sums the household's year after the household's lock is
--- granted: one plain SQL statement would sum it as of before its wait.
+-- granted: one plain SQL statement would sum it as of before its wait. Unlike the
+-- functions of 0009, whose callers roll a refusal back, offset_create undoes its own
+-- refusals (it deletes the offset it inserted, as the ledger's functions undo their
+-- balance changes), which spares the BEGIN and the COMMIT.
 
 -- The fen of a household's offsets in `p_year` that still count against its yearly
 -- cap: held (and not past expiry: such a hold can no longer be applied) or applied
@@ -27,22 +30,23 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Creates an offset and writes (or holds) its points, once per id. The service has
--- checked the caps that need no lock, planned the ledger transaction (`p_batch`: a
--- one-item `ledger_batch` document, as tx_create_batch takes it) and passes the
--- household's yearly cap (`p_household_cap_fen`, null for none). outcome:
+-- checked the caps that need no lock, planned the ledger transaction (`p_ledger`,
+-- the document of ledger_create_document, 0009) and passes the household's yearly
+-- cap (`p_household_cap_fen`, null for none). outcome:
 --   'exists'        the id is taken (by this request or another): nothing written;
 --   'household_cap' the yearly cap does not fit `p_offset_fen` on top of `used_fen`;
 --   otherwise the ledger's outcome for its transaction ('created', 'insufficient',
---   'not_found', …, with `tx_id`, `expires_at`, `failure` as ledger_create_batch
+--   'not_found', …, with `tx_id`, `expires_at`, `failure` as ledger_create_document
 --   returns them). Only 'created' leaves rows behind: a refusal after the insert
---   deletes the offset again, as the ledger's own refusals undo what they changed.
+--   deletes the offset again, as the ledger's own refusals undo what they changed,
+--   so the statement needs no BEGIN/COMMIT around it for the caller to roll back.
 -- `created_at` is the offset's, which is also when a posted transaction was
 -- finalized (both are now()).
 CREATE FUNCTION offset_create(
     p_community text, p_id text, p_hash bytea, p_member text, p_household text,
     p_company text, p_bill_fen bigint, p_points bigint, p_fen_per_point bigint,
     p_offset_fen bigint, p_year text, p_hold boolean, p_rule_version integer, p_actor text,
-    p_household_cap_fen bigint, p_batch text,
+    p_household_cap_fen bigint, p_ledger jsonb,
     OUT outcome text, OUT used_fen bigint, OUT created_at timestamptz, OUT tx_id bigint,
     OUT expires_at timestamptz, OUT failure jsonb)
 LANGUAGE plpgsql AS $$
@@ -73,14 +77,9 @@ BEGIN
         outcome := 'household_cap';
         RETURN;
     END IF;
-    SELECT r.outcome, r.tx_id, r.expires_at, r.failure
+    SELECT d.outcome, d.tx_id, d.expires_at, d.failure
       INTO outcome, tx_id, expires_at, failure
-      FROM jsonb_populate_record(NULL::ledger_batch, p_batch::jsonb) AS b,
-           ledger_create_batch(p_community, b.client_ids, b.hashes, b.kinds, b.pendings,
-                               b.reserved, b.memos, b.metadata, b.reasons, b.rule_ids,
-                               b.rule_versions, b.event_ids, b.actors, b.reversal_ofs, b.ttls,
-                               b.acct_end, b.leg_end, b.addrs, b.assets, b.member, b.posted,
-                               b.held, b.min, b.leg_acct, b.leg_amount, false) AS r;
+      FROM ledger_create_document(p_community, p_ledger) AS d;
     IF outcome <> 'created' THEN
         DELETE FROM offsets o WHERE o.community_id = p_community AND o.id = p_id;
     END IF;
