@@ -14,6 +14,7 @@ from service.api.wire import Amount, ClientId, Strict, TtlSeconds
 from service.errors import Forbidden, NotFound, ValidationFailed
 from service.ledger.store import Conn
 from service.offsets import service as offsets
+from service.offsets.model import NewOffset
 from service.offsets.views import OffsetOut, OffsetPage, QuoteOut
 
 PROPERTY: Final = frozenset({"operator", "property"})
@@ -76,7 +77,7 @@ async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
         raise ValidationFailed("hold_ttl_s is only for a hold (hold: true)")
     async with db(request) as conn:
         company = await _company_of(request, conn, c, data.member, data.household)
-        new = offsets.NewOffset(
+        new = NewOffset(
             id=data.id,
             member=data.member,
             household=data.household,

@@ -1,4 +1,5 @@
-"""Pure offset rules: the caps of a quote or an offset, and what status a row is in.
+"""Pure offset values and rules: an offset to create, the caps of a quote or an
+offset, and what status a row is in.
 
 Caps are checked in a documented order, and the first that bites is named:
 `min_points`, `bill_amount_fen` (an offset never exceeds its bill),
@@ -34,6 +35,21 @@ class Caps(msgspec.Struct, frozen=True, kw_only=True):
     percent_points: int | None  # max_bill_percent of the bill, in points
     household_points: int | None  # what the household's yearly cap has left, in points
     household_left_fen: int | None
+
+
+class NewOffset(msgspec.Struct, frozen=True, kw_only=True):
+    """An offset a request asks for, its company found and its body fingerprinted."""
+
+    id: str
+    member: str
+    household: str
+    property_company: str
+    bill_amount_fen: int
+    points: int
+    hold: bool
+    hold_ttl_s: int | None
+    request_hash: bytes
+    actor: str | None
 
 
 def caps(rule_set: RuleSet, bill_amount_fen: int, household_used_fen: int) -> Caps:

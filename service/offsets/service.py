@@ -6,28 +6,39 @@ duplicate waits here holding nothing), the household row (serialises the offsets
 one household, so its yearly cap counts every other offset, committed or not), then
 the member's points account (taken by the ledger's write, which checks
 `redeemable`). No writer takes a household after a member account, so this order
-cannot deadlock with other ledger writes.
+cannot deadlock with other ledger writes. The transaction is one statement, the
+function `offset_create` (migration 0010), whose steps each read after the locks
+before them were granted.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import NoReturn
 
+import asyncpg
 import msgspec
 
 from service.db import q, retrying
-from service.errors import IdempotencyConflict, InsufficientPoints, InvalidState, NotFound
+from service.errors import (
+    IdempotencyConflict,
+    InsufficientPoints,
+    InvalidState,
+    NotFound,
+)
 from service.ledger import reads
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
-from service.ledger.posting import plan_create
+from service.ledger.posting import plan_post_pending
 from service.offsets import model
+from service.offsets.model import NewOffset
 from service.offsets.views import (
     OffsetOut,
     OffsetPage,
     OffsetTotals,
     QuoteOut,
+    created_view,
     creation_view,
     offset_out,
     transaction_id,
@@ -36,19 +47,6 @@ from service.rules.book import ActiveRules, RuleBook
 from service.rules.periods import period_of
 
 DEFAULT_HOLD_TTL_S = 86_400
-
-
-class NewOffset(msgspec.Struct, frozen=True, kw_only=True):
-    id: str
-    member: str
-    household: str
-    property_company: str
-    bill_amount_fen: int
-    points: int
-    hold: bool
-    hold_ttl_s: int | None
-    request_hash: bytes
-    actor: str | None
 
 
 async def _year(book: RuleBook, conn: ledger_store.Conn, community: str) -> str:
@@ -111,15 +109,57 @@ def _transaction(new: NewOffset, active: ActiveRules, offset_fen: int) -> NewTra
     )
 
 
-async def _write(
-    conn: ledger_store.Conn, community: str, new: NewOffset, active: ActiveRules, year: str
-) -> bool:
-    """Inserts the offset and moves (or holds) its points; False if the id exists."""
-    fen = active.rule_set.fen_per_point
+def _refuse(
+    new: NewOffset, active: ActiveRules, tx: NewTransaction, row: asyncpg.Record
+) -> NoReturn:
+    """Raises the error for an offset the database refused (and left no trace of)."""
+    if row["outcome"] == "household_cap":
+        # Checked by the database with what it summed under the household's lock;
+        # the model names the cap and what is left.
+        limits = model.caps(active.rule_set, new.bill_amount_fen, row["used_fen"])
+        model.check(limits, new.points)
+    else:
+        try:
+            ledger.check_written(tx, row["outcome"], row["failure"])
+        except InsufficientPoints as err:
+            raise InsufficientPoints(err.detail, cap="redeemable", **err.extra) from None
+    raise RuntimeError(f"offset {new.id!r}: the database answered {row['outcome']!r}")
+
+
+async def create_offset(
+    conn: ledger_store.Conn, book: RuleBook, community: str, new: NewOffset
+) -> tuple[OffsetOut, bool]:
+    """Holds or applies an offset once per id, every cap checked under the locks:
+    one statement (offset_create), and one read more for a replay."""
+    active = await book.active(conn, community)
+    year = await _year(book, conn, community)
+    rules = active.rule_set
+    fen = rules.fen_per_point
     # The caps that need no lock first: an offset beyond its bill is never inserted.
-    model.check(model.caps(active.rule_set, new.bill_amount_fen, 0), new.points)
-    inserted = await conn.fetchval(
-        q("offset_insert"),
+    model.check(model.caps(rules, new.bill_amount_fen, 0), new.points)
+    tx = _transaction(new, active, new.points * fen)
+    document = ledger.write_document(tx, rules.to_params())
+    row = await retrying(lambda: _write(conn, community, new, active, year, document))
+    if row["outcome"] == "exists":
+        return await _replay(conn, community, new), True
+    if row["outcome"] != "created":
+        _refuse(new, active, tx, row)
+    return created_view(new, fen, active.version, row["created_at"], row["expires_at"]), False
+
+
+async def _write(
+    conn: ledger_store.Conn,
+    community: str,
+    new: NewOffset,
+    active: ActiveRules,
+    year: str,
+    document: str,
+) -> asyncpg.Record:
+    """offset_create: the offset, the household's lock and yearly cap, and the
+    ledger write of `document`, in one statement that leaves nothing if refused."""
+    fen = active.rule_set.fen_per_point
+    row = await conn.fetchrow(
+        q("offset_create"),
         community,
         new.id,
         new.request_hash,
@@ -134,80 +174,64 @@ async def _write(
         new.hold,
         active.version,
         new.actor,
+        active.rule_set.offset.max_fen_per_household_per_year,
+        document,
     )
-    if inserted is None:
-        return False
-    if await conn.fetchval(q("offset_household_lock"), community, new.household) is None:
-        raise NotFound(f"no household {new.household!r} in community {community!r}")
-    limits = model.caps(
-        active.rule_set,
-        new.bill_amount_fen,
-        await _used_fen(conn, community, new.household, year),
-    )
-    model.check(limits, new.points)
-    tx = _transaction(new, active, new.points * fen)
-    params = active.rule_set.to_params()
-    [created] = await ledger_store.create_batch(
-        conn, community, [(tx, plan_create(tx.postings, params, pending=new.hold))]
-    )
-    try:
-        await ledger.settle(conn, community, tx, created)
-    except InsufficientPoints as err:
-        raise InsufficientPoints(err.detail, cap="redeemable", **err.extra) from None
-    return True
-
-
-async def create_offset(
-    conn: ledger_store.Conn, book: RuleBook, community: str, new: NewOffset
-) -> tuple[OffsetOut, bool]:
-    """Holds or applies an offset once per id, every cap checked under the locks."""
-    active = await book.active(conn, community)
-    year = await _year(book, conn, community)
-
-    async def attempt() -> bool:
-        async with conn.transaction():
-            return await _write(conn, community, new, active, year)
-
-    created = await retrying(attempt)
-    row = await conn.fetchrow(q("offset_get"), community, new.id)
     assert row is not None
-    if not created and bytes(row["request_hash"]) != new.request_hash:
+    return row
+
+
+async def _replay(conn: ledger_store.Conn, community: str, new: NewOffset) -> OffsetOut:
+    """What the request that created offset `new.id` returned, if `new` is that request."""
+    row = await conn.fetchrow(q("offset_get"), community, new.id)
+    assert row is not None  # offsets are never deleted once committed
+    if bytes(row["request_hash"]) != new.request_hash:
         raise IdempotencyConflict(
             f"offset {new.id!r} exists with a different request; use a new id for a new offset"
         )
-    offset = offset_out(row)
-    return (offset, False) if created else (creation_view(offset, row["hold"]), True)
+    return creation_view(offset_out(row), row["hold"])
+
+
+async def _get_row(
+    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+) -> asyncpg.Record:
+    row = await conn.fetchrow(q("offset_get"), community, offset_id)
+    if row is None or (company is not None and row["property_company"] != company):
+        raise NotFound(f"no offset {offset_id!r} in community {community!r}")
+    return row
 
 
 async def get_offset(
     conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
 ) -> OffsetOut:
     """One offset; another company's offsets do not exist for a property key."""
-    row = await conn.fetchrow(q("offset_get"), community, offset_id)
-    if row is None or (company is not None and row["property_company"] != company):
-        raise NotFound(f"no offset {offset_id!r} in community {community!r}")
-    return offset_out(row)
+    return offset_out(await _get_row(conn, community, offset_id, company))
 
 
 async def apply_offset(
     conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
 ) -> tuple[OffsetOut, bool]:
-    """Posts a held offset's points; applying an applied one again is a replay."""
-    offset = await get_offset(conn, community, offset_id, company)
+    """Posts a held offset's points; applying an applied one again is a replay. Two
+    statements: the offset read, then the ledger's finish (which locks the
+    transaction and checks again that it is pending and not expired)."""
+    row = await _get_row(conn, community, offset_id, company)
+    offset = offset_out(row)
     if offset.status == "applied":
         return offset, True
     if offset.status != "held":
         raise InvalidState(f"offset {offset_id!r} is {offset.status}; only a held one is applied")
-    try:
-        await ledger.post_transaction(conn, community, offset.transaction_id, None)
-    except InvalidState:
-        now = await get_offset(conn, community, offset_id, company)
-        if now.status == "applied":
-            return now, True
-        raise InvalidState(
-            f"offset {offset_id!r} is {now.status}; only a held one is applied"
-        ) from None
-    return await get_offset(conn, community, offset_id, company), False
+    reserved = msgspec.convert(row["pending_postings"], tuple[Posting, ...])
+    plan, _ = plan_post_pending(reserved, None)
+    outcome, finalized_at = await retrying(
+        lambda: ledger_store.finish_tx(conn, community, row["tx_id"], "posted", None, plan)
+    )
+    if outcome == "done":
+        return msgspec.structs.replace(offset, status="applied", applied_at=finalized_at), False
+    # Applied, cancelled or expired since it was read: answer as a request made now.
+    now = await get_offset(conn, community, offset_id, company)
+    if now.status == "applied":
+        return now, True
+    raise InvalidState(f"offset {offset_id!r} is {now.status}; only a held one is applied")
 
 
 async def cancel_offset(

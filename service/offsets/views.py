@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
-from service.offsets.model import OffsetStatus, status_of
+from service.offsets.model import NewOffset, OffsetStatus, status_of
 
 
 class OffsetOut(msgspec.Struct, kw_only=True):
@@ -90,5 +90,34 @@ def creation_view(offset: OffsetOut, hold: bool) -> OffsetOut:
         offset,
         status="held" if hold else "applied",
         applied_at=None if hold else offset.applied_at,
+        cancelled_at=None,
+    )
+
+
+def created_view(
+    new: NewOffset,
+    fen_per_point: int,
+    rule_version: int,
+    created_at: datetime,
+    expires_at: datetime | None,
+) -> OffsetOut:
+    """A new offset as its creating request returns it, from what was written: the
+    same as `creation_view` of the stored row. A transaction created posted is
+    finalized at its creation, now(), which is also the offset's `created_at`."""
+    return OffsetOut(
+        id=new.id,
+        status="held" if new.hold else "applied",
+        member=new.member,
+        household=new.household,
+        property_company=new.property_company,
+        bill_amount_fen=new.bill_amount_fen,
+        points=new.points,
+        offset_fen=new.points * fen_per_point,
+        fen_per_point=fen_per_point,
+        rule_version=rule_version,
+        transaction_id=transaction_id(new.id),
+        created_at=created_at,
+        expires_at=expires_at,
+        applied_at=None if new.hold else created_at,
         cancelled_at=None,
     )

@@ -125,3 +125,49 @@ async def test_apply_and_cancel_racing_end_consistent(api: httpx.AsyncClient) ->
         "baseline": 100,
         "redeemable": 100 - 10 * applied,
     }
+
+
+async def test_concurrent_duplicates_of_a_refused_offset_leave_nothing(
+    api: httpx.AsyncClient,
+) -> None:
+    """A refusal deletes the offset row its statement inserted: duplicates that waited
+    on that row then insert it themselves, and are refused the same way."""
+    await community(api, members=2, households=1)
+    await _rules(api, 1000)
+    await award(api, "a0", "m0", 100)
+    await award(api, "a1", "m1", 5)
+    too_many = await asyncio.gather(
+        *(api.post(OFFSETS, json=_offset("poor", "m1", 6)) for _ in range(8))
+    )
+    assert {r.status_code for r in too_many} == {409}
+    assert {r.json()["code"] for r in too_many} == {"insufficient_points"}
+    over_cap = await asyncio.gather(
+        *(api.post(OFFSETS, json=_offset("big", "m0", 101)) for _ in range(8))
+    )
+    assert {r.json()["cap"] for r in over_cap} == {"max_fen_per_household_per_year"}
+    for oid in ("poor", "big"):
+        assert (await api.get(f"{OFFSETS}/{oid}")).status_code == 404
+    assert (await balance(api, "m1"))["points"]["held"] == 0
+    # The ids are free: a request that fits writes them.
+    assert (await api.post(OFFSETS, json=_offset("poor", "m1", 5))).status_code == 201
+    assert (await api.post(OFFSETS, json=_offset("big", "m0", 95))).status_code == 201
+
+
+async def test_concurrent_applies_of_one_hold_apply_it_once(api: httpx.AsyncClient) -> None:
+    """One apply posts the hold; the others find it applied and answer as replays."""
+    await community(api, members=1)
+    await award(api, "a0", "m0", 100)
+    created = await api.post(OFFSETS, json=_offset("b1", "m0", 10, hold=True))
+    assert created.status_code == 201
+    responses = await asyncio.gather(*(api.post(f"{OFFSETS}/b1/apply") for _ in range(8)))
+    assert {r.status_code for r in responses} == {200}
+    replayed = Counter(r.headers.get("idempotent-replayed") for r in responses)
+    assert replayed == {None: 1, "true": 7}
+    assert len({r.json()["applied_at"] for r in responses}) == 1
+    assert {r.json()["status"] for r in responses} == {"applied"}
+    assert (await balance(api, "m0"))["points"] == {
+        "score": 190,
+        "held": 0,
+        "baseline": 100,
+        "redeemable": 90,
+    }
