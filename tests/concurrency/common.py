@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 
 from tests.helpers import C
 
@@ -22,3 +24,17 @@ async def post_all(api: httpx.AsyncClient, bodies: list[dict[str, Any]]) -> list
 def send(api: httpx.AsyncClient, body: dict[str, Any]) -> asyncio.Task[httpx.Response]:
     """Starts one POST to /transactions without waiting for it."""
     return asyncio.create_task(api.post(f"{C}/transactions", json=body))
+
+
+async def waiting_on_a_transaction(pool: asyncpg.Pool, pid: int, who: str) -> None:
+    """Returns once backend `pid` waits for another transaction (a row or key it
+    wants); fails the test if it never does."""
+    async with pool.acquire() as conn:
+        for _ in range(500):
+            event = await conn.fetchval(
+                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1", pid
+            )
+            if event == "transactionid":
+                return
+            await asyncio.sleep(0.01)
+    pytest.fail(f"the {who} never waited for the other writer")

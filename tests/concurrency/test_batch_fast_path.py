@@ -16,7 +16,7 @@ from service.ledger import store
 from service.ledger.model import NewTransaction, Posting, RuleParams
 from service.ledger.posting import plan_create
 from service.setup import create_community, create_household, create_member
-from tests.concurrency.common import ISSUANCE, STORE
+from tests.concurrency.common import ISSUANCE, STORE, waiting_on_a_transaction
 from tests.helpers import C, balance, community, transfer
 
 BATCH = f"{C}/transactions:batch"
@@ -107,18 +107,6 @@ def _planned(client_id: str, source: str, destination: str, amount: int) -> Any:
     return tx, plan_create(tx.postings, RuleParams(), pending=False)
 
 
-async def _waiting_on_a_transaction(pool: asyncpg.Pool, pid: int) -> None:
-    async with pool.acquire() as conn:
-        for _ in range(500):
-            event = await conn.fetchval(
-                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1", pid
-            )
-            if event == "transactionid":
-                return
-            await asyncio.sleep(0.01)
-    pytest.fail("the batch never waited for the other writer")
-
-
 @pytest.mark.parametrize("other_commits", [True, False])
 async def test_a_duplicate_written_meanwhile(pool: asyncpg.Pool, other_commits: bool) -> None:
     """Another transaction writes one of the batch's client ids after the batch
@@ -141,7 +129,7 @@ async def test_a_duplicate_written_meanwhile(pool: asyncpg.Pool, other_commits: 
         [first] = await store.create_batch(other, "green", [dup])
         assert first.outcome == "created"
         batch = asyncio.create_task(store.create_batch(conn, "green", items))
-        await _waiting_on_a_transaction(pool, conn.get_server_pid())
+        await waiting_on_a_transaction(pool, conn.get_server_pid(), "batch")
         await (writer.commit() if other_commits else writer.rollback())
         created = await batch
     outcomes = [c.outcome for c in created]

@@ -13,6 +13,7 @@ import pytest
 from service.errors import IdempotencyConflict
 from service.ledger.model import RuleParams
 from service.supermarket import service as market
+from tests.concurrency.common import waiting_on_a_transaction
 from tests.helpers import C, award, balance, community
 
 
@@ -154,18 +155,6 @@ async def test_returns_without_ids_at_once_are_numbered_and_never_too_many(
     assert (await balance(api, "m0"))["points"]["redeemable"] == 100
 
 
-async def _waiting_on_a_transaction(pool: asyncpg.Pool, pid: int) -> None:
-    async with pool.acquire() as conn:
-        for _ in range(500):
-            event = await conn.fetchval(
-                "SELECT wait_event FROM pg_stat_activity WHERE pid = $1", pid
-            )
-            if event == "transactionid":
-                return
-            await asyncio.sleep(0.01)
-    pytest.fail("the redemption never waited for the other writer")
-
-
 @pytest.mark.parametrize("other_commits", [True, False])
 async def test_an_id_written_meanwhile_with_another_basket(
     api: httpx.AsyncClient, pool: asyncpg.Pool, other_commits: bool
@@ -187,7 +176,7 @@ async def test_an_id_written_meanwhile_with_another_basket(
         await writer.start()
         await market.redeem(other, "green", soap, RuleParams())
         racing = asyncio.create_task(market.redeem(conn, "green", oil, RuleParams()))
-        await _waiting_on_a_transaction(pool, conn.get_server_pid())
+        await waiting_on_a_transaction(pool, conn.get_server_pid(), "redemption")
         await (writer.commit() if other_commits else writer.rollback())
         if other_commits:
             with pytest.raises(IdempotencyConflict):
