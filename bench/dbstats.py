@@ -91,6 +91,17 @@ async def wait_sealed(dsn: str, timeout_s: float = 300.0) -> float:
     return round(time.perf_counter() - start, 2)
 
 
+async def analyze(dsn: str) -> float:
+    """ANALYZE of the whole database, as autovacuum keeps a running one; seconds."""
+    start = time.perf_counter()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return round(time.perf_counter() - start, 2)
+
+
 async def ledger_bytes(dsn: str) -> dict[str, int]:
     """Bytes on disk of each ledger table: heap (with TOAST) and each index."""
     conn = await asyncpg.connect(dsn)

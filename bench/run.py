@@ -139,6 +139,7 @@ class Bench:
             seed(self.service.port, self.key, p.members, p.statement_entries)
         )
         self.out.seed["sealing"] = asyncio.run(dbstats.wait_sealed(self.dsn))
+        self.out.seed["analyze"] = asyncio.run(dbstats.analyze(self.dsn))
         say(f"  seeded: {self.out.seed} (seconds)")
         for mode in ("uniform", "hot"):
             if self._wanted(f"floor_{mode}"):

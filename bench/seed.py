@@ -4,7 +4,9 @@ Community `bench`; households h0 … h99; members m0 … m{n-1} (each opened wit
 its 100-point baseline by the service); race members r0 … r99; the statement
 member `stmt`. Members are funded through the batch endpoint so that spends and
 holds never run short, except the race members, who get a few points above
-their baseline: that is the limit they race against.
+their baseline: that is the limit they race against. Then a rule set, a store's
+catalogue and a little history (offsets, redemptions, events); the harness
+analyzes the database after seeding.
 """
 
 from __future__ import annotations
@@ -119,6 +121,8 @@ async def seed(port: int, admin_key: str, members: int, statement_entries: int) 
     lap("statement member")
     await _rules_and_store(api, base)
     lap("rule set, store catalogue")
+    await _history(api, base)
+    lap("history: offsets, redemptions, events")
     return timings
 
 
@@ -148,6 +152,44 @@ async def _rules_and_store(api: Api, base: str) -> None:
         )
         for i in range(SKUS)
     )
+
+
+HISTORY = 2  # offsets, redemptions and events per household before the run
+
+
+async def _history(api: Api, base: str) -> None:
+    """A little of what a running community has behind it: applied offsets,
+    redemptions and events (HISTORY per household, by its first members). Without
+    it, the first statements on those tables are planned while they are empty
+    and unanalyzed, and a cached plan can stay bad for a whole scenario."""
+    people = [(f"m{i}", f"h{i % HOUSEHOLDS}") for i in range(HOUSEHOLDS * HISTORY)]
+    await api.many(
+        (
+            "POST",
+            f"{base}/offsets",
+            {"id": f"seed-{m}", "member": m, "household": h, "bill_amount_fen": 10_000,
+             "points": 1},
+        )
+        for m, h in people
+    )  # fmt: skip
+    await api.many(
+        (
+            "POST",
+            f"{base}/redemptions",
+            {"id": f"seed-{m}", "store": "s1", "member": m,
+             "items": [{"sku": f"sku{n % SKUS}", "qty": 1}]},
+        )
+        for n, (m, _) in enumerate(people)
+    )  # fmt: skip
+    await api.many(
+        (
+            "POST",
+            f"{base}/events",
+            {"id": f"seed-{m}", "type": "bench.helped", "member": m,
+             "occurred_at": "2026-01-01T12:00:00+08:00", "attributes": {}},
+        )
+        for m, _ in people
+    )  # fmt: skip
 
 
 async def audit(port: int, admin_key: str) -> dict[str, Any]:
