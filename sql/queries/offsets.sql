@@ -15,8 +15,9 @@ SELECT offset_household_used($1, $2, $3) AS used_fen;
 -- name: offset_get
 -- With what applying it needs: its transaction's row id and what that one holds.
 -- With statistics this is three index probes (0.05 ms among 30,000 offsets). A plan
--- made while `offsets` is empty and never analyzed (a new database's first minute,
--- a whole quick benchmark run) can read every offset of the community instead: each
+-- made while `offsets` is empty and never analyzed (a new database's first minute;
+-- the benchmark seeds a little history and analyzes for this reason) can read
+-- every offset of the community instead: each
 -- index's estimate is then one row, the costs tie, and the planner keeps the newest
 -- index (offsets_by_company) and filters on `id`. A connection keeps that generic
 -- plan until the table's first ANALYZE (autovacuum: after 50 offsets, within its
