@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.errors import IdempotencyConflict, NotFound
+from service.errors import IdempotencyConflict, NotFound, ValidationFailed
 from service.ledger import store as ledger_store
 from service.ledger.model import Asset, NewTransaction, Posting, RuleParams, member_address
 from service.ledger.posting import plan_create
@@ -144,7 +144,7 @@ async def ingest(
     inside the transaction: record and lock, write the postings, count and store."""
     active = await book.active(conn, community)
     tz = await book.timezone(conn, community)
-    params = await book.params(conn, community)
+    params = active.rule_set.to_params()  # the version the engine runs, not a second look
     values = (
         event.id,
         event.type,
@@ -155,12 +155,16 @@ async def ingest(
         actor,
     )
     try:
+        keys: list[str] | None = stat_keys(event.occurred_at, tz)
+    except (OverflowError, ValueError):  # a local year outside 2..9998
+        keys = None
+    try:
         async with conn.transaction():
-            begun = await store.begin_event(
-                conn, community, values, stat_keys(event.occurred_at, tz)
-            )
+            begun = await store.begin_event(conn, community, values, keys or [])
             if begun.locked is None:
                 return _replay(event.id, request_hash, begun), True
+            if keys is None:
+                raise ValidationFailed("occurred_at is out of range")
             result = await _process(conn, community, event, actor, begun.locked, active, tz, params)
             return result, False
     except asyncpg.ForeignKeyViolationError as err:

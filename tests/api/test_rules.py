@@ -133,6 +133,34 @@ async def test_batch_with_mixed_good_and_bad_events(client: Client) -> None:
     assert (await balance(client, "m0"))["points"]["score"] == 120
 
 
+async def test_occurred_at_at_the_ends_of_the_calendar(client: Client) -> None:
+    """Periods cannot be computed in local year 1 or 9999: a new event there is 422;
+    an existing id with another body stays 409, alone or in a batch."""
+    await community(client)
+    await publish(client)
+    first = await client.post(f"{C}/events", json=event("e1", "fee.paid", days_late=0))
+    assert first.status_code == 201
+    for at in ("9999-12-31T20:00:00+00:00", "0001-01-01T00:00:00+00:00"):
+        r = await client.post(f"{C}/events", json=event("e1", "fee.paid", at=at, days_late=0))
+        assert r.status_code == 409, at
+        assert r.json()["code"] == "idempotency_conflict"
+    batch = {
+        "events": [
+            event("e1", "fee.paid", days_late=0),
+            event("e1", "fee.paid", at="0001-01-01T00:00:00+00:00"),
+        ]
+    }
+    r = await client.post(f"{C}/events:batch", json=batch)
+    assert r.status_code == 200
+    assert [x["status"] for x in r.json()["results"]] == [200, 409]
+    r = await client.post(
+        f"{C}/events", json=event("e9", "fee.paid", at="9999-12-31T20:00:00+00:00")
+    )
+    assert r.status_code == 422
+    again = await client.post(f"{C}/events", json=event("e9", "fee.paid", days_late=0))
+    assert again.status_code == 201  # the refused one recorded nothing
+
+
 async def test_simulate_writes_nothing(client: Client) -> None:
     await community(client)
     await publish(client)
