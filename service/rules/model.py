@@ -118,14 +118,14 @@ def parse_rule_set(raw: bytes, content_type: str) -> RuleSet:
     media = content_type.split(";", 1)[0].strip().lower()
     if media.endswith(("/yaml", "/x-yaml", "+yaml")):
         data, node = _load_yaml(raw)
-        return _validated(data, node)
+        return _validated(data, node, uploaded=True)
     if media not in ("", "application/json") and not media.endswith("+json"):
         raise ValidationFailed("a rule set is application/json or application/yaml")
     try:
         obj = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise ValidationFailed(f"not valid JSON: {exc}") from None
-    return _validated(obj, None)
+    return _validated(obj, None, uploaded=True)
 
 
 def rule_set_from_builtins(obj: Any) -> RuleSet:
@@ -139,10 +139,23 @@ def to_document(rule_set: RuleSet) -> dict[str, Any]:
     return document
 
 
-def _validated(obj: Any, node: Any) -> RuleSet:
+# Words the service's own transaction ids are built from (`event:<event>:<rule>`,
+# `expiry:<year>:<member>`, `offset:<id>`, `offset:<id>:reversal`,
+# `redemption:<id>`, `vh:<id>`, `<member>:opening`, `<id>:reversal`). A scheduled
+# rule's transactions are `<rule>:<period>:<member>`, so a rule with one of these
+# ids could take a transaction id that another flow needs. Refused in uploads only:
+# a version already stored still loads.
+RESERVED_RULE_IDS = frozenset(
+    {"event", "expiry", "offset", "redemption", "vh", "opening", "reversal"}
+)
+
+
+def _validated(obj: Any, node: Any, *, uploaded: bool = False) -> RuleSet:
     try:
         rule_set = msgspec.convert(obj, RuleSet, strict=True)
         _check(rule_set)
+        if uploaded:
+            _check_reserved(rule_set)
     except (msgspec.ValidationError, _Invalid) as exc:
         path, message = exc.args if isinstance(exc, _Invalid) else _split_msgspec(str(exc))
         raise ValidationFailed(_located(obj, path, message, node)) from None
@@ -160,6 +173,15 @@ def _check(rule_set: RuleSet) -> None:
             )
         seen[rule.id] = index
         _check_rule(("rules", index), rule)
+
+
+def _check_reserved(rule_set: RuleSet) -> None:
+    for index, rule in enumerate(rule_set.rules):
+        if rule.id in RESERVED_RULE_IDS:
+            raise _Invalid(
+                ("rules", index, "id"),
+                f"{rule.id!r} is reserved: the service's own transaction ids use it",
+            )
 
 
 def _check_rule(path: Path, rule: Rule) -> None:

@@ -110,8 +110,16 @@ def transaction_for(
     )
 
 
+def event_tx_id(event_id: str, rule_id: str) -> str:
+    """The transaction a rule posts for an event. The `event:` prefix keeps it apart
+    from every other id the service derives (`offset:<id>`, `<member>:opening`,
+    `<id>:reversal`, …), whatever ids clients choose for events."""
+    return f"event:{event_id}:{rule_id}"
+
+
 def _transaction(event: EventInput, d: Decision, applied: int, actor: str | None) -> NewTransaction:
-    return transaction_for(f"{event.id}:{d.rule_id}", event.member_id, event.id, d, applied, actor)
+    tx_id = event_tx_id(event.id, d.rule_id)
+    return transaction_for(tx_id, event.member_id, event.id, d, applied, actor)
 
 
 def clamp(decisions: list[Decision], room: int) -> list[tuple[Decision, int, str | None]]:

@@ -161,6 +161,31 @@ async def test_occurred_at_at_the_ends_of_the_calendar(client: Client) -> None:
     assert again.status_code == 201  # the refused one recorded nothing
 
 
+async def test_event_ids_cannot_take_another_flows_transaction_id(client: Client) -> None:
+    """An event's postings are `event:<event>:<rule>`: an event named `offset` and a
+    rule named `o1` used to take `offset:o1`, and offset o1 was then refused."""
+    await community(client)
+    await publish(client, "rules:\n  - id: o1\n    on: x\n    award: 5\n    reason: r\n")
+    posted = await client.post(f"{C}/events", json=event("offset", "x"))
+    assert posted.status_code == 201
+    assert posted.json()["decisions"][0]["transaction_id"] == "event:offset:o1"
+    offset = {"id": "o1", "member": "m0", "household": "h0", "bill_amount_fen": 10_000,
+              "points": 1}  # fmt: skip
+    r = await client.post(f"{C}/offsets", json=offset)
+    assert r.status_code == 201 and r.json()["transaction_id"] == "offset:o1"
+
+
+async def test_rule_ids_the_service_derives_ids_from_are_refused(client: Client) -> None:
+    await community(client)
+    for word in ("expiry", "opening", "offset"):
+        text = f"rules:\n  - id: ok\n    on: x\n    award: 1\n    reason: r\n" \
+               f"  - id: {word}\n    every: month\n    award: 1\n    reason: r\n"  # fmt: skip
+        r = await client.put(f"{C}/rules", content=text.encode(), headers=YAML)
+        assert r.status_code == 422, word
+        assert f"rules[1] ({word}).id: {word!r} is reserved" in r.json()["detail"]
+    assert (await client.get(f"{C}/rules")).json()["version"] == 0
+
+
 async def test_simulate_writes_nothing(client: Client) -> None:
     await community(client)
     await publish(client)
