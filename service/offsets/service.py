@@ -21,6 +21,7 @@ import msgspec
 
 from service.db import q, retrying
 from service.errors import (
+    CapExceeded,
     IdempotencyConflict,
     InsufficientPoints,
     InvalidState,
@@ -136,12 +137,21 @@ async def create_offset(
     rules = active.rule_set
     fen = rules.fen_per_point
     # The caps that need no lock first: an offset beyond its bill is never inserted.
-    model.check(model.caps(rules, new.bill_amount_fen, 0), new.points)
+    try:
+        model.check(model.caps(rules, new.bill_amount_fen, 0), new.points)
+    except CapExceeded:
+        # A repeat of an offset made before the rules tightened answers as it did.
+        replayed = await _replay(conn, community, new)
+        if replayed is None:
+            raise
+        return replayed, True
     tx = _transaction(new, active, new.points * fen)
     document = ledger.write_document(tx, rules.to_params())
     row = await retrying(lambda: _write(conn, community, new, active, year, document))
     if row["outcome"] == "exists":
-        return await _replay(conn, community, new), True
+        replayed = await _replay(conn, community, new)
+        assert replayed is not None  # offsets are never deleted once committed
+        return replayed, True
     if row["outcome"] != "created":
         _refuse(new, active, tx, row)
     return created_view(new, fen, active.version, row["created_at"], row["expires_at"]), False
@@ -181,10 +191,12 @@ async def _write(
     return row
 
 
-async def _replay(conn: ledger_store.Conn, community: str, new: NewOffset) -> OffsetOut:
-    """What the request that created offset `new.id` returned, if `new` is that request."""
+async def _replay(conn: ledger_store.Conn, community: str, new: NewOffset) -> OffsetOut | None:
+    """What the request that created offset `new.id` returned, if `new` is that
+    request; None when there is no such offset."""
     row = await conn.fetchrow(q("offset_get"), community, new.id)
-    assert row is not None  # offsets are never deleted once committed
+    if row is None:
+        return None
     if bytes(row["request_hash"]) != new.request_hash:
         raise IdempotencyConflict(
             f"offset {new.id!r} exists with a different request; use a new id for a new offset"

@@ -158,6 +158,21 @@ async def test_min_points_cap(client: Client) -> None:
     assert (quote.json()["redeemable_points"], quote.json()["max_points"]) == (5, 0)
 
 
+async def test_a_repeat_after_the_caps_tightened_is_still_a_replay(client: Client) -> None:
+    await community(client)
+    await award(client, "a1", "m0", 50)
+    first = await client.post(OFFSETS, json=offset("bill-1", 10))
+    assert first.status_code == 201, first.text
+    await rules(client, min_points=20)
+    again = await client.post(OFFSETS, json=offset("bill-1", 10))
+    assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    other = await client.post(OFFSETS, json=offset("bill-1", 11))
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
+    problem = await refused(client, offset("bill-2", 10))
+    assert (problem["code"], problem["cap"]) == ("cap_exceeded", "min_points")
+
+
 async def test_bill_percent_cap(client: Client) -> None:
     await community(client)
     await rules(client, max_bill_percent=30)
