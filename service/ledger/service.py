@@ -149,13 +149,19 @@ def write_document(tx: NewTransaction, params: RuleParams, *, mode: LimitMode = 
 def check_written(tx: NewTransaction, outcome: str, failure: dict[str, Any] | None) -> None:
     """Raises the domain error for a write of `tx` (from `write_document`) that the
     ledger refused inside a use case's own SQL function, whose caller's rollback
-    then undoes the rest; a created transaction or a replay passes."""
+    then undoes the rest; only a created transaction passes. (Its use case found its
+    own id free, so a transaction already under `tx`'s derived id is not its own:
+    that is a conflict, even with the same request hash.)"""
     created = store.Created(
         outcome=outcome, row_id=None, created_at=None, expires_at=None, failure=failure
     )
     error = refusal(tx, created)
     if error is not None:
         raise error
+    if outcome != "created":
+        raise IdempotencyConflict(
+            f"transaction {tx.client_id!r} already exists and was not made by this request"
+        )
 
 
 async def create_transaction(
