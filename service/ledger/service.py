@@ -17,7 +17,7 @@ from service.errors import (
     NotFound,
 )
 from service.ledger import store
-from service.ledger.model import NewTransaction, RuleParams, Transaction
+from service.ledger.model import NewTransaction, Posting, RuleParams, Transaction
 from service.ledger.posting import (
     LimitMode,
     plan_create,
@@ -198,9 +198,8 @@ async def post_transaction(
             f"transaction {client_id!r} is {tx.status}; only a pending one can be posted"
         )
     assert tx.reserved is not None
-    plan, postings = plan_post_pending(tx.reserved, amount)
-    outcome, finalized_at = await retrying(
-        lambda: store.finish_tx(conn, community, tx.row_id, "posted", None, plan)
+    outcome, finalized_at, postings = await post_reserved(
+        conn, community, tx.row_id, tx.reserved, amount
     )
     if outcome == "done":
         return msgspec.structs.replace(
@@ -211,6 +210,23 @@ async def post_transaction(
             f"transaction {client_id!r} expired at {tx.expires_at}; it is being voided"
         )
     return await post_transaction(conn, community, client_id, amount)
+
+
+async def post_reserved(
+    conn: store.Conn,
+    community: str,
+    row_id: int,
+    reserved: tuple[Posting, ...],
+    amount: int | None,
+) -> tuple[str, datetime | None, tuple[Posting, ...]]:
+    """Posts pending transaction `row_id`, which reserved `reserved`, in full or for
+    `amount`: ledger_finish_tx's outcome ('done' when this call posted it), when,
+    and the postings made. For callers that already read the transaction."""
+    plan, postings = plan_post_pending(reserved, amount)
+    outcome, finalized_at = await retrying(
+        lambda: store.finish_tx(conn, community, row_id, "posted", None, plan)
+    )
+    return outcome, finalized_at, postings
 
 
 async def void_transaction(

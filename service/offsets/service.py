@@ -31,7 +31,6 @@ from service.ledger import reads
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
-from service.ledger.posting import plan_post_pending
 from service.offsets import model
 from service.offsets.model import NewOffset
 from service.offsets.views import (
@@ -233,9 +232,8 @@ async def apply_offset(
     if offset.status != "held":
         raise InvalidState(f"offset {offset_id!r} is {offset.status}; only a held one is applied")
     reserved = msgspec.convert(row["pending_postings"], tuple[Posting, ...])
-    plan, _ = plan_post_pending(reserved, None)
-    outcome, finalized_at = await retrying(
-        lambda: ledger_store.finish_tx(conn, community, row["tx_id"], "posted", None, plan)
+    outcome, finalized_at, _ = await ledger.post_reserved(
+        conn, community, row["tx_id"], reserved, None
     )
     if outcome == "done":
         return msgspec.structs.replace(offset, status="applied", applied_at=finalized_at), False
