@@ -213,3 +213,21 @@ async def test_simulate_refuses_occurred_at_at_the_ends_of_the_calendar(client: 
         assert r.json()["code"] == "validation_error" and "'s2'" in r.json()["detail"]
     r = await client.post(f"{C}/rules/simulate", json={"events": [event("s1", "fee.paid")]})
     assert r.status_code == 200, r.text
+
+
+async def test_a_rule_set_cannot_start_at_the_ends_of_time(client: Client) -> None:
+    """Found by the OpenAPI fuzz test: `effective_from=0001-01-01T00:00:00Z` was
+    stored as -infinity and read back without an offset, and from then on every
+    request that looked up the rules in force was a 500. It is a 422."""
+    await community(client)
+    for at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "9999-06-01T00:00:00Z"):
+        r = await client.put(
+            f"{C}/rules", params={"effective_from": at}, content=SCHEME, headers=YAML
+        )
+        assert r.status_code == 422, (at, r.text)
+        assert r.json()["code"] == "validation_error"
+    assert (await client.get(f"{C}/rules")).json()["version"] == 0
+    assert (await client.get(f"{C}/rules/versions")).json() == []
+    r = await client.put(f"{C}/rules", params={"effective_from": "1990-01-01T00:00:00Z"}, json={})
+    assert r.status_code == 201, r.text
+    assert (await client.get(f"{C}/rules")).json()["version"] == 1
