@@ -61,6 +61,7 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     response = problem(exc.status_code, code, code.replace("_", " ").capitalize(), exc.detail)
+    response.headers.update(exc.headers or {})  # e.g. the `Allow` a 405 must carry
     if "route_handler" not in request.scope:  # the router refused it: no route ran
         response.headers["X-Request-ID"] = refused_by_router(request.scope, exc.status_code)
     return response

@@ -9,6 +9,7 @@ from litestar.params import FromPath
 
 from service import auth
 from service.api.deps import body, db, principal_of
+from service.api.openapi import json_body
 from service.api.wire import ApiKeyIn, ApiKeyOut
 from service.db import q
 from service.errors import Forbidden, NotFound
@@ -17,7 +18,7 @@ KEY_ADMINS: Final = frozenset({"operator"})
 Req = Request[Any, Any, Any]
 
 
-@post("/v1/api-keys", opt={"roles": KEY_ADMINS})
+@post("/v1/api-keys", opt={"roles": KEY_ADMINS}, operation_class=json_body(ApiKeyIn))
 async def create_key(request: Req) -> Response[ApiKeyOut]:
     """Issues a key; its secret appears in this response only."""
     data = await body(request, ApiKeyIn)

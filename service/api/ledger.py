@@ -20,8 +20,10 @@ from service.api.deps import (
     rules_of,
     written,
 )
+from service.api.openapi import json_body
 from service.api.problems import domain_problem
 from service.api.wire import (
+    BatchDoc,
     BatchIn,
     BatchOut,
     ItemResult,
@@ -56,7 +58,11 @@ def _new_transaction(data: TransactionIn, actor: str) -> NewTransaction:
     )
 
 
-@post("/v1/communities/{c:str}/transactions", opt={"roles": OPERATOR})
+@post(
+    "/v1/communities/{c:str}/transactions",
+    opt={"roles": OPERATOR},
+    operation_class=json_body(TransactionIn),
+)
 async def create_transaction(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
     """Posts a balanced transaction, or reserves it when `pending` is given."""
     new = _new_transaction(await body(request, TransactionIn), principal_of(request).key_id)
@@ -84,7 +90,12 @@ def _item_result(result: Result) -> ItemResult:
     )
 
 
-@post("/v1/communities/{c:str}/transactions:batch", opt={"roles": OPERATOR}, status_code=200)
+@post(
+    "/v1/communities/{c:str}/transactions:batch",
+    opt={"roles": OPERATOR},
+    status_code=200,
+    operation_class=json_body(BatchDoc),
+)
 async def create_batch(request: Req, c: FromPath[str]) -> BatchOut:
     """Up to 1000 transactions in one request, each applied or refused on its own
     (a result per item, in order), or with `atomic: true` all or none."""
@@ -104,7 +115,7 @@ async def get_transaction(request: Req, c: FromPath[str], tx: FromPath[str]) -> 
         return transaction_out(found, await store.reversed_by(conn, c, found.row_id))
 
 
-@post(TxPath + "/post", opt={"roles": OPERATOR})
+@post(TxPath + "/post", opt={"roles": OPERATOR}, operation_class=json_body(PostIn, required=False))
 async def post_transaction(
     request: Req, c: FromPath[str], tx: FromPath[str]
 ) -> Response[TransactionOut]:

@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service import setup
 from service.api.deps import body, changed, db, fingerprint, principal_of, rules_of, written
+from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, TtlSeconds
 from service.errors import Forbidden, NotFound, ValidationFailed
 from service.ledger.store import Conn
@@ -58,7 +59,12 @@ async def _company_of(request: Req, conn: Conn, c: str, member: str, household: 
     return found.property_company
 
 
-@post("/v1/communities/{c:str}/offsets/quote", opt={"roles": PROPERTY}, status_code=200)
+@post(
+    "/v1/communities/{c:str}/offsets/quote",
+    opt={"roles": PROPERTY},
+    status_code=200,
+    operation_class=json_body(QuoteIn),
+)
 async def quote_offset(request: Req, c: FromPath[str]) -> QuoteOut:
     """How many points one offset of this bill could take now, every cap applied."""
     data = await body(request, QuoteIn)
@@ -69,7 +75,9 @@ async def quote_offset(request: Req, c: FromPath[str]) -> QuoteOut:
         )
 
 
-@post("/v1/communities/{c:str}/offsets", opt={"roles": PROPERTY})
+@post(
+    "/v1/communities/{c:str}/offsets", opt={"roles": PROPERTY}, operation_class=json_body(OffsetIn)
+)
 async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
     """Holds (`hold: true`, until applied, cancelled or `hold_ttl_s`) or applies an offset."""
     data = await body(request, OffsetIn)

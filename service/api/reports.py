@@ -9,6 +9,7 @@ from litestar import Request, get, patch
 from litestar.params import FromPath, QueryParameter
 
 from service.api.deps import OPERATOR, body, db, principal_of
+from service.api.openapi import json_body
 from service.api.wire import Strict
 from service.errors import NotFound
 from service.reports import service as reports
@@ -49,6 +50,7 @@ async def leaderboard(
 @patch(
     "/v1/communities/{c:str}/members/{m:str}",
     opt={"roles": frozenset({"operator", "resident"})},
+    operation_class=json_body(MemberPatchIn),
 )
 async def patch_member(
     request: Req, c: FromPath[str], m: FromPath[str]

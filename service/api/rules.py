@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery
 from msgspec import Meta
 
 from service.api.deps import OPERATOR, body, db, fingerprint, principal_of, rules_of, written
+from service.api.openapi import json_body
 from service.api.problems import domain_problem
 from service.api.wire import ClientId, Strict
 from service.errors import DomainError, ValidationFailed
@@ -19,6 +20,7 @@ from service.rules.engine import EventInput, compile_rule_set
 from service.rules.expressions import EVENT_RESERVED
 from service.rules.model import (
     EVENT_TYPE_PATTERN,
+    RuleSet,
     parse_rule_set,
     rule_set_from_builtins,
     to_document,
@@ -40,6 +42,12 @@ class EventIn(Strict):
 
 class EventsIn(Strict):
     events: Annotated[list[msgspec.Raw], Meta(min_length=1, max_length=MAX_EVENTS)]
+
+
+class EventsDoc(Strict):
+    """`EventsIn` as the OpenAPI document shows it: each item is an `EventIn`."""
+
+    events: Annotated[list[EventIn], Meta(min_length=1, max_length=MAX_EVENTS)]
 
 
 class SimulateIn(Strict):
@@ -74,7 +82,12 @@ def _event(data: EventIn) -> EventInput:
     )
 
 
-@put("/v1/communities/{c:str}/rules", opt={"roles": OPERATOR}, status_code=201)
+@put(
+    "/v1/communities/{c:str}/rules",
+    opt={"roles": OPERATOR},
+    status_code=201,
+    operation_class=json_body(RuleSet, also={"application/yaml": {"type": "string"}}),
+)
 async def publish_rules(
     request: Req, c: FromPath[str], effective_from: FromQuery[datetime | None] = None
 ) -> rules.Published:
@@ -118,7 +131,12 @@ async def rule_versions(request: Req, c: FromPath[str]) -> list[RuleSetOut]:
     ]
 
 
-@post("/v1/communities/{c:str}/rules/simulate", opt={"roles": OPERATOR}, status_code=200)
+@post(
+    "/v1/communities/{c:str}/rules/simulate",
+    opt={"roles": OPERATOR},
+    status_code=200,
+    operation_class=json_body(SimulateIn),
+)
 async def simulate_rules(request: Req, c: FromPath[str]) -> list[SimulatedEvent]:
     """What the events would post under a draft (or the active) rule set; writes nothing."""
     data = await body(request, SimulateIn)
@@ -130,7 +148,11 @@ async def simulate_rules(request: Req, c: FromPath[str]) -> list[SimulatedEvent]
         return await simulate(conn, rules_of(request), c, events, compiled, floor)
 
 
-@post("/v1/communities/{c:str}/events", opt={"roles": EVENT_WRITERS})
+@post(
+    "/v1/communities/{c:str}/events",
+    opt={"roles": EVENT_WRITERS},
+    operation_class=json_body(EventIn),
+)
 async def post_event(request: Req, c: FromPath[str]) -> Response[rules.EventResult]:
     """Runs the rules on one event; returns what it posted and why."""
     data = await body(request, EventIn)
@@ -164,7 +186,12 @@ async def _one(request: Req, conn: Any, c: str, raw: msgspec.Raw) -> EventItem:
     return EventItem(status=200 if replayed else 201, event=result, problem=None)
 
 
-@post("/v1/communities/{c:str}/events:batch", opt={"roles": EVENT_WRITERS}, status_code=200)
+@post(
+    "/v1/communities/{c:str}/events:batch",
+    opt={"roles": EVENT_WRITERS},
+    status_code=200,
+    operation_class=json_body(EventsDoc),
+)
 async def post_events(request: Req, c: FromPath[str]) -> dict[str, list[EventItem]]:
     """Up to 1000 events, each atomic on its own; a result per event, in order."""
     data = await body(request, EventsIn)

@@ -19,6 +19,7 @@ from service.api.deps import (
     rules_of,
     written,
 )
+from service.api.openapi import json_body
 from service.api.wire import CommunityIn, HouseholdIn, MemberIn
 from service.errors import NotFound
 from service.ledger import reads
@@ -30,7 +31,7 @@ ADMIN_ONLY: Final = frozenset[str]()
 Req = Request[Any, Any, Any]
 
 
-@post("/v1/communities", opt={"roles": ADMIN_ONLY})
+@post("/v1/communities", opt={"roles": ADMIN_ONLY}, operation_class=json_body(CommunityIn))
 async def create_community(request: Req) -> Response[setup.Community]:
     data = await body(request, CommunityIn)
     setup.check_timezone(data.timezone)
@@ -47,7 +48,11 @@ async def get_community(request: Req, c: FromPath[str]) -> setup.Community:
         return await setup.get_community(conn, c)
 
 
-@post("/v1/communities/{c:str}/households", opt={"roles": OPERATOR})
+@post(
+    "/v1/communities/{c:str}/households",
+    opt={"roles": OPERATOR},
+    operation_class=json_body(HouseholdIn),
+)
 async def create_household(request: Req, c: FromPath[str]) -> Response[setup.Household]:
     data = await body(request, HouseholdIn)
     async with db(request) as conn:
@@ -57,7 +62,9 @@ async def create_household(request: Req, c: FromPath[str]) -> Response[setup.Hou
     return written(household, replayed)
 
 
-@post("/v1/communities/{c:str}/members", opt={"roles": OPERATOR})
+@post(
+    "/v1/communities/{c:str}/members", opt={"roles": OPERATOR}, operation_class=json_body(MemberIn)
+)
 async def create_member(request: Req, c: FromPath[str]) -> Response[setup.Member]:
     data = await body(request, MemberIn)
     async with db(request) as conn:

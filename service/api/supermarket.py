@@ -10,6 +10,7 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Meta
 
 from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
+from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict
 from service.errors import Forbidden, ValidationFailed
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
@@ -62,7 +63,11 @@ def _own_store(request: Req, store: str) -> str:
     return store
 
 
-@put("/v1/communities/{c:str}/stores/{s:str}/items/{sku:str}", opt={"roles": STORE})
+@put(
+    "/v1/communities/{c:str}/stores/{s:str}/items/{sku:str}",
+    opt={"roles": STORE},
+    operation_class=json_body(ItemIn),
+)
 async def put_item(
     request: Req, c: FromPath[str], s: FromPath[str], sku: FromPath[str]
 ) -> Response[views.ItemOut]:
@@ -89,7 +94,11 @@ async def list_items(
         return await market.list_items(conn, c, s, cursor, limit)
 
 
-@post("/v1/communities/{c:str}/redemptions", opt={"roles": STORE})
+@post(
+    "/v1/communities/{c:str}/redemptions",
+    opt={"roles": STORE},
+    operation_class=json_body(RedemptionIn),
+)
 async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.RedemptionOut]:
     """Exchanges a member's points for goods: points and stock change together or not at all."""
     data = await body(request, RedemptionIn)
@@ -114,7 +123,11 @@ async def get_redemption(request: Req, c: FromPath[str], r: FromPath[str]) -> vi
         return await market.get_redemption(conn, c, r, _store_scope(request))
 
 
-@post("/v1/communities/{c:str}/redemptions/{r:str}/return", opt={"roles": STORE})
+@post(
+    "/v1/communities/{c:str}/redemptions/{r:str}/return",
+    opt={"roles": STORE},
+    operation_class=json_body(ReturnIn, required=False),
+)
 async def return_redemption(
     request: Req, c: FromPath[str], r: FromPath[str]
 ) -> Response[views.ReturnOut]:

@@ -20,6 +20,7 @@ from service.api.deps import (
     rules_of,
     written,
 )
+from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, Text
 from service.errors import DomainError, Forbidden
 from service.ledger import service as ledger
@@ -57,7 +58,11 @@ class ConversionIn(Strict):
     minutes: Amount
 
 
-@post("/v1/communities/{c:str}/time-transfers", opt={"roles": TRANSFERS})
+@post(
+    "/v1/communities/{c:str}/time-transfers",
+    opt={"roles": TRANSFERS},
+    operation_class=json_body(TimeTransferIn),
+)
 async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
     """Moves minutes between two members; a resident key gives only its own."""
     data = await body(request, TimeTransferIn)
@@ -79,7 +84,11 @@ async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[Trans
     return written(transaction_out(tx), replayed)
 
 
-@post("/v1/communities/{c:str}/conversions", opt={"roles": frozenset({"operator"})})
+@post(
+    "/v1/communities/{c:str}/conversions",
+    opt={"roles": frozenset({"operator"})},
+    operation_class=json_body(ConversionIn),
+)
 async def create_conversion(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
     """Converts a member's minutes to points at the rate of the rule set in force."""
     data = await body(request, ConversionIn)
@@ -110,7 +119,11 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
     return written(transaction_out(tx), replayed)
 
 
-@post("/v1/communities/{c:str}/volunteer-hours", opt={"roles": VOLUNTEERING})
+@post(
+    "/v1/communities/{c:str}/volunteer-hours",
+    opt={"roles": VOLUNTEERING},
+    operation_class=json_body(HoursIn),
+)
 async def log_hours(request: Req, c: FromPath[str]) -> Response[hours.Hours]:
     """Logs hours: a pending credit of minutes until approved, unless the rule set
     needs no approval."""

@@ -75,6 +75,13 @@ class BatchIn(Strict):
     atomic: bool = False
 
 
+class BatchDoc(Strict):
+    """`BatchIn` as the OpenAPI document shows it: each item is a `TransactionIn`."""
+
+    transactions: Annotated[list[TransactionIn], Meta(min_length=1, max_length=MAX_BATCH)]
+    atomic: bool = False
+
+
 class ItemResult(msgspec.Struct, kw_only=True):
     status: int
     transaction: TransactionOut | None

@@ -185,6 +185,16 @@ def stat_keys(at: datetime, tz: str) -> list[str]:
     return keys
 
 
+def countable(at: datetime, tz: str) -> bool:
+    """Whether `stat_keys(at, tz)` exists: periods are dates, so the local year of
+    `at` must lie within 2..9998 for its periods and the ones before to have ends."""
+    try:
+        stat_keys(at, tz)
+    except (OverflowError, ValueError):
+        return False
+    return True
+
+
 def current_keys(at: datetime, tz: str) -> list[str]:
     """The keys of the day, week, month and year containing `at`: where a posting counts."""
     return [period_of(kind, at, tz).key for kind in PERIOD_KINDS]

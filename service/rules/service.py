@@ -23,7 +23,7 @@ from service.ledger.views import TransactionOut, transaction_out
 from service.rules import store
 from service.rules.book import ActiveRules, RuleBook
 from service.rules.engine import Decision, EventInput, evaluate
-from service.rules.periods import current_keys, stat_keys
+from service.rules.periods import countable, current_keys, stat_keys
 
 
 class DecisionView(msgspec.Struct, kw_only=True):
@@ -66,7 +66,13 @@ async def publish(
     effective_from: datetime | None,
     actor: str | None,
 ) -> Published:
-    """Stores an immutable new version and puts it in force (now, or from `effective_from`)."""
+    """Stores an immutable new version and puts it in force (now, or from `effective_from`).
+    A start outside the calendar events can have is refused: at the very ends of the
+    range PostgreSQL would store it as infinity, which reads back without an offset."""
+    if effective_from is not None and not countable(
+        effective_from, await book.timezone(conn, community)
+    ):
+        raise ValidationFailed("effective_from is out of range")
     for attempt in range(5):  # two publishers racing for the same version number
         try:
             row = await store.insert_rule_set(

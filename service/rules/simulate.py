@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from service.errors import NotFound
+from service.errors import NotFound, ValidationFailed
 from service.ledger import store as ledger_store
 from service.ledger.model import member_address
 from service.ledger.store import Queryable
@@ -21,7 +21,7 @@ from service.rules.engine import (
     RuleUsage,
     evaluate,
 )
-from service.rules.periods import current_keys, stat_keys
+from service.rules.periods import countable, current_keys, stat_keys
 from service.rules.service import DecisionView, clamp
 
 
@@ -87,6 +87,8 @@ async def simulate(
     members: dict[str, _Member] = {}
     out: list[SimulatedEvent] = []
     for event in events:
+        if not countable(event.occurred_at, tz):  # as `rules.ingest` would refuse it
+            raise ValidationFailed(f"occurred_at of event {event.id!r} is out of range")
         compiled = draft or (await book.active(conn, community)).compiled
         floor_now = floor if floor is not None else (await book.params(conn, community)).floor
         m = members.get(event.member_id) or await _member(

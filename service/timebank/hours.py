@@ -23,13 +23,14 @@ import asyncpg
 import msgspec
 
 from service.db import q, retrying
-from service.errors import IdempotencyConflict, InvalidState, NotFound
+from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Posting, member_address
 from service.rules import service as rules
 from service.rules.book import RuleBook
 from service.rules.engine import EventInput
+from service.rules.periods import countable
 
 HoursStatus = Literal["pending", "approved", "rejected"]
 Decision = Literal["approved", "rejected"]
@@ -90,9 +91,12 @@ async def log_hours(
     request_hash: bytes,
     actor: str,
 ) -> tuple[Hours, bool]:
-    """Records hours (pending, or approved where no approval is required); once."""
+    """Records hours (pending, or approved where no approval is required); once.
+    Hours whose `volunteer.approved` event the rules could not count are refused
+    now, not left pending where no approval could ever pass."""
     active = await book.active(conn, community)
     at_once = not active.rule_set.time_bank.approval_required
+    countable_start = countable(data.started_at, await book.timezone(conn, community))
 
     async def attempt() -> tuple[Hours, bool]:
         async with conn.transaction():
@@ -120,6 +124,8 @@ async def log_hours(
                         f"hours {data.id!r} were logged with different fields; use a new id"
                     )
                 return _hours(existing), True
+            if not countable_start:
+                raise ValidationFailed("started_at is out of range")
             credit = _credit(data, pending=not at_once, actor=actor)
             await ledger.create_transaction(conn, community, credit, active.rule_set.to_params())
             event = await _approved_event(conn, book, community, row, actor) if at_once else None

@@ -199,3 +199,35 @@ async def test_simulate_writes_nothing(client: Client) -> None:
     assert r.json()[0]["decisions"][0]["applied"] == 7
     assert (await balance(client, "m0"))["points"]["score"] == 100
     assert (await client.get(f"{C}/members/m0/statement")).json()["entries"][0]["kind"] == "opening"
+
+
+async def test_simulate_refuses_occurred_at_at_the_ends_of_the_calendar(client: Client) -> None:
+    """Found by the OpenAPI fuzz test: simulating an event in local year 1 or 9999
+    was a 500 (the periods overflowed); it is a 422, as ingesting it is."""
+    await community(client)
+    await publish(client)
+    for at in ("0001-01-01T00:00:00+23:59", "9999-06-01T00:00:00+00:00"):
+        events = [event("s1", "fee.paid", days_late=0), event("s2", "fee.paid", at=at)]
+        r = await client.post(f"{C}/rules/simulate", json={"events": events})
+        assert r.status_code == 422, (at, r.text)
+        assert r.json()["code"] == "validation_error" and "'s2'" in r.json()["detail"]
+    r = await client.post(f"{C}/rules/simulate", json={"events": [event("s1", "fee.paid")]})
+    assert r.status_code == 200, r.text
+
+
+async def test_a_rule_set_cannot_start_at_the_ends_of_time(client: Client) -> None:
+    """Found by the OpenAPI fuzz test: `effective_from=0001-01-01T00:00:00Z` was
+    stored as -infinity and read back without an offset, and from then on every
+    request that looked up the rules in force was a 500. It is a 422."""
+    await community(client)
+    for at in ("0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z", "9999-06-01T00:00:00Z"):
+        r = await client.put(
+            f"{C}/rules", params={"effective_from": at}, content=SCHEME, headers=YAML
+        )
+        assert r.status_code == 422, (at, r.text)
+        assert r.json()["code"] == "validation_error"
+    assert (await client.get(f"{C}/rules")).json()["version"] == 0
+    assert (await client.get(f"{C}/rules/versions")).json() == []
+    r = await client.put(f"{C}/rules", params={"effective_from": "1990-01-01T00:00:00Z"}, json={})
+    assert r.status_code == 201, r.text
+    assert (await client.get(f"{C}/rules")).json()["version"] == 1

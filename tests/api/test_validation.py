@@ -130,3 +130,19 @@ async def test_setup_is_idempotent(client: Client) -> None:
     r = await client.post(f"{C}/members", json={"id": "m9", "household": "nope"})
     assert r.status_code == 404
     assert (await balance(client, "m0"))["points"]["score"] == 100
+
+
+async def test_a_method_the_path_lacks_is_405_naming_the_allowed_ones(client: Client) -> None:
+    """Found by the OpenAPI fuzz test: the problem document replaced Litestar's 405
+    response and dropped its `Allow` header, which RFC 9110 requires."""
+    await community(client)
+    for method, path, allowed in (
+        ("DELETE", "/v1/communities", "POST"),
+        ("PATCH", f"{C}/transactions", "POST"),
+        ("PUT", f"{C}/members/m0/balance", "GET"),
+    ):
+        r = await client.request(method, path)
+        assert r.status_code == 405, (method, path, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "method_not_allowed"
+        assert allowed in r.headers["allow"].split(", "), (path, r.headers.get("allow"))

@@ -98,3 +98,19 @@ async def test_bad_hours_are_refused_and_change_nothing(client: Client) -> None:
     assert missing.status_code == 404 and missing.json()["code"] == "not_found"
     assert (await client.get(f"{C}/volunteer-hours/vh1")).status_code == 404
     assert (await balance(client, "m0"))["minutes"]["balance"] == 0
+
+
+async def test_hours_the_rules_could_never_count_are_refused_at_once(client: Client) -> None:
+    """Hours starting in local year 9999 (or 1) were logged as pending, but their
+    approval was always a 422 (found next to the simulate 500 the OpenAPI fuzz test
+    found); now logging them is the 422, and nothing is left pending."""
+    await community(client)
+    await publish(client)
+    for hours_id, at in (("vh1", "9999-06-01T00:00:00+00:00"), ("vh2", "0001-01-01T12:00:00Z")):
+        r = await client.post(f"{C}/volunteer-hours", json=log_body(hours_id, started_at=at))
+        assert r.status_code == 422, (at, r.text)
+        assert r.json()["code"] == "validation_error"
+        assert (await client.get(f"{C}/volunteer-hours/{hours_id}")).status_code == 404
+    assert (await balance(client, "m0"))["minutes"] == {"balance": 0, "held": 0}
+    r = await client.post(f"{C}/volunteer-hours", json=log_body("vh1"))
+    assert r.status_code == 201, r.text

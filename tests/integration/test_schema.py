@@ -91,3 +91,18 @@ async def test_a_transaction_is_reversed_at_most_once_by_the_schema_itself(
         )
         > 2
     )
+
+
+@pytest.mark.parametrize("start", ["infinity", "-infinity"])
+async def test_a_rule_set_starts_at_a_finite_instant_by_the_schema_itself(
+    client: AsyncTestClient[Any], pool: asyncpg.Pool, start: str
+) -> None:
+    """Behind the service's own check: asyncpg reads an infinite timestamptz back
+    without an offset, which the rule book cannot compare with now."""
+    await community(client)
+    insert = """
+        INSERT INTO rule_sets (community_id, version, document, source, media_type,
+                               effective_from)
+        VALUES ('green', 1, '{}', '{}', 'application/json', $1::text::timestamptz)"""
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute(insert, start)
