@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Final, TypeVar
+from datetime import datetime
+from typing import Annotated, Any, Final, TypeVar
 
 import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
+from litestar.params import QueryParameter
 from litestar.routes import HTTPRoute
 
 from service.auth import KeyResolver, Principal, require
@@ -28,6 +30,32 @@ _COMMUNITY = re.compile(COMMUNITY_PATTERN)
 # A JSON \u0000 escape (not an escaped backslash followed by "u0000"): PostgreSQL
 # text cannot hold NUL, so refuse it before it reaches the database.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+# Timestamps in query parameters are RFC 3339 with an offset (SPEC), as in bodies.
+# Litestar would read `0` as Unix time and a time without an offset as UTC, so they
+# arrive as text and `instant` parses them.
+_AWARE = Annotated[datetime, msgspec.Meta(tz=True)]
+_INSTANT_HELP: Final = "An RFC 3339 timestamp with an offset, e.g. 2026-11-23T09:30:00+08:00."
+InstantQuery = Annotated[str | None, QueryParameter(format="date-time", description=_INSTANT_HELP)]
+FromQueryInstant = Annotated[
+    str | None, QueryParameter(name="from", format="date-time", description=_INSTANT_HELP)
+]
+ToQueryInstant = Annotated[
+    str | None, QueryParameter(name="to", format="date-time", description=_INSTANT_HELP)
+]
+
+
+def instant(value: str | None, name: str) -> datetime | None:
+    """A timestamp query parameter (`InstantQuery` and the like), or 422."""
+    if value is None:
+        return None
+    try:
+        return msgspec.convert(value, _AWARE)
+    except msgspec.ValidationError as err:
+        raise ValidationFailed(
+            f"{name} must be an RFC 3339 timestamp with an offset, e.g. 2026-11-23T09:30:00+08:00"
+        ) from err
 
 
 def pool_of(connection: ASGIConnection[Any, Any, Any, Any]) -> asyncpg.Pool:

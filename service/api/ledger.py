@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -11,10 +10,12 @@ from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service.api.deps import (
     OPERATOR,
+    InstantQuery,
     body,
     changed,
     db,
     fingerprint,
+    instant,
     pool_of,
     principal_of,
     rules_of,
@@ -150,10 +151,11 @@ async def reverse_transaction(
 
 @get("/v1/communities/{c:str}/accounts/{address:str}", opt={"roles": OPERATOR})
 async def get_account(
-    request: Req, c: FromPath[str], address: FromPath[str], as_of: FromQuery[datetime | None] = None
+    request: Req, c: FromPath[str], address: FromPath[str], as_of: InstantQuery = None
 ) -> reads.AccountBalance:
+    at = instant(as_of, "as_of")
     async with db(request) as conn:
-        return await reads.account_balance(conn, c, address, as_of)
+        return await reads.account_balance(conn, c, address, at)
 
 
 @get("/v1/communities/{c:str}/accounts/{address:str}/entries", opt={"roles": OPERATOR})

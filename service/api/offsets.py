@@ -9,7 +9,18 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
 from service import setup
-from service.api.deps import body, changed, db, fingerprint, principal_of, rules_of, written
+from service.api.deps import (
+    FromQueryInstant,
+    ToQueryInstant,
+    body,
+    changed,
+    db,
+    fingerprint,
+    instant,
+    principal_of,
+    rules_of,
+    written,
+)
 from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, TtlSeconds
 from service.errors import Forbidden, NotFound, ValidationFailed
@@ -133,19 +144,20 @@ async def list_offsets(
     property_company: Annotated[
         str | None, QueryParameter(pattern=r"^[A-Za-z0-9._-]{1,64}$")
     ] = None,
-    start: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+    start: FromQueryInstant = None,
+    end: ToQueryInstant = None,
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
 ) -> OffsetPage:
     """Offsets created in [from, to), newest first, with totals for settlement."""
+    since, until = instant(start, "from"), instant(end, "to")
     scope = _company_scope(request)
     if scope is not None and property_company not in (None, scope):
         raise Forbidden(f"this key settles only for property company {scope!r}")
     company = scope or property_company
     async with db(request) as conn:
         return await offsets.list_offsets(
-            conn, c, company, start or _FAR_PAST, end or _FAR_FUTURE, cursor, limit
+            conn, c, company, since or _FAR_PAST, until or _FAR_FUTURE, cursor, limit
         )
 
 

@@ -8,7 +8,15 @@ from typing import Annotated, Any, Final
 from litestar import Request, get, patch
 from litestar.params import FromPath, QueryParameter
 
-from service.api.deps import OPERATOR, body, db, principal_of
+from service.api.deps import (
+    OPERATOR,
+    FromQueryInstant,
+    ToQueryInstant,
+    body,
+    db,
+    instant,
+    principal_of,
+)
 from service.api.openapi import json_body
 from service.api.wire import Strict
 from service.errors import NotFound
@@ -27,12 +35,13 @@ class MemberPatchIn(Strict):
 async def summary(
     request: Req,
     c: FromPath[str],
-    start: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+    start: FromQueryInstant = None,
+    end: ToQueryInstant = None,
 ) -> reports.Summary:
     """Per asset: issued, deducted, offset, redeemed, expired, converted, outstanding."""
+    since, until = instant(start, "from"), instant(end, "to")
     async with db(request) as conn:
-        return await reports.summary(conn, c, start or _FAR_PAST, end or _FAR_FUTURE)
+        return await reports.summary(conn, c, since or _FAR_PAST, until or _FAR_FUTURE)
 
 
 @get("/v1/communities/{c:str}/reports/leaderboard", opt={"roles": OPERATOR})

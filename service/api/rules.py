@@ -7,10 +7,20 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Request, Response, get, post, put
-from litestar.params import FromPath, FromQuery
+from litestar.params import FromPath
 from msgspec import Meta
 
-from service.api.deps import OPERATOR, body, db, fingerprint, principal_of, rules_of, written
+from service.api.deps import (
+    OPERATOR,
+    InstantQuery,
+    body,
+    db,
+    fingerprint,
+    instant,
+    principal_of,
+    rules_of,
+    written,
+)
 from service.api.openapi import json_body
 from service.api.problems import domain_problem
 from service.api.wire import ClientId, Strict
@@ -89,10 +99,11 @@ def _event(data: EventIn) -> EventInput:
     operation_class=json_body(RuleSet, also={"application/yaml": {"type": "string"}}),
 )
 async def publish_rules(
-    request: Req, c: FromPath[str], effective_from: FromQuery[datetime | None] = None
+    request: Req, c: FromPath[str], effective_from: InstantQuery = None
 ) -> rules.Published:
     """Validates a rule set (JSON, or YAML with Content-Type: application/yaml),
     stores it as a new immutable version and puts it in force."""
+    starts = instant(effective_from, "effective_from")
     raw = await request.body()
     rule_set = parse_rule_set(raw, request.headers.get("content-type", "application/json"))
     async with db(request) as conn:
@@ -103,7 +114,7 @@ async def publish_rules(
             to_document(rule_set),
             raw.decode(),
             request.headers.get("content-type", "application/json"),
-            effective_from,
+            starts,
             principal_of(request).key_id,
         )
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from litestar import Request, Response, get, post
@@ -12,9 +11,12 @@ from service import setup
 from service.api.deps import (
     OPERATOR,
     READ_MEMBER,
+    FromQueryInstant,
+    ToQueryInstant,
     body,
     db,
     fingerprint,
+    instant,
     principal_of,
     rules_of,
     written,
@@ -123,12 +125,13 @@ async def member_statement(
     cursor: FromQuery[str | None] = None,
     limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     asset: FromQuery[Literal["points", "minutes"]] = "points",
-    start: Annotated[datetime | None, QueryParameter(name="from")] = None,
-    end: Annotated[datetime | None, QueryParameter(name="to")] = None,
+    start: FromQueryInstant = None,
+    end: ToQueryInstant = None,
 ) -> reads.EntryPage:
     """The member's entries, newest first, each saying why it exists."""
+    since, until = instant(start, "from"), instant(end, "to")
     async with db(request) as conn:
         await _may_read(request, conn, c, m)
         return await reads.entries_page(
-            conn, c, member_address(m, asset), cursor=cursor, limit=limit, start=start, end=end
+            conn, c, member_address(m, asset), cursor=cursor, limit=limit, start=since, end=until
         )

@@ -146,3 +146,47 @@ async def test_a_method_the_path_lacks_is_405_naming_the_allowed_ones(client: Cl
         assert r.headers["content-type"].startswith("application/problem+json")
         assert r.json()["code"] == "method_not_allowed"
         assert allowed in r.headers["allow"].split(", "), (path, r.headers.get("allow"))
+
+
+TIMESTAMP_QUERIES = [
+    ("GET", f"{C}/accounts/member:m0:points", "as_of"),
+    ("GET", f"{C}/members/m0/statement", "from"),
+    ("GET", f"{C}/members/m0/statement", "to"),
+    ("GET", f"{C}/offsets", "from"),
+    ("GET", f"{C}/offsets", "to"),
+    ("GET", f"{C}/reports/summary", "from"),
+    ("GET", f"{C}/reports/summary", "to"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "name"), TIMESTAMP_QUERIES)
+async def test_timestamp_queries_are_rfc3339_with_an_offset(
+    client: Client, method: str, path: str, name: str
+) -> None:
+    """Found by the OpenAPI fuzz test: Litestar read `0` as Unix time and a time
+    without an offset as UTC (SPEC: timestamps are RFC 3339 with an offset)."""
+    await community(client)
+    for bad in ("0", "-5", "1.5", "2026-01-01T00:00:00", "2026-01-01", "yesterday"):
+        r = await client.request(method, path, params={name: bad})
+        assert r.status_code == 422, (name, bad, r.text)
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert r.json()["code"] == "validation_error"
+        assert name in r.json()["detail"]
+    for good in ("2026-01-01T00:00:00Z", "2026-01-01T08:00:00+08:00"):
+        r = await client.request(method, path, params={name: good})
+        assert r.status_code == 200, (name, good, r.text)
+
+
+async def test_a_rule_set_start_without_an_offset_is_refused(client: Client) -> None:
+    await community(client)
+    r = await client.put(
+        f"{C}/rules", params={"effective_from": "2027-01-01T00:00:00"}, json={"baseline": 90}
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "validation_error"
+    assert [v["version"] for v in (await client.get(f"{C}/rules/versions")).json()] == []
+    r = await client.put(
+        f"{C}/rules", params={"effective_from": "2027-01-01T00:00:00+08:00"}, json={"baseline": 90}
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["effective_from"] == "2026-12-31T16:00:00Z"
