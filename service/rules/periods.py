@@ -185,14 +185,19 @@ def stat_keys(at: datetime, tz: str) -> list[str]:
     return keys
 
 
-def countable(at: datetime, tz: str) -> bool:
-    """Whether `stat_keys(at, tz)` exists: periods are dates, so the local year of
-    `at` must lie within 2..9998 for its periods and the ones before to have ends."""
+def countable_keys(at: datetime, tz: str) -> list[str] | None:
+    """`stat_keys(at, tz)`, or None where they do not exist: periods are dates, so
+    the local year of `at` must lie within 2..9998 for its periods and the ones
+    before to have ends."""
     try:
-        stat_keys(at, tz)
+        return stat_keys(at, tz)
     except (OverflowError, ValueError):
-        return False
-    return True
+        return None
+
+
+def countable(at: datetime, tz: str) -> bool:
+    """Whether an event at `at` can be counted (`countable_keys` exists)."""
+    return countable_keys(at, tz) is not None
 
 
 def current_keys(at: datetime, tz: str) -> list[str]:

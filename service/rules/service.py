@@ -23,7 +23,7 @@ from service.ledger.views import TransactionOut, transaction_out
 from service.rules import store
 from service.rules.book import ActiveRules, RuleBook
 from service.rules.engine import Decision, EventInput, evaluate
-from service.rules.periods import countable, current_keys, stat_keys
+from service.rules.periods import countable, countable_keys, current_keys
 
 
 class DecisionView(msgspec.Struct, kw_only=True):
@@ -168,10 +168,7 @@ async def ingest(
         request_hash,
         actor,
     )
-    try:
-        keys: list[str] | None = stat_keys(event.occurred_at, tz)
-    except (OverflowError, ValueError):  # a local year outside 2..9998
-        keys = None
+    keys = countable_keys(event.occurred_at, tz)
     try:
         async with conn.transaction():
             begun = await store.begin_event(conn, community, values, keys or [])
