@@ -37,13 +37,15 @@ _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 # arrive as text and `instant` parses them.
 _AWARE = Annotated[datetime, msgspec.Meta(tz=True)]
 _INSTANT_HELP: Final = "An RFC 3339 timestamp with an offset, e.g. 2026-11-23T09:30:00+08:00."
-InstantQuery = Annotated[str | None, QueryParameter(format="date-time", description=_INSTANT_HELP)]
-FromQueryInstant = Annotated[
-    str | None, QueryParameter(name="from", format="date-time", description=_INSTANT_HELP)
-]
-ToQueryInstant = Annotated[
-    str | None, QueryParameter(name="to", format="date-time", description=_INSTANT_HELP)
-]
+
+
+def _instant_param(name: str | None = None) -> Any:
+    return QueryParameter(name=name, format="date-time", description=_INSTANT_HELP)
+
+
+InstantQuery = Annotated[str | None, _instant_param()]
+FromQueryInstant = Annotated[str | None, _instant_param("from")]
+ToQueryInstant = Annotated[str | None, _instant_param("to")]
 
 
 def instant(value: str | None, name: str) -> datetime | None:
