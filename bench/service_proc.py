@@ -43,6 +43,7 @@ class Service:
             LEDGER_DATA_DIR=str(data_dir),
             LEDGER_ADMIN_KEY=admin_key,
             LEDGER_LOG_LEVEL="warning",
+            LEDGER_RATE_LIMITS="off",  # the load generators are one client at 10^4 writes/s
         )
 
     def _start(self, log_path: Path, **env_vars: str) -> None:

@@ -8,13 +8,23 @@ import os
 import shutil
 import sys
 import tempfile
+from typing import Final
 
 import msgspec
 import uvicorn
 
-from service.config import Settings, load_settings
+from service.config import (
+    DEMO_LOOPBACK_ENV,
+    MIN_ADMIN_KEY_CHARS,
+    ConfigError,
+    Settings,
+    load_settings,
+)
 from service.db import create_pool, migrate, q, start_embedded
 from service.logs import configure_logging
+
+# How long a SIGTERM waits for requests in flight before closing their connections.
+GRACEFUL_SHUTDOWN_S: Final = 10
 
 
 def database_url(settings: Settings) -> str:
@@ -54,7 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("verify", help="audit every community; exit 1 on any problem")
     args = parser.parse_args(argv)
 
-    settings = load_settings()
+    if args.command == "serve" and args.demo:
+        _allow_demo_key(args.host)
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"points-ledger: {err}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level)
     dsn = database_url(settings)
     asyncio.run(migrate(dsn))
@@ -78,11 +94,30 @@ def main(argv: list[str] | None = None) -> int:
             log_level="warning",
             access_log=False,
             proxy_headers=True,
+            http="service.http_limits:LimitedHttpToolsProtocol",
+            timeout_keep_alive=settings.http.keep_alive_s,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _allow_demo_key(host: str) -> None:
+    """`serve --demo` on a loopback address keeps the README's short demo key
+    working, and says so; anywhere else the admin key must be a strong one."""
+    key = os.environ.get("LEDGER_ADMIN_KEY", "")
+    if not key or len(key) >= MIN_ADMIN_KEY_CHARS:
+        return
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return  # load_settings refuses it, naming the variable
+    os.environ[DEMO_LOOPBACK_ENV] = "1"
+    print(
+        f"points-ledger: accepting a LEDGER_ADMIN_KEY shorter than {MIN_ADMIN_KEY_CHARS} "
+        f"characters for the demo on {host} only; any other address refuses it",
+        file=sys.stderr,
+    )
 
 
 def _shared_metrics(workers: int) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,8 +30,10 @@ from service.middleware import (
     worker_started,
     worker_stopping,
 )
+from service.outage import TIMED_OUT, UNREACHABLE, fault_of, unavailable
+from service.ratelimit import Limits
 from service.rules.book import RuleBook
-from service.scheduler import build_scheduler
+from service.scheduler import build_scheduler, sample_pool
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +54,11 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
 
 
 def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    return Response(domain_problem(exc), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE)
+    response = Response(domain_problem(exc), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE)
+    retry_after_s = getattr(exc, "retry_after_s", None)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response
 
 
 def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
@@ -72,14 +79,13 @@ def _data(_: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
     return problem(422, "validation_error", "Validation failed", f"a value was refused: {exc}")
 
 
-def _overloaded(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    # A statement ran past the pool's command timeout: the database is saturated.
-    log.warning("statement_timeout", path=request.url.path)
-    response = problem(
-        503, "unavailable", "Service unavailable", "the database is busy; retry shortly"
-    )
-    response.headers["Retry-After"] = "1"
-    return response
+def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """An outage (the database gone, frozen or too slow) is a 503; anything else
+    these exception types carry is a bug."""
+    fault = fault_of(exc)
+    if fault is None:
+        return _unexpected(request, exc)
+    return _domain(request, unavailable(exc, fault, request.url.path))
 
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -91,11 +97,17 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         pool = await create_pool(
-            dsn, min_size=settings.pool_min_size, max_size=settings.pool_max_size
+            dsn,
+            min_size=settings.pool_min_size,
+            max_size=settings.pool_max_size,
+            timeout_s=settings.db_timeout_s,
+            connect_timeout_s=settings.db_connect_timeout_s,
         )
         app.state.pool = pool
         worker_started()
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
+        app.state.limits = Limits(settings.rate_limits)
+        sampler = asyncio.create_task(sample_pool(pool))
         app.state.known_communities = set()
         app.state.coalescer = Coalescer(pool)
         app.state.rules = RuleBook()
@@ -111,6 +123,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            sampler.cancel()
             await pool.close()
             worker_stopping()
 
@@ -175,8 +188,7 @@ def create_app(
             NotFoundException: _http,
             HTTPException: _http,
             asyncpg.DataError: _data,
-            asyncpg.QueryCanceledError: _overloaded,
-            TimeoutError: _overloaded,
+            **dict.fromkeys((*TIMED_OUT, *UNREACHABLE), _database),
             Exception: _unexpected,
         },
         openapi_config=OpenAPIConfig(

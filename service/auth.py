@@ -70,6 +70,14 @@ def check_scope_fields(principal: Principal) -> None:
             raise ValidationFailed(f"a {principal.role} key {verb} {field!r}")
 
 
+def key_id_of(authorization: str | None) -> str | None:
+    """The key id a bearer key names (`plk_<id>_<secret>`), or None; nothing checked."""
+    if not authorization or not authorization.startswith("Bearer plk_"):
+        return None
+    parts = authorization[11:].split("_", 1)
+    return parts[0][:32] if len(parts) == 2 else None
+
+
 class KeyResolver:
     """Turns an Authorization header into a principal, with a short per-process cache."""
 

@@ -74,3 +74,29 @@ class Forbidden(DomainError):
     code = "forbidden"
     status = 403
     title = "Forbidden"
+
+
+class RateLimited(DomainError):
+    """Too many requests of one kind from one key or address; `retry_after_s` says
+    when the next one will be accepted."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(DomainError):
+    """The database cannot be reached or did not answer in time: nothing is wrong
+    with the request, and the same request (same client id) may be sent again."""
+
+    code = "unavailable"
+    status = 503
+    title = "Service unavailable"
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from typing import Any
 
 import structlog
 
@@ -27,3 +29,24 @@ def configure_logging(level: str) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )
+
+
+class Throttled:
+    """Logs a warning at most once per `every_s`, counting the ones it held back:
+    a flood of one kind (an outage, refused clients) is one line every few seconds,
+    not a line per request."""
+
+    def __init__(self, logger: Any, every_s: float) -> None:
+        self._logger = logger
+        self._every_s = every_s
+        self._next = 0.0
+        self._held_back = 0
+
+    def warn(self, event: str, **fields: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held_back += 1
+            return
+        self._logger.warning(event, held_back=self._held_back, **fields)
+        self._held_back = 0
+        self._next = now + self._every_s

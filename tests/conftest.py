@@ -28,7 +28,7 @@ from service.ledger.audit import verify
 from service.ledger.service import seal_all
 from service.rules.book import RuleBook
 
-ADMIN_KEY = "test-admin-key"
+ADMIN_KEY = "test-admin-key-0123456789abcdefghij"  # 32+ characters, as the service requires
 TEMPLATE = "ledger_template"
 _counter = itertools.count()
 

@@ -15,11 +15,12 @@ from litestar.connection import ASGIConnection
 from litestar.params import QueryParameter
 from litestar.routes import HTTPRoute
 
-from service.auth import KeyResolver, Principal, require
+from service.auth import KeyResolver, Principal, key_id_of, require
 from service.db import q
 from service.errors import NotFound, ValidationFailed
 from service.ledger.model import COMMUNITY_PATTERN
 from service.ledger.store import Conn
+from service.ratelimit import Limits
 from service.rules.book import RuleBook
 
 T = TypeVar("T")
@@ -85,13 +86,29 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
     community = request.path_params.get("c")
     state = request.app.state
     resolver: KeyResolver = state.key_resolver
-    principal = await resolver.resolve(state.pool, _authorization(request.scope["headers"]))
+    limits: Limits = state.limits
+    header = _authorization(request.scope["headers"])
+    principal = await limits.authenticate(
+        lambda: resolver.resolve(state.pool, header), _address(request.scope), key_id_of(header)
+    )
     require(principal, request.route_handler.opt.get("roles", frozenset()), community)
+    if request.scope["method"] in _WRITES:
+        limits.write(principal.key_id)
     if community is not None:
         if not _COMMUNITY.match(community):
             raise ValidationFailed("community id must match [a-z0-9-]{1,64}")
         await _community_exists(state.known_communities, state.pool, community)
     request.state.principal = principal
+
+
+_WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _address(scope: Any) -> str:
+    """The client's address (uvicorn takes it from X-Forwarded-For only when the
+    peer is a trusted proxy, `--forwarded-allow-ips`)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
 
 
 def _authorization(headers: Any) -> str | None:

@@ -109,3 +109,9 @@ SELECT ledger_seal($1, $2) AS sealed;
 
 -- name: seal_backlog
 SELECT DISTINCT community_id FROM seal_queue;
+
+-- name: seal_lag_s
+-- How far the sealer trails: the age of the oldest final transaction still queued.
+SELECT coalesce(extract(epoch FROM now() - min(t.finalized_at)), 0)::float8 AS lag_s
+  FROM seal_queue q
+  JOIN transactions t ON t.community_id = q.community_id AND t.id = q.tx_id;

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 import httpx
 import psutil  # type: ignore[import-untyped]
 
-_KEY = "metrics-test-admin"
+_KEY = "metrics-test-admin-0123456789abcdef"
 _IN_PROGRESS = re.compile(
     r'^ledger_requests_in_progress\{[^}]*method="POST"[^}]*path="/v1/communities"[^}]*\}'
     r" (\S+)$",

@@ -1,0 +1,198 @@
+"""HTTP limits that hold without a proxy in front: the uvicorn protocol, extended.
+
+uvicorn with httptools limits none of what a hostile or broken client can send
+before the application sees a request: headers of any size (httptools buffers a
+header until it ends: 700 MiB were accepted), any number of them, a request line
+of any length, and no time limit on sending the headers or the body, so a client
+sending a byte a second holds its connection for ever. Its `limit_concurrency`
+answers a bare text 503 without `Retry-After`. This subclass of its protocol adds
+each limit where the bytes arrive, before any of them reach the application, and
+costs a request a few attribute updates (`docs/performance.md` measures it).
+
+The limits are `HttpLimits` (read from the environment once per process, see
+`config.load_http_limits`); `serve` selects this protocol (`http=`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Final
+
+import httptools
+import structlog
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.config import HttpLimits, load_http_limits
+from service.logs import Throttled
+from service.metrics import HTTP_REFUSED
+
+_refusals = Throttled(structlog.get_logger(__name__), every_s=10.0)
+
+_REASONS: Final = {
+    408: "Request Timeout",
+    414: "URI Too Long",
+    431: "Request Header Fields Too Large",
+    503: "Service Unavailable",
+}
+_CODES: Final = {
+    408: "request_timeout",
+    414: "uri_too_long",
+    431: "header_too_large",
+    503: "unavailable",
+}
+
+
+def refusal(status: int, detail: str, retry_after_s: int | None = None) -> bytes:
+    """A whole HTTP/1.1 response, problem+json, that closes the connection."""
+    code = _CODES[status]
+    body = json.dumps(
+        {
+            "type": f"urn:points-ledger:problem:{code}",
+            "title": _REASONS[status],
+            "status": status,
+            "detail": detail,
+            "code": code,
+        }
+    ).encode()
+    head = [
+        f"HTTP/1.1 {status} {_REASONS[status]}",
+        "content-type: application/problem+json",
+        f"content-length: {len(body)}",
+        "connection: close",
+    ]
+    if retry_after_s is not None:
+        head.append(f"retry-after: {retry_after_s}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return client[0] if client else "unknown"
+
+
+class _Refused(Exception):
+    """Raised inside a parser callback to stop parsing a request it refuses."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with limits on what a client may send and how slowly."""
+
+    limits: HttpLimits = load_http_limits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0  # bytes received while a request's head is incomplete
+        self._header_bytes = 0  # bytes of the headers parsed so far
+        self._header_count = 0
+        self._reading_head = True
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            detail = "the server has too many connections open; retry shortly"
+            self._refuse(503, detail, retry_after_s=1)
+            return
+        self._arm(self.limits.header_timeout_s, "the request headers took too long")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _Refused):
+                self._refuse(exc.__context__.status, exc.__context__.detail)
+                return
+            self._bad_request()
+            return
+        except httptools.HttpParserError:
+            self._bad_request()
+            return
+        except httptools.HttpParserUpgrade:
+            self._upgrade()
+            return
+        if self._reading_head:  # what httptools buffers until a header ends
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.max_header_bytes + self.limits.max_url_bytes:
+                limit = self.limits.max_header_bytes
+                self._refuse(431, f"the headers exceed {limit} bytes")
+
+    def _bad_request(self) -> None:
+        msg = "Invalid HTTP request received."
+        self.logger.warning(msg)
+        self.send_400_response(msg)
+
+    def _upgrade(self) -> None:
+        if self._should_upgrade():
+            self.handle_websocket_upgrade()
+        else:
+            self._unsupported_upgrade_warning()
+
+    # Parser callbacks (httptools calls them from inside `feed_data`).
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reading_head = True
+        self._head_bytes = self._header_bytes = self._header_count = 0
+        if self._timer is None:
+            self._arm(self.limits.header_timeout_s, "the request headers took too long")
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            raise _Refused(414, f"the request target exceeds {self.limits.max_url_bytes} bytes")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        if self._header_count > self.limits.max_headers:
+            raise _Refused(431, f"a request has at most {self.limits.max_headers} headers")
+        self._header_bytes += len(name) + len(value)
+        if self._header_bytes > self.limits.max_header_bytes:
+            raise _Refused(431, f"the headers exceed {self.limits.max_header_bytes} bytes")
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._disarm()
+        self._arm(self.limits.body_timeout_s, "the request body took too long")
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    # Timers: one at a time, for the phase the request is in.
+    def _arm(self, seconds: float, detail: str) -> None:
+        self._disarm()
+        self._timer = self.loop.call_later(seconds, self._timed_out, detail)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _timed_out(self, detail: str) -> None:
+        self._timer = None
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started:
+            self.transport.close()  # too late for a status: the response is under way
+            return
+        self._refuse(408, detail)
+
+    def _refuse(self, status: int, detail: str, retry_after_s: int | None = None) -> None:
+        """Answers `status` and closes; the application (if it started) sees a disconnect."""
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        HTTP_REFUSED.labels(str(status)).inc()
+        _refusals.warn("http_refused", status=status, detail=detail, client=_peer(self.client))
+        self.transport.write(refusal(status, detail, retry_after_s))
+        self.transport.close()

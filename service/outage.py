@@ -1,0 +1,59 @@
+"""A database that is down or frozen is an outage, not a bug: it gets 503
+`unavailable` with `Retry-After`, one warning in the log every few seconds however
+many requests fail, and a count in the metrics.
+
+The service recovers by itself: the pool replaces a broken connection when it is
+next taken, so no restart is needed once the database answers again.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+import asyncpg
+import structlog
+
+from service.errors import Unavailable
+from service.logs import Throttled
+from service.metrics import DB_UNAVAILABLE, STATEMENT_TIMEOUTS
+
+log = structlog.get_logger(__name__)
+
+Fault = Literal["timeout", "unreachable"]
+
+TIMED_OUT: Final = (TimeoutError, asyncpg.QueryCanceledError)
+UNREACHABLE: Final = (
+    OSError,  # refused, reset, no route: the server or the network is gone
+    asyncpg.PostgresConnectionError,  # class 08, and a connection closed mid-statement
+    asyncpg.CannotConnectNowError,  # starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.InterfaceError,  # only "connection is closed" / "pool is closing": see below
+)
+_WARN_EVERY_S: Final = 10.0
+
+
+def fault_of(exc: BaseException) -> Fault | None:
+    """What kind of outage `exc` reports, or None when it is not one (a bug)."""
+    if isinstance(exc, TIMED_OUT):
+        return "timeout"
+    if isinstance(exc, asyncpg.InterfaceError):
+        text = str(exc)
+        return "unreachable" if "closed" in text or "closing" in text else None
+    return "unreachable" if isinstance(exc, UNREACHABLE) else None
+
+
+_warning = Throttled(log, _WARN_EVERY_S)
+
+
+def unavailable(exc: BaseException, fault: Fault, where: str) -> Unavailable:
+    """Counts and (throttled) logs an outage met at `where`; the error to answer with."""
+    if fault == "timeout":
+        STATEMENT_TIMEOUTS.inc()
+        detail = "the database did not answer in time; retry shortly"
+    else:
+        DB_UNAVAILABLE.inc()
+        detail = "the database cannot be reached; retry shortly"
+    _warning.warn("database_unavailable", fault=fault, where=where, error=type(exc).__name__)
+    return Unavailable(detail, retry_after_s=1 if fault == "timeout" else 2)
