@@ -84,6 +84,21 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     an open transaction first. Saves a round trip on every release."""
 
 
+class _Connection(asyncpg.Connection):
+    """A connection that is dropped, not cancelled, when a statement outlives the
+    client's timeout. That timeout is one second past PostgreSQL's own
+    `statement_timeout`, so it fires only when the server does not answer at all
+    (frozen, or the network gone); asyncpg would then send a cancel request and
+    make the rollback and the release wait for it, which needs the same silent
+    server to answer: a request would hang for several timeouts instead of getting
+    its 503. The pool opens a new connection when it is next needed."""
+
+    def _cancel_current_command(self, waiter: Any, cancel_waiter: Any = None) -> None:
+        # Soon, not now: asyncpg fails the timed-out statement right after this
+        # returns; the statement's task then finds the connection closed.
+        self._loop.call_soon(self.terminate)  # type: ignore[attr-defined]
+
+
 class BoundedPool(asyncpg.Pool):
     """A pool whose `acquire()` gives up after `acquire_timeout_s` when the caller
     names no timeout of its own: when the database freezes, every connection is
@@ -93,6 +108,15 @@ class BoundedPool(asyncpg.Pool):
     percent of a balance read's CPU)."""
 
     acquire_timeout_s: float | None = None
+
+    async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Also when a dropped connection (see `_Connection`) handed its holder back
+        while this release was on its way: then there is nothing left to release."""
+        try:
+            await super().release(connection, timeout=timeout)
+        except asyncpg.InternalClientError:
+            if connection._holder._in_use is not None:
+                raise
 
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own)
         if timeout is not None or self.acquire_timeout_s is None:
@@ -119,7 +143,7 @@ async def create_pool(
         server_settings["statement_timeout"] = str(int(timeout_s * 1000))
     pool = BoundedPool(
         dsn,
-        connection_class=asyncpg.Connection,
+        connection_class=_Connection if timeout_s is not None else asyncpg.Connection,
         record_class=asyncpg.Record,
         min_size=min_size,
         max_size=max_size,

