@@ -100,7 +100,7 @@ def test_every_file_parses_and_kustomization_lists_the_rest() -> None:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     left_out = not_listed_in_kustomization()
-    assert {"secret.yaml", "monitoring.yaml"} <= left_out
+    assert {"secret.yaml", "monitoring.yaml", "ingress.yaml"} <= left_out
     assert not left_out & listed, "a file is both listed and explained as left out"
     for path in K8S.glob("*.yaml"):
         if path.name == "kustomization.yaml" or path.name in left_out:
@@ -270,7 +270,7 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(version: str) -
             where = f"{name}: {doc['kind']} {doc['metadata']['name']}"
             raise AssertionError(f"{where}: {error}") from None
         validated.add(doc["kind"])
-    assert {"Deployment", "CronJob", "NetworkPolicy"} <= validated
+    assert {"Deployment", "CronJob", "NetworkPolicy", "Ingress"} <= validated
 
 
 def test_the_schema_check_rejects_a_misspelt_field() -> None:
@@ -443,3 +443,72 @@ def test_selects_follows_the_kubernetes_rules() -> None:
     assert not selects(expression("tier", "NotIn", "web"), labels)
     assert selects(expression("app", "Exists"), labels)
     assert not selects(expression("app", "DoesNotExist"), labels)
+
+
+# --- Ingress ----------------------------------------------------------------------------
+
+NGINX = "nginx.ingress.kubernetes.io/"
+
+
+def nginx_size_bytes(size: str) -> int:
+    """nginx's size syntax: a number with an optional k or m suffix (powers of 1024)."""
+    found = re.fullmatch(r"(\d+)([kKmM]?)", size)
+    assert found, size
+    return int(found[1]) * {"": 1, "k": 1024, "m": 1024 * 1024}[found[2].lower()]
+
+
+def controller_config_snippet() -> Doc:
+    """The commented Helm values for the controller's ConfigMap in ingress.yaml."""
+    lines = (K8S / "ingress.yaml").read_text().splitlines()
+    start = lines.index("#   controller:")
+    block = [line.removeprefix("#   ") for line in lines[start:] if line.startswith("#   ")]
+    values: Doc = yaml.safe_load("\n".join(block))
+    return values
+
+
+def test_the_ingress_body_limit_is_the_services() -> None:
+    ingress = named("Ingress", "points-ledger")
+    annotations = ingress["metadata"]["annotations"]
+    max_body = int(named("ConfigMap", "points-ledger-config")["data"]["LEDGER_MAX_BODY_BYTES"])
+    assert nginx_size_bytes(annotations[NGINX + "proxy-body-size"]) == max_body
+    assert nginx_size_bytes(annotations[NGINX + "client-body-buffer-size"]) >= max_body
+
+
+def test_the_ingress_waits_longer_than_the_statement_timeout() -> None:
+    annotations = named("Ingress", "points-ledger")["metadata"]["annotations"]
+    db_source = (ROOT / "service" / "db.py").read_text()
+    (command_timeout_s,) = re.findall(r"command_timeout=(\d+)", db_source)
+    assert int(annotations[NGINX + "proxy-read-timeout"]) > int(command_timeout_s)
+    assert int(annotations[NGINX + "proxy-connect-timeout"]) <= 10
+
+
+def test_the_ingress_header_limits_and_client_timeouts_are_spelt_out() -> None:
+    config = controller_config_snippet()["controller"]["config"]
+    assert set(config) == {
+        "client-header-buffer-size",
+        "large-client-header-buffers",
+        "client-header-timeout",
+        "client-body-timeout",
+    }
+    assert nginx_size_bytes(config["client-header-buffer-size"]) <= 8 * 1024
+    count, size = config["large-client-header-buffers"].split()
+    assert int(count) * nginx_size_bytes(size) <= 64 * 1024
+    assert 0 < int(config["client-header-timeout"]) <= 30
+    assert 0 < int(config["client-body-timeout"]) <= 30
+
+
+def test_the_ingress_routes_only_v1_over_tls_to_the_service() -> None:
+    ingress = named("Ingress", "points-ledger")
+    spec = ingress["spec"]
+    assert spec["ingressClassName"] == "nginx"
+    tls_hosts = {host for entry in spec["tls"] for host in entry["hosts"]}
+    assert all(entry["secretName"] for entry in spec["tls"])
+    service = named("Service", "points-ledger")
+    service_ports = {port["name"] for port in service["spec"]["ports"]}
+    for rule in spec["rules"]:
+        assert rule["host"] in tls_hosts
+        for path in rule["http"]["paths"]:
+            assert path["path"] == "/v1", "only the API: /metrics, /health, /ready stay inside"
+            backend = path["backend"]["service"]
+            assert backend["name"] == service["metadata"]["name"]
+            assert backend["port"]["name"] in service_ports
