@@ -489,12 +489,15 @@ def test_the_ingress_header_limits_and_client_timeouts_are_spelt_out() -> None:
         "large-client-header-buffers",
         "client-header-timeout",
         "client-body-timeout",
+        "upstream-keepalive-timeout",
     }
     assert nginx_size_bytes(config["client-header-buffer-size"]) <= 8 * 1024
     count, size = config["large-client-header-buffers"].split()
     assert int(count) * nginx_size_bytes(size) <= 64 * 1024
     assert 0 < int(config["client-header-timeout"]) <= 30
     assert 0 < int(config["client-body-timeout"]) <= 30
+    # Below uvicorn's keep-alive timeout (5 s, its default: `serve` does not set it).
+    assert int(config["upstream-keepalive-timeout"]) < 5
 
 
 def test_the_ingress_routes_only_v1_over_tls_to_the_service() -> None:
