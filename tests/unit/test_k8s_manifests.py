@@ -13,6 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from service.config import load_http_limits
+
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
 
@@ -474,11 +476,13 @@ def test_the_ingress_body_limit_is_the_services() -> None:
     assert nginx_size_bytes(annotations[NGINX + "client-body-buffer-size"]) >= max_body
 
 
-def test_the_ingress_waits_longer_than_the_statement_timeout() -> None:
+def test_the_ingress_waits_longer_than_the_service_answers_an_outage() -> None:
+    """The service answers a silent database within 2 x (LEDGER_DB_TIMEOUT_S + 1) s
+    (tests/faults/test_outages.py): the ingress must wait for that answer."""
     annotations = named("Ingress", "points-ledger")["metadata"]["annotations"]
-    db_source = (ROOT / "service" / "db.py").read_text()
-    (command_timeout_s,) = re.findall(r"command_timeout=(\d+)", db_source)
-    assert int(annotations[NGINX + "proxy-read-timeout"]) > int(command_timeout_s)
+    config = named("ConfigMap", "points-ledger-config")["data"]
+    worst_s = 2 * (float(config["LEDGER_DB_TIMEOUT_S"]) + 1)
+    assert int(annotations[NGINX + "proxy-read-timeout"]) > worst_s
     assert int(annotations[NGINX + "proxy-connect-timeout"]) <= 10
 
 
@@ -496,8 +500,8 @@ def test_the_ingress_header_limits_and_client_timeouts_are_spelt_out() -> None:
     assert int(count) * nginx_size_bytes(size) <= 64 * 1024
     assert 0 < int(config["client-header-timeout"]) <= 30
     assert 0 < int(config["client-body-timeout"]) <= 30
-    # Below uvicorn's keep-alive timeout (5 s, its default: `serve` does not set it).
-    assert int(config["upstream-keepalive-timeout"]) < 5
+    # Below the service's keep-alive timeout (LEDGER_HTTP_KEEP_ALIVE_S, 5 s).
+    assert int(config["upstream-keepalive-timeout"]) < load_http_limits().keep_alive_s
 
 
 def test_the_ingress_routes_only_v1_over_tls_to_the_service() -> None:
