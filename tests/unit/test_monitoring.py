@@ -55,6 +55,9 @@ EXPECTED_METRICS: dict[str, Metric] = {
     "ledger_db_statement_timeouts_total": Metric("counter", {}),
     "ledger_db_unavailable_total": Metric("counter", {}),
     "ledger_rate_limited_total": Metric("counter", {"limit": _LIMITS}),
+    "ledger_http_refused_total": Metric(
+        "counter", {"status": frozenset({"408", "414", "431", "503"})}
+    ),
 }
 
 # kube-state-metrics series the alerts read (the Jobs and Deployments of k8s/).
