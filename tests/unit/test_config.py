@@ -34,7 +34,9 @@ def test_serve_refuses_a_short_key_off_loopback_even_with_demo(
         ("LEDGER_RATE_AUTH_FAILURES_PER_ADDRESS", "10/0"),
     ],
 )
-def test_a_malformed_rate_is_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+def test_a_malformed_rate_is_refused(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigError, match=name):
         load_settings()
