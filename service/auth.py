@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from typing import Final, Literal
@@ -23,6 +24,9 @@ from service.ledger.store import Queryable
 Role = Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
 ROLES: Final = ("admin", "operator", "property", "volunteer_app", "store", "resident")
 _PREFIX: Final = "plk"
+# What `new_key_id` makes. A presented id of any other shape (a NUL, 5,000 letters)
+# cannot be a key, so it is refused as one without a query.
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
@@ -107,7 +111,7 @@ class KeyResolver:
 
     async def _lookup(self, conn: Queryable, presented: str) -> Principal:
         parts = presented.split("_", 2)
-        if len(parts) != 3 or parts[0] != _PREFIX:
+        if len(parts) != 3 or parts[0] != _PREFIX or not _KEY_ID.fullmatch(parts[1]):
             raise Unauthorized("the key is not valid")
         row = await conn.fetchrow(q("key_get"), parts[1])
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(parts[2])):

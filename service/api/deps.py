@@ -18,6 +18,7 @@ from litestar.routes import HTTPRoute
 from service.auth import KeyResolver, Principal, key_id_of, require
 from service.db import q
 from service.errors import NotFound, ValidationFailed
+from service.inbound import check_json
 from service.ledger.model import COMMUNITY_PATTERN
 from service.ledger.store import Conn
 from service.ratelimit import Limits
@@ -28,9 +29,6 @@ T = TypeVar("T")
 OPERATOR: Final = frozenset({"operator"})
 READ_MEMBER: Final = frozenset({"operator", "property", "resident"})
 _COMMUNITY = re.compile(COMMUNITY_PATTERN)
-# A JSON \u0000 escape (not an escaped backslash followed by "u0000"): PostgreSQL
-# text cannot hold NUL, so refuse it before it reaches the database.
-_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 # Timestamps in query parameters are RFC 3339 with an offset (SPEC), as in bodies.
@@ -158,10 +156,10 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
 
 
 async def body(request: Request[Any, Any, Any], type_: type[T]) -> T:
-    """Decodes a JSON body strictly: integers stay integers, unknown fields are refused."""
+    """Decodes a JSON body strictly: integers stay integers, unknown fields are refused.
+    `check_json` first, so that no decoder sees invalid UTF-8, NUL or deep nesting."""
     raw = await request.body()
-    if b"\\u0000" in raw and _NUL_ESCAPE.search(raw):  # the regex only where it may match
-        raise ValidationFailed("text may not contain NUL characters (\\u0000)")
+    check_json(raw)
     try:
         return msgspec.json.decode(raw, type=type_, strict=True)
     except msgspec.ValidationError as err:
