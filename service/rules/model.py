@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
-import yaml  # type: ignore[import-untyped]
 
 from service.errors import ValidationFailed
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT, Asset, RuleParams
-from service.rules import expressions
+from service.rules import expressions, yaml_source
 from service.rules.periods import PERIOD_ORDER, PeriodKind
 
 MAX_DOCUMENT_BYTES: Final = 256 * 1024
@@ -117,7 +116,7 @@ def parse_rule_set(raw: bytes, content_type: str) -> RuleSet:
         raise ValidationFailed(f"a rule set has at most {MAX_DOCUMENT_BYTES} bytes")
     media = content_type.split(";", 1)[0].strip().lower()
     if media.endswith(("/yaml", "/x-yaml", "+yaml")):
-        data, node = _load_yaml(raw)
+        data, node = yaml_source.load(raw)
         return _validated(data, node, uploaded=True)
     if media not in ("", "application/json") and not media.endswith("+json"):
         raise ValidationFailed("a rule set is application/json or application/yaml")
@@ -230,7 +229,7 @@ def _located(obj: Any, path: Path, message: str, node: Any) -> str:
         if path[:1] == ("rules",) and isinstance(step, int):
             where += _rule_label(obj, step)
     where = where.lstrip(".")
-    line = _line_of(node, path, message) if node is not None else None
+    line = yaml_source.line_of(node, path, message) if node is not None else None
     suffix = f" (line {line})" if line is not None else ""
     return f"{where}: {message}{suffix}" if where else f"{message}{suffix}"
 
@@ -241,81 +240,3 @@ def _rule_label(obj: Any, index: int) -> str:
     except (TypeError, KeyError, IndexError):
         return ""
     return f" ({rule_id})" if isinstance(rule_id, str) else ""
-
-
-# --- YAML --------------------------------------------------------------------------
-# PyYAML speaks YAML 1.1, where `on`, `off`, `yes` and `no` are booleans (so a rule's
-# `on:` key would become True), `2026-11-01` is a date and `010` is octal. Rule sets
-# are read with JSON-like scalars instead: only true/false are booleans, integers are
-# decimal, no timestamps. Aliases (billion laughs) and duplicate keys are refused.
-_BOOL, _INT = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int"
-_TIMESTAMP = "tag:yaml.org,2002:timestamp"
-
-
-class _Loader(yaml.SafeLoader):  # type: ignore[misc]
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.MarkedYAMLError(problem="aliases (*name) are not allowed", problem_mark=mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            key = getattr(key_node, "value", None)
-            if isinstance(key_node, yaml.ScalarNode) and key in seen:
-                mark = key_node.start_mark
-                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL, _INT, _TIMESTAMP)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Loader.add_implicit_resolver(
-    _BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-_Loader.add_implicit_resolver(_INT, re.compile(r"^[-+]?[0-9]+$"), list("-+0123456789"))
-_Loader.add_constructor(_INT, lambda loader, node: int(loader.construct_scalar(node)))
-
-
-def _load_yaml(raw: bytes) -> tuple[Any, Any]:
-    """The document's data and its node tree (for line numbers)."""
-    loader = _Loader(raw)
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ValidationFailed(f"not valid YAML: {exc.problem}{at}") from None
-    except yaml.YAMLError as exc:
-        raise ValidationFailed(f"not valid YAML: {exc}") from None
-    finally:
-        loader.dispose()
-    return data, node
-
-
-_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
-
-
-def _line_of(node: Any, path: Path, message: str) -> int | None:
-    """The 1-based line of the field at `path` (or of the unknown field it names)."""
-    extra = _UNKNOWN_FIELD.search(message)
-    line = int(node.start_mark.line)
-    for step in (*path, extra.group(1)) if extra else path:
-        if isinstance(node, yaml.MappingNode):
-            pair = next(((k, v) for k, v in node.value if getattr(k, "value", None) == step), None)
-            if pair is None:
-                break
-            line, node = int(pair[0].start_mark.line), pair[1]
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(step, int) and step < len(node.value)
-        ):
-            node = node.value[step]
-            line = int(node.start_mark.line)
-        else:
-            break
-    return line + 1
