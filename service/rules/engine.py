@@ -17,7 +17,7 @@ settled and `*_this_period` the one just begun.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -143,7 +143,9 @@ def compile_rule_set(rule_set: RuleSet, version: int) -> CompiledRuleSet:
 
 def _compile_rule(rule: Rule) -> CompiledRule:
     scheduled = rule.every is not None
-    options: dict[str, Any] = {"scheduled": scheduled, "event_type": rule.on or ""}
+    # The rule set was validated, cost bounds included (or is a stored version, which
+    # is not held to them): they are not computed twice.
+    options: dict[str, Any] = {"scheduled": scheduled, "event_type": rule.on or "", "budget": False}
     when = expressions.compile_expression(rule.when, "when", **options) if rule.when else None
     amount: Expression | int
     if isinstance(rule.amount, str):
@@ -163,14 +165,21 @@ def _compile_rule(rule: Rule) -> CompiledRule:
 
 
 def evaluate(
-    compiled: CompiledRuleSet, event: EventInput, stats: MemberStats, tz: str
+    compiled: CompiledRuleSet,
+    event: EventInput,
+    stats: MemberStats,
+    tz: str,
+    tick: Callable[[], None] | None = None,
 ) -> list[Decision]:
-    """One decision per rule `on` this event's type, in document order (possibly none)."""
+    """One decision per rule `on` this event's type, in document order (possibly none).
+    `tick` is called before each rule: the caller's deadline raises from it."""
     rules = compiled.by_event.get(event.type, ())
     local = local_fixed(event.occurred_at, tz)
     event_map = event.attributes | {"id": event.id, "type": event.type, "occurred_at": local}
     decisions = []
     for rule in rules:
+        if tick is not None:
+            tick()
         current = period_of(rule.period_kind, event.occurred_at, tz)
         context = _bind(rule, {"event": event_map}, stats, current, current)
         decisions.append(_decide(compiled.version, rule, context, stats, current))
