@@ -1,8 +1,13 @@
 """Simulation: what events would post under a rule set, against current balances,
-writing nothing. Statistics carry forward from one simulated event to the next."""
+writing nothing. Statistics carry forward from one simulated event to the next.
+
+Up to a thousand events are evaluated in one request, so it yields to the event loop
+between events and stops with a 422 once its evaluation passes the `Deadline`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import msgspec
@@ -13,6 +18,7 @@ from service.ledger.model import member_address
 from service.ledger.store import Queryable
 from service.rules import store
 from service.rules.book import RuleBook
+from service.rules.deadline import Deadline
 from service.rules.engine import (
     CompiledRuleSet,
     EventInput,
@@ -86,7 +92,9 @@ async def simulate(
     tz = await book.timezone(conn, community)
     members: dict[str, _Member] = {}
     out: list[SimulatedEvent] = []
+    deadline = Deadline()
     for event in events:
+        await asyncio.sleep(0)  # let other requests run between events
         if not countable(event.occurred_at, tz):  # as `rules.ingest` would refuse it
             raise ValidationFailed(f"occurred_at of event {event.id!r} is out of range")
         compiled = draft or (await book.active(conn, community)).compiled
@@ -94,7 +102,8 @@ async def simulate(
         m = members.get(event.member_id) or await _member(
             conn, community, event.member_id, event.occurred_at, tz, floor_now
         )
-        decisions = evaluate(compiled, event, m.stats, tz)
+        with deadline.running():
+            decisions = evaluate(compiled, event, m.stats, tz, deadline.check)
         views = [
             DecisionView(
                 rule_id=d.rule_id,
