@@ -30,7 +30,7 @@ from typing import Final
 from service.rules import limits
 
 MAX_EXPRESSION_UNITS: Final = 100_000
-MAX_RULE_SET_UNITS: Final = 2_000_000
+MAX_RULE_SET_UNITS: Final = 1_000_000
 MAX_NESTING: Final = 2
 MAX_LITERAL_ITEMS: Final = 64
 MAX_PARSE_DEPTH: Final = 32
