@@ -16,10 +16,11 @@ CEL is dynamically typed here (this binding has no type checker), so compiling c
 what it can statically — length, syntax, root variables, functions (`names.py`), and
 an upper bound on what one evaluation can cost (`cost.py`, `bound.py`: the `cel`
 package holds the GIL and cannot be interrupted, so nothing is evaluated before the
-bound is known) — and then runs a *probe*: one evaluation against typical values, which catches results of the wrong
-type (`when` that is not a bool, an amount that is a string) and ill-typed arithmetic
-on the fixed-type variables. What depends on an event's attributes can only fail at
-evaluation time; that is an `EvaluationFailed` for that rule alone, never a crash.
+bound is known) — and then runs a *probe*: one evaluation against typical values,
+which catches results of the wrong type (`when` that is not a bool, an amount that is
+a string) and ill-typed arithmetic on the fixed-type variables. What depends on an
+event's attributes can only fail at evaluation time; that is an `EvaluationFailed`
+for that rule alone, never a crash.
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from service.rules.book import RuleBook
 from service.rules.deadline import Deadline
 from service.rules.engine import (
     CompiledRuleSet,
+    Decision,
     EventInput,
     MemberStats,
     PeriodStats,
@@ -81,6 +82,23 @@ async def _member(
     return _Member(stats=stats, room=posted - held - floor)
 
 
+def _views(decisions: list[Decision], room: int) -> list[DecisionView]:
+    """The verdicts as `rules.ingest` would explain them, the floor applied."""
+    return [
+        DecisionView(
+            rule_id=d.rule_id,
+            kind=d.kind,
+            requested=d.requested,
+            applied=applied,
+            reason=d.reason,
+            skipped=d.skipped or (None if applied else "floor_reached"),
+            why=why,
+            transaction_id=None,
+        )
+        for d, applied, why in clamp(decisions, room)
+    ]
+
+
 async def simulate(
     conn: Queryable,
     book: RuleBook,
@@ -89,6 +107,7 @@ async def simulate(
     draft: CompiledRuleSet | None,
     floor: int | None,
 ) -> list[SimulatedEvent]:
+    """What `events` would post, in order, under `draft` (or the versions in force)."""
     tz = await book.timezone(conn, community)
     members: dict[str, _Member] = {}
     out: list[SimulatedEvent] = []
@@ -104,19 +123,7 @@ async def simulate(
         )
         with deadline.running():
             decisions = evaluate(compiled, event, m.stats, tz, deadline.check)
-        views = [
-            DecisionView(
-                rule_id=d.rule_id,
-                kind=d.kind,
-                requested=d.requested,
-                applied=applied,
-                reason=d.reason,
-                skipped=d.skipped or (None if applied else "floor_reached"),
-                why=why,
-                transaction_id=None,
-            )
-            for d, applied, why in clamp(decisions, m.room)
-        ]
+        views = _views(decisions, m.room)
         keys = current_keys(event.occurred_at, tz)
         stats = record(m.stats, views, keys, {d.rule_id: d.period_key for d in decisions})
         room = m.room + stats.score - m.stats.score

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 import httpx
 
@@ -45,6 +46,17 @@ async def health_latencies(api: httpx.AsyncClient, stop: asyncio.Event) -> list[
     return latencies
 
 
+async def while_probing(
+    api: httpx.AsyncClient, *requests: Awaitable[httpx.Response]
+) -> tuple[httpx.Response, httpx.Response, list[float]]:
+    """Both responses of `requests`, and the /health latencies while they ran."""
+    stop = asyncio.Event()
+    prober = asyncio.create_task(health_latencies(api, stop))
+    first, second = await asyncio.gather(*requests)
+    stop.set()
+    return first, second, await prober
+
+
 async def test_the_worst_accepted_rule_set_never_holds_the_loop(api: httpx.AsyncClient) -> None:
     await community(api, members=4)  # type: ignore[arg-type]
     document = worst_rule_set(family(WORST_FAMILY), MAX_RULES)
@@ -57,16 +69,13 @@ async def test_the_worst_accepted_rule_set_never_holds_the_loop(api: httpx.Async
     batched = [event(f"b{i}", EVENT_TYPE, f"m{i % 4}", **attributes) for i in range(EVENTS)]
     assert EVENTS <= MAX_EVENTS
 
-    stop = asyncio.Event()
-    prober = asyncio.create_task(health_latencies(api, stop))
     started = time.monotonic()
-    simulation, batch = await asyncio.gather(
+    simulation, batch, latencies = await while_probing(
+        api,
         api.post(f"{C}/rules/simulate", json={"events": simulated}),
         api.post(f"{C}/events:batch", json={"events": batched}),
     )
     elapsed = time.monotonic() - started
-    stop.set()
-    latencies = await prober
 
     assert simulation.status_code in (200, 422), simulation.text
     if simulation.status_code == 422:
