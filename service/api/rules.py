@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -25,7 +26,9 @@ from service.api.openapi import json_body
 from service.api.problems import domain_problem
 from service.api.wire import ClientId, Strict
 from service.errors import DomainError, ValidationFailed
+from service.rules import limits
 from service.rules import service as rules
+from service.rules.deadline import Deadline
 from service.rules.engine import EventInput, compile_rule_set
 from service.rules.expressions import EVENT_RESERVED
 from service.rules.model import (
@@ -83,6 +86,9 @@ def _event(data: EventIn) -> EventInput:
     reserved = set(EVENT_RESERVED) & data.attributes.keys()
     if reserved:
         raise ValidationFailed(f"attributes may not be named {sorted(reserved)}")
+    problem = limits.problem(data.attributes)
+    if problem is not None:
+        raise ValidationFailed(f"event {data.id!r}: {problem}")
     return EventInput(
         id=data.id,
         type=data.type,
@@ -179,8 +185,9 @@ async def post_event(request: Req, c: FromPath[str]) -> Response[rules.EventResu
     return written(result, replayed)
 
 
-async def _one(request: Req, conn: Any, c: str, raw: msgspec.Raw) -> EventItem:
+async def _one(request: Req, conn: Any, c: str, raw: msgspec.Raw, deadline: Deadline) -> EventItem:
     try:
+        deadline.check()  # past it, the rest of the batch is refused without a write
         data = msgspec.json.decode(raw, type=EventIn, strict=True)
         result, replayed = await rules.ingest(
             conn,
@@ -189,6 +196,7 @@ async def _one(request: Req, conn: Any, c: str, raw: msgspec.Raw) -> EventItem:
             _event(data),
             fingerprint(data),
             principal_of(request).key_id,
+            deadline,
         )
     except msgspec.ValidationError as err:
         return EventItem(status=422, event=None, problem=domain_problem(ValidationFailed(str(err))))
@@ -204,7 +212,13 @@ async def _one(request: Req, conn: Any, c: str, raw: msgspec.Raw) -> EventItem:
     operation_class=json_body(EventsDoc),
 )
 async def post_events(request: Req, c: FromPath[str]) -> dict[str, list[EventItem]]:
-    """Up to 1000 events, each atomic on its own; a result per event, in order."""
+    """Up to 1000 events, each atomic on its own; a result per event, in order. The
+    batch shares one evaluation deadline and yields to the event loop between events."""
     data = await body(request, EventsIn)
+    deadline = Deadline()
+    results: list[EventItem] = []
     async with db(request) as conn:
-        return {"results": [await _one(request, conn, c, raw) for raw in data.events]}
+        for raw in data.events:
+            await asyncio.sleep(0)
+            results.append(await _one(request, conn, c, raw, deadline))
+    return {"results": results}

@@ -17,7 +17,7 @@ settled and `*_this_period` the one just begun.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -25,15 +25,16 @@ from typing import Any, Final, Literal
 import msgspec
 
 from service.ledger.model import Asset
-from service.rules import expressions
+from service.rules import expressions, periods
 from service.rules.expressions import EvaluationFailed, Expression
 from service.rules.model import Rule, RuleSet
-from service.rules.periods import Period, PeriodKind, following, local_fixed, period_of, previous
+from service.rules.periods import Period, PeriodKind, around, local_fixed
 
 DEFAULT_PERIOD: Final[PeriodKind] = "month"
 
 Kind = Literal["award", "deduct"]
 SkipCode = Literal["condition_false", "zero_amount", "cap_reached", "evaluation_error"]
+Tick = Callable[[], None] | None  # called between rules; a deadline raises from it
 
 
 class EventInput(msgspec.Struct, frozen=True, kw_only=True):
@@ -128,7 +129,8 @@ class CompiledRuleSet:
 
 
 def compile_rule_set(rule_set: RuleSet, version: int) -> CompiledRuleSet:
-    """Compiles every expression of a validated rule set (raises if one is invalid)."""
+    """Compiles every expression of a validated rule set (raises if one is invalid; the
+    cost bounds were checked by validation, and stored versions are not held to them)."""
     by_event: dict[str, list[CompiledRule]] = {}
     scheduled: dict[str, CompiledRule] = {}
     for rule in rule_set.rules:
@@ -143,7 +145,7 @@ def compile_rule_set(rule_set: RuleSet, version: int) -> CompiledRuleSet:
 
 def _compile_rule(rule: Rule) -> CompiledRule:
     scheduled = rule.every is not None
-    options: dict[str, Any] = {"scheduled": scheduled, "event_type": rule.on or ""}
+    options: dict[str, Any] = {"scheduled": scheduled, "event_type": rule.on or "", "budget": False}
     when = expressions.compile_expression(rule.when, "when", **options) if rule.when else None
     amount: Expression | int
     if isinstance(rule.amount, str):
@@ -163,7 +165,7 @@ def _compile_rule(rule: Rule) -> CompiledRule:
 
 
 def evaluate(
-    compiled: CompiledRuleSet, event: EventInput, stats: MemberStats, tz: str
+    compiled: CompiledRuleSet, event: EventInput, stats: MemberStats, tz: str, tick: Tick = None
 ) -> list[Decision]:
     """One decision per rule `on` this event's type, in document order (possibly none)."""
     rules = compiled.by_event.get(event.type, ())
@@ -171,8 +173,10 @@ def evaluate(
     event_map = event.attributes | {"id": event.id, "type": event.type, "occurred_at": local}
     decisions = []
     for rule in rules:
-        current = period_of(rule.period_kind, event.occurred_at, tz)
-        context = _bind(rule, {"event": event_map}, stats, current, current)
+        if tick is not None:
+            tick()
+        current, last = around(rule.period_kind, event.occurred_at, tz)
+        context = _bind(rule, {"event": event_map}, stats, current, current, last)
         decisions.append(_decide(compiled.version, rule, context, stats, current))
     return decisions
 
@@ -190,8 +194,8 @@ def evaluate_scheduled(
     if period.kind != rule.period_kind:
         raise ValueError(f"rule {rule_id!r} runs every {rule.period_kind}, not {period.kind}")
     cap = rule.rule.cap
-    counted = period_of(cap.period, period.start, period.tz) if cap else period
-    context = _bind(rule, {}, stats, following(period), period)
+    counted = periods.period_of(cap.period, period.start, period.tz) if cap else period
+    context = _bind(rule, {}, stats, periods.following(period), period)
     return _decide(compiled.version, rule, context, stats, counted)
 
 
@@ -201,12 +205,13 @@ def _bind(
     stats: MemberStats,
     current: Period,
     period: Period,
+    last: Period | None = None,
 ) -> expressions.Bindings:
     """Converts what the rule's expressions read: `member` relative to `current`."""
     selected: dict[str, Any] = {}
     for root, fields in rule.needs.items():
         if root == "member":
-            value = _member_map(rule.rule.id, stats, current)
+            value = _member_map(rule.rule.id, stats, current, last)
         elif root == "period":
             value = _period_map(period)
         else:
@@ -215,9 +220,11 @@ def _bind(
     return expressions.Bindings(selected)
 
 
-def _member_map(rule_id: str, stats: MemberStats, current: Period) -> dict[str, Any]:
+def _member_map(
+    rule_id: str, stats: MemberStats, current: Period, last: Period | None = None
+) -> dict[str, Any]:
     member: dict[str, Any] = {"id": stats.member_id, "score": stats.score}
-    for which, key in (("this", current.key), ("last", previous(current).key)):
+    for which, key in (("this", current.key), ("last", (last or periods.previous(current)).key)):
         totals, usage = stats.period(key), stats.rule(rule_id, key)
         member |= {
             f"points_earned_{which}_period": totals.earned,
@@ -231,12 +238,7 @@ def _member_map(rule_id: str, stats: MemberStats, current: Period) -> dict[str, 
 
 
 def _period_map(period: Period) -> dict[str, Any]:
-    return {
-        "kind": period.kind,
-        "key": period.key,
-        "start": period.start,
-        "end": period.end,
-    }
+    return {"kind": period.kind, "key": period.key, "start": period.start, "end": period.end}
 
 
 def _decide(

@@ -13,17 +13,19 @@ second, no loops, no side effects, no access to Python objects). Three variables
   Scheduled rules have no `event`.
 
 CEL is dynamically typed here (this binding has no type checker), so compiling checks
-what it can statically — length, syntax, root variables, functions — and then runs a
-*probe*: one evaluation against typical values, which catches results of the wrong
-type (`when` that is not a bool, an amount that is a string) and ill-typed arithmetic
-on the fixed-type variables. What depends on an event's attributes can only fail at
-evaluation time; that is an `EvaluationFailed` for that rule alone, never a crash.
+what it can statically — length, syntax, root variables, functions (`names.py`), and
+an upper bound on what one evaluation can cost (`cost.py`, `bound.py`: the `cel`
+package holds the GIL and cannot be interrupted, so nothing is evaluated before the
+bound is known) — and then runs a *probe*: one evaluation against typical values,
+which catches results of the wrong type (`when` that is not a bool, an amount that is
+a string) and ill-typed arithmetic on the fixed-type variables. What depends on an
+event's attributes can only fail at evaluation time; that is an `EvaluationFailed`
+for that rule alone, never a crash.
 """
 
 from __future__ import annotations
 
 import math
-import re
 import sys
 import types
 from collections.abc import Mapping
@@ -37,55 +39,16 @@ sys.modules.setdefault("cel.cli", types.ModuleType("cel.cli"))
 import cel  # noqa: E402
 
 from service.ledger.model import MAX_AMOUNT  # noqa: E402
+from service.rules import bound, cost, names  # noqa: E402
+from service.rules.names import EVENT_RESERVED as EVENT_RESERVED  # noqa: E402
+from service.rules.names import FUNCTIONS as FUNCTIONS  # noqa: E402
+from service.rules.names import MEMBER_FIELDS as MEMBER_FIELDS  # noqa: E402
+from service.rules.names import PERIOD_FIELDS as PERIOD_FIELDS  # noqa: E402
+from service.rules.names import Needs as Needs  # noqa: E402
 
 Role = Literal["when", "amount"]
 
 MAX_EXPRESSION_CHARS: Final = 500
-
-# The statistics every `member` map carries: the caller supplies the numbers (see
-# engine.MemberStats); "period" is the rule's period, "this" and "last" are relative
-# to the instant of evaluation.
-MEMBER_FIELDS: Final = (
-    "id",
-    "score",
-    "points_earned_this_period",
-    "points_deducted_this_period",
-    "awards_this_period",
-    "deductions_this_period",
-    "points_earned_last_period",
-    "points_deducted_last_period",
-    "awards_last_period",
-    "deductions_last_period",
-    "rule_points_this_period",
-    "rule_times_this_period",
-    "rule_points_last_period",
-    "rule_times_last_period",
-)
-PERIOD_FIELDS: Final = ("kind", "key", "start", "end")
-EVENT_RESERVED: Final = ("id", "type", "occurred_at")
-
-
-# CEL operators as this binding names them, and the standard functions it implements
-# natively. Anything else (the opt-in Python `cel.stdlib`, unknown names) is refused.
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_OPERATORS: Final = _words(
-    "!_ -_ @in @not_strictly_false _%_ _&&_ _||_ _+_ _-_ _*_ _/_ _==_ _!=_ _<_ _<=_ _>_ _>=_ "
-    "_?_:_ _[_]"
-)
-FUNCTIONS: Final = _words(
-    "size int uint double string dyn type timestamp duration contains startsWith endsWith "
-    "matches getFullYear getMonth getDate getDayOfMonth getDayOfWeek getDayOfYear getHours "
-    "getMinutes getSeconds getMilliseconds"
-)
-_STRING_LITERAL = re.compile(
-    r"""(?s)'''.*?'''|\"\"\".*?\"\"\"|'(?:\\.|[^'\\])*'|"(?:\\.|[^"\\])*\""""
-)
-_FIELD_ACCESS = re.compile(r"(?<![\w.])(event|member|period)\s*\.\s*([A-Za-z_]\w*)")
-_ROOT = re.compile(r"(?<![\w.])(event|member|period)\b")
-_BOUND = re.compile(r"\.\s*(?:all|exists|exists_one|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 
 
 class ExpressionInvalid(ValueError):
@@ -96,22 +59,20 @@ class EvaluationFailed(Exception):
     """An expression that could not be evaluated for one event; the message says why."""
 
 
-# Which fields of each root variable an expression reads; None means it may read any
-# (it indexes the map or passes it whole). Evaluation converts only these to CEL, which
-# is most of the cost of an evaluation.
-Needs = Mapping[str, frozenset[str] | None]
-
-
 class Expression:
-    """A compiled expression, what it is for and what it reads. Immutable; share it."""
+    """A compiled expression, what it is for, what it reads and the most one evaluation
+    can cost (`units`, see cost.py; 0 when it was not bounded). Immutable; share it."""
 
-    __slots__ = ("needs", "program", "role", "source")
+    __slots__ = ("needs", "program", "role", "source", "units")
 
-    def __init__(self, source: str, role: Role, program: cel.Program, needs: Needs) -> None:
+    def __init__(
+        self, source: str, role: Role, program: cel.Program, needs: Needs, units: int = 0
+    ) -> None:
         self.source = source
         self.role = role
         self.program = program
         self.needs = needs
+        self.units = units
 
     def __repr__(self) -> str:
         return f"Expression({self.source!r}, role={self.role!r})"
@@ -153,9 +114,19 @@ def select(variables: Mapping[str, Any], fields: frozenset[str] | None) -> Mappi
 
 
 def compile_expression(
-    source: str, role: Role, *, scheduled: bool = False, event_type: str = "probe"
+    source: str,
+    role: Role,
+    *,
+    scheduled: bool = False,
+    event_type: str = "probe",
+    budget: bool = True,
 ) -> Expression:
-    """Compiles and checks one expression; raises `ExpressionInvalid` saying why."""
+    """Compiles and checks one expression; raises `ExpressionInvalid` saying why.
+
+    With `budget` (every new rule set, and simulation drafts) the static cost bound is
+    checked before anything is evaluated, the probe included. Versions stored before
+    the bound existed are compiled without it, so that they still load.
+    """
     if not source.strip():
         raise ExpressionInvalid("an expression must not be empty")
     if len(source) > MAX_EXPRESSION_CHARS:
@@ -164,48 +135,30 @@ def compile_expression(
         program = cel.compile(source)
     except Exception as exc:
         raise ExpressionInvalid(_syntax_message(exc)) from None
-    code = _STRING_LITERAL.sub("''", source)
-    _check_names(code, program, scheduled)
-    expression = Expression(source, role, program, _needs(code, program))
+    code = names.without_strings(source)
+    problem = names.problem(code, program, scheduled)
+    if problem is not None:
+        raise ExpressionInvalid(problem)
+    units = _bound(source) if budget else 0
+    expression = Expression(source, role, program, names.needs(code, program), units)
     _probe(expression, scheduled, event_type)
     return expression
+
+
+_ROOT_SHAPES: Final = cost.roots(MEMBER_FIELDS)
+
+
+def _bound(source: str) -> int:
+    try:
+        return bound.bound(source, _ROOT_SHAPES)
+    except cost.CostInvalid as exc:
+        raise ExpressionInvalid(str(exc)) from None
 
 
 def _syntax_message(exc: Exception) -> str:
     text = str(exc)
     first = text.split("ERROR: <input>:", 1)[-1].splitlines()[0].strip()
     return f"not a valid CEL expression: {first[:200]}"
-
-
-def _check_names(code: str, program: cel.Program, scheduled: bool) -> None:
-    """Checks variables, functions and fields; `code` is the source without strings."""
-    roots = {"member", "period"} if scheduled else {"event", "member", "period"}
-    bound = set(_BOUND.findall(code))
-    if bound & {"event", "member", "period"}:
-        raise ExpressionInvalid("name comprehension variables other than event, member, period")
-    unknown = sorted(set(program.variables()) - roots - bound)
-    if "event" in unknown and scheduled:
-        raise ExpressionInvalid("a scheduled rule has no `event`: use `member` and `period`")
-    if unknown:
-        raise ExpressionInvalid(f"unknown variable {unknown[0]!r}: use {', '.join(sorted(roots))}")
-    functions = sorted(set(program.functions()) - _OPERATORS - FUNCTIONS)
-    if functions:
-        raise ExpressionInvalid(f"unknown function {functions[0]!r}")
-    for root, field in _FIELD_ACCESS.findall(code):
-        if root == "event":
-            continue
-        known = MEMBER_FIELDS if root == "member" else PERIOD_FIELDS
-        if field not in known:
-            raise ExpressionInvalid(f"`{root}` has no field {field!r}: it has {', '.join(known)}")
-
-
-def _needs(code: str, program: cel.Program) -> Needs:
-    needs: dict[str, frozenset[str] | None] = {}
-    for root in set(program.variables()) & {"event", "member", "period"}:
-        fields = [f for r, f in _FIELD_ACCESS.findall(code) if r == root]
-        mentions = [r for r in _ROOT.findall(code) if r == root]
-        needs[root] = frozenset(fields) if len(fields) == len(mentions) else None
-    return needs
 
 
 def _probe(expression: Expression, scheduled: bool, event_type: str) -> None:

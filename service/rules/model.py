@@ -4,7 +4,9 @@
 `ValidationFailed` naming the field, the rule id and (for YAML) the line. Decoding is
 strict: unknown fields, floats where integers belong, and booleans where numbers
 belong are refused. Then the document's meaning is checked: unique rule ids, floor ≤
-baseline, exactly one trigger and one action per rule, and every expression compiled.
+baseline, exactly one trigger and one action per rule, and every expression compiled
+within its cost bound, all of them together within `cost.MAX_RULE_SET_UNITS` (so an
+event's evaluation, and the probes of a publication, stay a few tens of milliseconds).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import msgspec
 from service.errors import ValidationFailed
 from service.inbound import check_json
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT, Asset, RuleParams
-from service.rules import expressions
+from service.rules import cost, expressions
 from service.rules.periods import PERIOD_ORDER, PeriodKind
 from service.rules.yaml_reader import line_of, load_yaml
 
@@ -130,9 +132,11 @@ def parse_rule_set(raw: bytes, content_type: str) -> RuleSet:
     return _validated(obj, None, uploaded=True)
 
 
-def rule_set_from_builtins(obj: Any) -> RuleSet:
-    """Validates a rule set decoded into builtins (a stored document, a simulate draft)."""
-    return _validated(obj, None)
+def rule_set_from_builtins(obj: Any, *, stored: bool = False) -> RuleSet:
+    """Validates a rule set decoded into builtins (a simulate draft, or a `stored`
+    version, which is not held to the cost bounds: it was accepted before they existed
+    and must still load)."""
+    return _validated(obj, None, budget=not stored)
 
 
 def to_document(rule_set: RuleSet) -> dict[str, Any]:
@@ -152,10 +156,10 @@ RESERVED_RULE_IDS = frozenset(
 )
 
 
-def _validated(obj: Any, node: Any, *, uploaded: bool = False) -> RuleSet:
+def _validated(obj: Any, node: Any, *, uploaded: bool = False, budget: bool = True) -> RuleSet:
     try:
         rule_set = msgspec.convert(obj, RuleSet, strict=True)
-        _check(rule_set)
+        _check(rule_set, budget)
         if uploaded:
             _check_reserved(rule_set)
     except (msgspec.ValidationError, _Invalid) as exc:
@@ -164,17 +168,25 @@ def _validated(obj: Any, node: Any, *, uploaded: bool = False) -> RuleSet:
     return rule_set
 
 
-def _check(rule_set: RuleSet) -> None:
+def _check(rule_set: RuleSet, budget: bool) -> None:
     if rule_set.floor > rule_set.baseline:
         raise _Invalid(("floor",), f"must not exceed the baseline ({rule_set.baseline})")
     seen: dict[str, int] = {}
+    total = 0
     for index, rule in enumerate(rule_set.rules):
         if rule.id in seen:
             raise _Invalid(
                 ("rules", index, "id"), f"duplicate rule id (also rules[{seen[rule.id]}])"
             )
         seen[rule.id] = index
-        _check_rule(("rules", index), rule)
+        total += _check_rule(("rules", index), rule, budget)
+        if total > cost.MAX_RULE_SET_UNITS:
+            message = (
+                f"the expressions up to this rule may cost {total:,} units together;"
+                f" a rule set allows {cost.MAX_RULE_SET_UNITS:,} (see `Expression budget`"
+                " in docs/rules.md)"
+            )
+            raise _Invalid(("rules", index), message)
 
 
 def _check_reserved(rule_set: RuleSet) -> None:
@@ -186,7 +198,8 @@ def _check_reserved(rule_set: RuleSet) -> None:
             )
 
 
-def _check_rule(path: Path, rule: Rule) -> None:
+def _check_rule(path: Path, rule: Rule, budget: bool) -> int:
+    """Checks one rule; the most its expressions can cost together (0 without `budget`)."""
     if (rule.on is None) == (rule.every is None):
         raise _Invalid(path, "give exactly one of `on` (an event type) or `every` (day|week|month)")
     if (rule.award is None) == (rule.deduct is None):
@@ -194,13 +207,19 @@ def _check_rule(path: Path, rule: Rule) -> None:
     if rule.every and rule.cap and PERIOD_ORDER[rule.cap.period] < PERIOD_ORDER[rule.every]:
         message = f"a rule that runs every {rule.every} cannot be capped per {rule.cap.period}"
         raise _Invalid((*path, "cap", "period"), message)
+    units = 0
     for field, source, role in _expressions(rule):
         try:
-            expressions.compile_expression(
-                source, role, scheduled=rule.every is not None, event_type=rule.on or ""
-            )
+            units += expressions.compile_expression(
+                source,
+                role,
+                scheduled=rule.every is not None,
+                event_type=rule.on or "",
+                budget=budget,
+            ).units
         except expressions.ExpressionInvalid as exc:
             raise _Invalid((*path, field), str(exc)) from None
+    return units
 
 
 def _expressions(rule: Rule) -> Iterator[tuple[str, str, expressions.Role]]:

@@ -127,6 +127,14 @@ def previous(period: Period) -> Period:
     return _period(period.kind, _first_day(period.kind, last_day), period.tz)
 
 
+@lru_cache(maxsize=256)
+def around(kind: PeriodKind, at: datetime, tz: str) -> tuple[Period, Period]:
+    """The period of `kind` containing `at` and the one before it: what every rule of
+    that period kind reads for one event, computed once instead of once per rule."""
+    current = period_of(kind, at, tz)
+    return current, previous(current)
+
+
 def following(period: Period) -> Period:
     """The period of the same kind just after `period`."""
     return _period(period.kind, _next_first_day(period.kind, period.start.date()), period.tz)

@@ -22,6 +22,7 @@ from service.ledger.service import written
 from service.ledger.views import TransactionOut, transaction_out
 from service.rules import store
 from service.rules.book import ActiveRules, RuleBook
+from service.rules.deadline import Deadline
 from service.rules.engine import Decision, EventInput, evaluate
 from service.rules.periods import countable, countable_keys, current_keys
 
@@ -152,10 +153,12 @@ async def ingest(
     event: EventInput,
     request_hash: bytes,
     actor: str | None,
+    deadline: Deadline | None = None,
 ) -> tuple[EventResult, bool]:
     """Runs the rules in force now on one event, atomically and once; the periods its
     caps and statistics count in are decided by `occurred_at`. Three round trips
-    inside the transaction: record and lock, write the postings, count and store."""
+    inside the transaction: record and lock, write the postings, count and store.
+    Evaluation counts against `deadline` (a batch shares one; by default, its own)."""
     active = await book.active(conn, community)
     tz = await book.timezone(conn, community)
     params = active.rule_set.to_params()  # the version the engine runs, not a second look
@@ -176,8 +179,9 @@ async def ingest(
                 return _replay(event.id, request_hash, begun), True
             if keys is None:
                 raise ValidationFailed("occurred_at is out of range")
-            result = await _process(conn, community, event, actor, begun.locked, active, tz, params)
-            return result, False
+            clock = deadline or Deadline()
+            args = (begun.locked, active, tz, params, clock)
+            return await _process(conn, community, event, actor, *args), False
     except asyncpg.ForeignKeyViolationError as err:
         raise NotFound(f"no member {event.member_id!r} in community {community!r}") from err
 
@@ -200,8 +204,10 @@ async def _process(
     active: ActiveRules,
     tz: str,
     params: RuleParams,
+    deadline: Deadline,
 ) -> EventResult:
-    decisions = evaluate(active.compiled, event, locked.stats, tz)
+    with deadline.running():
+        decisions = evaluate(active.compiled, event, locked.stats, tz, deadline.check)
     room = locked.posted - locked.held - params.floor
     views, transactions = await _post(conn, community, event, clamp(decisions, room), params, actor)
     result = EventResult(

@@ -1,8 +1,13 @@
 """Simulation: what events would post under a rule set, against current balances,
-writing nothing. Statistics carry forward from one simulated event to the next."""
+writing nothing. Statistics carry forward from one simulated event to the next.
+
+Up to a thousand events are evaluated in one request, so it yields to the event loop
+between events and stops with a 422 once its evaluation passes the `Deadline`.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 import msgspec
@@ -13,8 +18,10 @@ from service.ledger.model import member_address
 from service.ledger.store import Queryable
 from service.rules import store
 from service.rules.book import RuleBook
+from service.rules.deadline import Deadline
 from service.rules.engine import (
     CompiledRuleSet,
+    Decision,
     EventInput,
     MemberStats,
     PeriodStats,
@@ -75,6 +82,23 @@ async def _member(
     return _Member(stats=stats, room=posted - held - floor)
 
 
+def _views(decisions: list[Decision], room: int) -> list[DecisionView]:
+    """The verdicts as `rules.ingest` would explain them, the floor applied."""
+    return [
+        DecisionView(
+            rule_id=d.rule_id,
+            kind=d.kind,
+            requested=d.requested,
+            applied=applied,
+            reason=d.reason,
+            skipped=d.skipped or (None if applied else "floor_reached"),
+            why=why,
+            transaction_id=None,
+        )
+        for d, applied, why in clamp(decisions, room)
+    ]
+
+
 async def simulate(
     conn: Queryable,
     book: RuleBook,
@@ -83,10 +107,13 @@ async def simulate(
     draft: CompiledRuleSet | None,
     floor: int | None,
 ) -> list[SimulatedEvent]:
+    """What `events` would post, in order, under `draft` (or the versions in force)."""
     tz = await book.timezone(conn, community)
     members: dict[str, _Member] = {}
     out: list[SimulatedEvent] = []
+    deadline = Deadline()
     for event in events:
+        await asyncio.sleep(0)  # let other requests run between events
         if not countable(event.occurred_at, tz):  # as `rules.ingest` would refuse it
             raise ValidationFailed(f"occurred_at of event {event.id!r} is out of range")
         compiled = draft or (await book.active(conn, community)).compiled
@@ -94,20 +121,9 @@ async def simulate(
         m = members.get(event.member_id) or await _member(
             conn, community, event.member_id, event.occurred_at, tz, floor_now
         )
-        decisions = evaluate(compiled, event, m.stats, tz)
-        views = [
-            DecisionView(
-                rule_id=d.rule_id,
-                kind=d.kind,
-                requested=d.requested,
-                applied=applied,
-                reason=d.reason,
-                skipped=d.skipped or (None if applied else "floor_reached"),
-                why=why,
-                transaction_id=None,
-            )
-            for d, applied, why in clamp(decisions, m.room)
-        ]
+        with deadline.running():
+            decisions = evaluate(compiled, event, m.stats, tz, deadline.check)
+        views = _views(decisions, m.room)
         keys = current_keys(event.occurred_at, tz)
         stats = record(m.stats, views, keys, {d.rule_id: d.period_key for d in decisions})
         room = m.room + stats.score - m.stats.score

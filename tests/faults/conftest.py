@@ -1,4 +1,7 @@
-"""Fixtures of the fault suite: a PostgreSQL of the test's own, migrated."""
+"""Fixtures of the fault suite: a PostgreSQL of the test's own, migrated; and
+`api`, the app driven as a server would (requests interleave in one event loop,
+the concurrency tests' fixture), so a request that holds the loop shows up as
+latency on every other request."""
 
 from __future__ import annotations
 
@@ -9,8 +12,11 @@ from pathlib import Path
 import pytest
 
 from service.db import migrate
+from tests.concurrency.conftest import api
 from tests.conftest import audit_all
 from tests.faults.live import Postgres
+
+__all__ = ["api", "own_postgres"]
 
 
 @pytest.fixture
