@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Back to back, alternating: the transfer and balance scenarios on two checkouts
+# (each with its own `uv sync`), twice. Usage: ab_hardening.sh BEFORE_DIR AFTER_DIR [OUT]
+# docs/performance.md, "The cost of the hardening", was measured with it.
+set -u
+before=$1 after=$2 out=${3:-/tmp/ab}
+OPTS="--quick --no-scale --seconds 8 --wait-idle 20 --only s1_transfer,s5_balance"
+for round in 1 2; do
+  for dir in "$before" "$after"; do
+    echo "=== round $round $(git -C "$dir" rev-parse --short HEAD) $(date +%T)"
+    (cd "$dir" && timeout 600 uv run python -m bench $OPTS --out "$out/$round-$(basename "$dir")")
+  done
+done
