@@ -58,7 +58,7 @@ class _Runs:
         return proc
 
     def output(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-3000:] for p in self.tmp.glob("run*.log"))
+        return "\n".join(p.read_text(errors="replace")[-8000:] for p in self.tmp.glob("run*.log"))
 
     def kill_everything(self) -> None:
         for proc in self.procs:
@@ -175,9 +175,12 @@ def test_sigterm_with_two_workers_stops_the_server(runs: _Runs, tmp_path: Path) 
     assert_no_server(data_dir, server, runs)
 
 
-def test_migrate_stops_the_server_it_started(runs: _Runs, tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["migrate", "verify"])
+def test_a_command_that_ends_stops_the_server_it_started(
+    runs: _Runs, tmp_path: Path, command: str
+) -> None:
     data_dir = tmp_path / "data"
-    assert runs.start(data_dir, "migrate").wait(timeout=_READY_S) == 0, runs.output()
+    assert runs.start(data_dir, command).wait(timeout=_READY_S) == 0, runs.output()
     assert postmasters(data_dir) == []
     assert not (data_dir / "postmaster.pid").exists()
 
