@@ -21,7 +21,7 @@ from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_bod
 from service.auth import KeyResolver
 from service.config import Settings, load_settings
 from service.db import create_pool
-from service.errors import DomainError
+from service.errors import DomainError, RetryLater
 from service.ledger.coalescer import Coalescer
 from service.logs import configure_logging
 from service.middleware import (
@@ -55,9 +55,8 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
 
 def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
     response = Response(domain_problem(exc), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE)
-    retry_after_s = getattr(exc, "retry_after_s", None)
-    if retry_after_s is not None:
-        response.headers["Retry-After"] = str(retry_after_s)
+    if isinstance(exc, RetryLater):
+        response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
 
 

@@ -74,12 +74,21 @@ def check_scope_fields(principal: Principal) -> None:
             raise ValidationFailed(f"a {principal.role} key {verb} {field!r}")
 
 
-def key_id_of(authorization: str | None) -> str | None:
-    """The key id a bearer key names (`plk_<id>_<secret>`), or None; nothing checked."""
-    if not authorization or not authorization.startswith("Bearer plk_"):
+def _split(presented: str) -> tuple[str, str] | None:
+    """The key id and secret of a key of the shape `new_key` makes, or None."""
+    parts = presented.split("_", 2)
+    if len(parts) != 3 or parts[0] != _PREFIX or not _KEY_ID.fullmatch(parts[1]):
         return None
-    parts = authorization[11:].split("_", 1)
-    return parts[0][:32] if len(parts) == 2 else None
+    return parts[1], parts[2]
+
+
+def key_id_of(authorization: str | None) -> str | None:
+    """The key id a bearer key names, or None when it names none that could be a
+    key; the secret is not checked. (So ids made up by a guesser cost no bucket.)"""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    split = _split(authorization[7:].strip())
+    return None if split is None else split[0]
 
 
 class KeyResolver:
@@ -110,11 +119,12 @@ class KeyResolver:
         return principal
 
     async def _lookup(self, conn: Queryable, presented: str) -> Principal:
-        parts = presented.split("_", 2)
-        if len(parts) != 3 or parts[0] != _PREFIX or not _KEY_ID.fullmatch(parts[1]):
+        split = _split(presented)
+        if split is None:
             raise Unauthorized("the key is not valid")
-        row = await conn.fetchrow(q("key_get"), parts[1])
-        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(parts[2])):
+        key_id, secret = split
+        row = await conn.fetchrow(q("key_get"), key_id)
+        if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
             raise Unauthorized("the key is not valid or was revoked")
         return Principal(
             key_id=row["id"],

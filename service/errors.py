@@ -76,27 +76,27 @@ class Forbidden(DomainError):
     title = "Forbidden"
 
 
-class RateLimited(DomainError):
-    """Too many requests of one kind from one key or address; `retry_after_s` says
-    when the next one will be accepted."""
-
-    code = "rate_limited"
-    status = 429
-    title = "Too many requests"
+class RetryLater(DomainError):
+    """A refusal that passes: `retry_after_s` (the response's `Retry-After`) says
+    when the same request may be sent again."""
 
     def __init__(self, detail: str, retry_after_s: int) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
 
 
-class Unavailable(DomainError):
+class RateLimited(RetryLater):
+    """Too many requests of one kind from one key or address."""
+
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
+class Unavailable(RetryLater):
     """The database cannot be reached or did not answer in time: nothing is wrong
     with the request, and the same request (same client id) may be sent again."""
 
     code = "unavailable"
     status = 503
     title = "Service unavailable"
-
-    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s

@@ -16,25 +16,21 @@ The limits are `HttpLimits` (read from the environment once per process, see
 from __future__ import annotations
 
 import asyncio
-import json
+from http import HTTPStatus
 from typing import Any, Final
 
 import httptools
+import msgspec
 import structlog
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from service.api.problems import PROBLEM_MEDIA_TYPE, problem_body
 from service.config import HttpLimits, load_http_limits
 from service.logs import Throttled
 from service.metrics import HTTP_REFUSED
 
 _refusals = Throttled(structlog.get_logger(__name__), every_s=10.0)
 
-_REASONS: Final = {
-    408: "Request Timeout",
-    414: "URI Too Long",
-    431: "Request Header Fields Too Large",
-    503: "Service Unavailable",
-}
 _CODES: Final = {
     408: "request_timeout",
     414: "uri_too_long",
@@ -45,19 +41,11 @@ _CODES: Final = {
 
 def refusal(status: int, detail: str, retry_after_s: int | None = None) -> bytes:
     """A whole HTTP/1.1 response, problem+json, that closes the connection."""
-    code = _CODES[status]
-    body = json.dumps(
-        {
-            "type": f"urn:points-ledger:problem:{code}",
-            "title": _REASONS[status],
-            "status": status,
-            "detail": detail,
-            "code": code,
-        }
-    ).encode()
+    reason = HTTPStatus(status).phrase
+    body = msgspec.json.encode(problem_body(status, _CODES[status], reason, detail))
     head = [
-        f"HTTP/1.1 {status} {_REASONS[status]}",
-        "content-type: application/problem+json",
+        f"HTTP/1.1 {status} {reason}",
+        f"content-type: {PROBLEM_MEDIA_TYPE}",
         f"content-length: {len(body)}",
         "connection: close",
     ]

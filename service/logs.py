@@ -45,14 +45,21 @@ class Throttled:
         self._next = 0.0
         self._held_back = 0
 
-    def warn(self, event: str, **fields: object) -> None:
+    def due(self) -> int | None:
+        """How many were held back since the last line, when another may be
+        written now; None (and one more held back) when not."""
         now = time.monotonic()
         if now < self._next:
             self._held_back += 1
-            return
-        self._logger.warning(event, held_back=self._held_back, **fields)
-        self._held_back = 0
+            return None
+        held_back, self._held_back = self._held_back, 0
         self._next = now + self._every_s
+        return held_back
+
+    def warn(self, event: str, **fields: object) -> None:
+        held_back = self.due()
+        if held_back is not None:
+            self._logger.warning(event, held_back=held_back, **fields)
 
 
 class _Reconnects(logging.Filter):
@@ -62,14 +69,11 @@ class _Reconnects(logging.Filter):
 
     def __init__(self, every_s: float) -> None:
         super().__init__()
-        self._every_s = every_s
-        self._next = 0.0
+        self._gate = Throttled(None, every_s)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        now = time.monotonic()
-        if now < self._next:
+        if self._gate.due() is None:
             return False
-        self._next = now + self._every_s
         record.exc_info = None
         record.exc_text = None
         return True

@@ -47,13 +47,15 @@ def fault_of(exc: BaseException) -> Fault | None:
 _warning = Throttled(log, _WARN_EVERY_S)
 
 
-def unavailable(exc: BaseException, fault: Fault, where: str) -> Unavailable:
-    """Counts and (throttled) logs an outage met at `where`; the error to answer with."""
-    if fault == "timeout":
-        STATEMENT_TIMEOUTS.inc()
-        detail = "the database did not answer in time; retry shortly"
-    else:
-        DB_UNAVAILABLE.inc()
-        detail = "the database cannot be reached; retry shortly"
+def report(exc: BaseException, fault: Fault, where: str) -> None:
+    """Counts an outage met at `where` in the metrics, and logs it (throttled)."""
+    (STATEMENT_TIMEOUTS if fault == "timeout" else DB_UNAVAILABLE).inc()
     _warning.warn("database_unavailable", fault=fault, where=where, error=type(exc).__name__)
-    return Unavailable(detail, retry_after_s=1 if fault == "timeout" else 2)
+
+
+def unavailable(exc: BaseException, fault: Fault, where: str) -> Unavailable:
+    """`report`s the outage; the error a request answers it with."""
+    report(exc, fault, where)
+    if fault == "timeout":
+        return Unavailable("the database did not answer in time; retry shortly", 1)
+    return Unavailable("the database cannot be reached; retry shortly", 2)

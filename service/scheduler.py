@@ -19,7 +19,7 @@ from service.config import Settings
 from service.db import q
 from service.ledger import service as ledger
 from service.metrics import HOLDS_EXPIRED, JOB_FAILURES, JOB_RUNS, POOL_IN_USE, POOL_MAX, SEAL_LAG
-from service.outage import fault_of, unavailable
+from service.outage import fault_of, report
 from service.rules import jobs
 from service.rules.book import RuleBook
 
@@ -61,7 +61,7 @@ def counted(name: str, job: Callable[..., Awaitable[None]]) -> Callable[..., Awa
             if fault is None:
                 log.exception("job_failed", job=name, error=type(exc).__name__)
             else:
-                unavailable(exc, fault, f"job {name}")
+                report(exc, fault, f"job {name}")
 
     return run
 

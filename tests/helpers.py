@@ -43,3 +43,13 @@ async def balance(client: Client, member: str) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     result: dict[str, Any] = r.json()
     return result
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand (`clock.now += 10`)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,24 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def wait_ready(
+    url: str, exited: Callable[[], int | None], output: Callable[[], str], timeout_s: float
+) -> None:
+    """Polls `url`/ready until it answers 200; fails at once if the process has
+    `exited` (its return code), or after `timeout_s`, with the process's `output`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if (code := exited()) is not None:
+            raise AssertionError(f"the service exited with {code}:\n{output()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"the service was not ready within {timeout_s} s:\n{output()}")
 
 
 class Service:
@@ -53,17 +71,7 @@ class Service:
             )
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the service exited: {self.log()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the service was not ready in {timeout_s} s: {self.log()[-2000:]}")
+        wait_ready(self.url, self.proc.poll, lambda: self.log()[-2000:], timeout_s)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}

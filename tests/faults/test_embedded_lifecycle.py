@@ -13,7 +13,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 import httpx
 import psutil  # type: ignore[import-untyped]
 import pytest
+
+from tests.faults import live
 
 _KEY = "lifecycle-test-admin-key-0123456789abcd"  # 40 characters, as the service asks
 _READY_S = 120  # a first start runs initdb; two cores are shared with other work
@@ -42,7 +43,7 @@ class _Runs:
     def serve(self, data_dir: Path, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
         """`serve` on a free port that no other run of this test was given (the
         kernel may hand a just-closed port out again)."""
-        port = next(p for p in (_free_port() for _ in range(20)) if p not in self.ports)
+        port = next(p for p in (live.free_port() for _ in range(20)) if p not in self.ports)
         self.ports.add(port)
         return self.start(data_dir, "serve", "--port", str(port), *extra), port
 
@@ -101,13 +102,6 @@ def _env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def postmasters(data_dir: Path) -> list[psutil.Process]:
     """The live postmasters started on `data_dir` (backends rename themselves, so
     only the postmaster still shows `-D <dir>` in its command line)."""
@@ -123,16 +117,7 @@ def postmasters(data_dir: Path) -> list[psutil.Process]:
 
 
 def wait_ready(proc: subprocess.Popen[bytes], port: int, runs: _Runs) -> None:
-    deadline = time.monotonic() + _READY_S
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"serve exited with {proc.returncode}:\n{runs.output()}"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"serve was not ready within {_READY_S} s:\n{runs.output()}")
+    live.wait_ready(f"http://127.0.0.1:{port}", proc.poll, runs.output, _READY_S)
 
 
 def the_one_server(data_dir: Path) -> psutil.Process:

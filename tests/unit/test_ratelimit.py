@@ -7,18 +7,11 @@ import pytest
 from service.config import Rate
 from service.errors import RateLimited
 from service.ratelimit import Buckets
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.helpers import FakeClock
 
 
 def test_a_bucket_refills_at_its_rate_and_says_when() -> None:
-    clock = Clock()
+    clock = FakeClock()
     buckets = Buckets(Rate(count=3, per_s=30), "writes", clock)
     for _ in range(3):
         buckets.take("k", "writes")
@@ -33,7 +26,7 @@ def test_a_bucket_refills_at_its_rate_and_says_when() -> None:
 
 
 def test_spend_never_raises_and_check_takes_nothing() -> None:
-    clock = Clock()
+    clock = FakeClock()
     buckets = Buckets(Rate(count=2, per_s=10), "auth_address", clock)
     buckets.check("a", "failures")
     for _ in range(5):

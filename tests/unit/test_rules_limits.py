@@ -9,6 +9,7 @@ import pytest
 from service.errors import ValidationFailed
 from service.rules import limits
 from service.rules.deadline import Deadline
+from tests.helpers import FakeClock
 
 
 def totals(value: Any) -> tuple[int, int]:
@@ -67,14 +68,6 @@ def test_attributes_at_every_limit_pass() -> None:
 def test_each_limit_names_the_attribute(attributes: dict[str, Any], expected: str) -> None:
     problem = limits.problem(attributes)
     assert problem is not None and problem.startswith(expected), problem
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_deadline_counts_only_evaluation_time() -> None:
