@@ -145,7 +145,8 @@ def compile_rule_set(rule_set: RuleSet, version: int) -> CompiledRuleSet:
 
 def _compile_rule(rule: Rule) -> CompiledRule:
     scheduled = rule.every is not None
-    options: dict[str, Any] = {"scheduled": scheduled, "event_type": rule.on or "", "budget": False}
+    # The rule set was validated (bounded and probed) before it reached the engine.
+    options: dict[str, Any] = {"scheduled": scheduled, "event_type": rule.on or "", "checked": True}
     when = expressions.compile_expression(rule.when, "when", **options) if rule.when else None
     amount: Expression | int
     if isinstance(rule.amount, str):

@@ -119,13 +119,16 @@ def compile_expression(
     *,
     scheduled: bool = False,
     event_type: str = "probe",
-    budget: bool = True,
+    checked: bool = False,
 ) -> Expression:
     """Compiles and checks one expression; raises `ExpressionInvalid` saying why.
 
-    With `budget` (every new rule set, and simulation drafts) the static cost bound is
-    checked before anything is evaluated, the probe included. Versions stored before
-    the bound existed are compiled without it, so that they still load.
+    A new expression (a rule set uploaded, a simulation draft) has its static cost
+    bound checked before anything evaluates it, then the probe. A `checked` one
+    belongs to a rule set already validated (just now, or when it was published:
+    the engine's compile, a stored version): it is neither bounded nor probed
+    again, so that no process evaluates anything while loading rules, even a
+    version stored before the bound existed.
     """
     if not source.strip():
         raise ExpressionInvalid("an expression must not be empty")
@@ -139,9 +142,10 @@ def compile_expression(
     problem = names.problem(code, program, scheduled)
     if problem is not None:
         raise ExpressionInvalid(problem)
-    units = _bound(source) if budget else 0
+    units = 0 if checked else _bound(source)
     expression = Expression(source, role, program, names.needs(code, program), units)
-    _probe(expression, scheduled, event_type)
+    if not checked:
+        _probe(expression, scheduled, event_type)
     return expression
 
 

@@ -136,7 +136,7 @@ def rule_set_from_builtins(obj: Any, *, stored: bool = False) -> RuleSet:
     """Validates a rule set decoded into builtins (a simulate draft, or a `stored`
     version, which is not held to the cost bounds: it was accepted before they existed
     and must still load)."""
-    return _validated(obj, None, budget=not stored)
+    return _validated(obj, None, checked=stored)
 
 
 def to_document(rule_set: RuleSet) -> dict[str, Any]:
@@ -156,10 +156,10 @@ RESERVED_RULE_IDS = frozenset(
 )
 
 
-def _validated(obj: Any, node: Any, *, uploaded: bool = False, budget: bool = True) -> RuleSet:
+def _validated(obj: Any, node: Any, *, uploaded: bool = False, checked: bool = False) -> RuleSet:
     try:
         rule_set = msgspec.convert(obj, RuleSet, strict=True)
-        _check(rule_set, budget)
+        _check(rule_set, checked)
         if uploaded:
             _check_reserved(rule_set)
     except (msgspec.ValidationError, _Invalid) as exc:
@@ -168,7 +168,7 @@ def _validated(obj: Any, node: Any, *, uploaded: bool = False, budget: bool = Tr
     return rule_set
 
 
-def _check(rule_set: RuleSet, budget: bool) -> None:
+def _check(rule_set: RuleSet, checked: bool) -> None:
     if rule_set.floor > rule_set.baseline:
         raise _Invalid(("floor",), f"must not exceed the baseline ({rule_set.baseline})")
     seen: dict[str, int] = {}
@@ -179,7 +179,7 @@ def _check(rule_set: RuleSet, budget: bool) -> None:
                 ("rules", index, "id"), f"duplicate rule id (also rules[{seen[rule.id]}])"
             )
         seen[rule.id] = index
-        total += _check_rule(("rules", index), rule, budget)
+        total += _check_rule(("rules", index), rule, checked)
         if total > cost.MAX_RULE_SET_UNITS:
             message = (
                 f"the expressions up to this rule may cost {total:,} units together;"
@@ -198,8 +198,9 @@ def _check_reserved(rule_set: RuleSet) -> None:
             )
 
 
-def _check_rule(path: Path, rule: Rule, budget: bool) -> int:
-    """Checks one rule; the most its expressions can cost together (0 without `budget`)."""
+def _check_rule(path: Path, rule: Rule, checked: bool) -> int:
+    """Checks one rule; the most its expressions can cost together (0 when `checked`:
+    see `expressions.compile_expression`)."""
     if (rule.on is None) == (rule.every is None):
         raise _Invalid(path, "give exactly one of `on` (an event type) or `every` (day|week|month)")
     if (rule.award is None) == (rule.deduct is None):
@@ -215,7 +216,7 @@ def _check_rule(path: Path, rule: Rule, budget: bool) -> int:
                 role,
                 scheduled=rule.every is not None,
                 event_type=rule.on or "",
-                budget=budget,
+                checked=checked,
             ).units
         except expressions.ExpressionInvalid as exc:
             raise _Invalid((*path, field), str(exc)) from None

@@ -15,6 +15,7 @@ import pytest
 from bench.tools.expression_worst_case import FAMILIES, largest, time_family
 from service.errors import ValidationFailed
 from service.rules import bound, cost
+from service.rules.engine import compile_rule_set
 from service.rules.expressions import (
     MEMBER_FIELDS,
     ExpressionInvalid,
@@ -146,3 +147,16 @@ def test_the_costliest_accepted_expressions_run_in_a_few_milliseconds(family: ob
     source, units, seconds = timed
     assert units > cost.MAX_EXPRESSION_UNITS * 0.9, source
     assert seconds < 0.025, (source, seconds)
+
+
+def test_a_stored_version_is_loaded_without_evaluating_anything() -> None:
+    """A version stored before the bound existed may hold a bomb: loading it (every
+    process does, to know the rules in force) must evaluate nothing. The probe would
+    refuse this `when`, which is a string, so its passing shows the probe did not run."""
+    document = {
+        "rules": [{"id": "old", "on": "x", "when": "'not a bool'", "award": 1, "reason": "r"}]
+    }
+    with pytest.raises(ValidationFailed):
+        rule_set_from_builtins(document)
+    stored = rule_set_from_builtins(document, stored=True)
+    assert compile_rule_set(stored, 1).by_event["x"][0].rule.id == "old"
