@@ -41,6 +41,11 @@ def fault_of(exc: BaseException) -> Fault | None:
     if isinstance(exc, asyncpg.InterfaceError):
         text = str(exc)
         return "unreachable" if "closed" in text or "closing" in text else None
+    if isinstance(exc, asyncpg.InternalClientError) and "cannot switch to state" in str(exc):
+        # A connection whose server went away mid-statement, then used again before
+        # asyncpg noticed: seen when PostgreSQL is stopped under load. The service
+        # never shares a connection between tasks, so here it means the outage.
+        return "unreachable"
     return "unreachable" if isinstance(exc, UNREACHABLE) else None
 
 
