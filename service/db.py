@@ -100,7 +100,8 @@ class BoundedPool(asyncpg.Pool):
     """A pool whose `acquire()` gives up after `acquire_timeout_s` when the caller
     names no timeout of its own: when the database freezes, every connection is
     stuck in a statement, and a request queued behind them must get its 503 within
-    the configured time, not after all of theirs. `asyncio.timeout` rather than
+    the configured time, not after all of theirs. No timer when an open idle
+    connection is there to take. `asyncio.timeout` rather than
     asyncpg's own `acquire(timeout=…)`, which starts a task per acquire (a few
     percent of a balance read's CPU)."""
 
@@ -115,8 +116,18 @@ class BoundedPool(asyncpg.Pool):
             if connection._holder._in_use is not None:
                 raise
 
+    def _idle_connection(self) -> bool:
+        """Whether the next acquire takes an open idle connection: no wait, so no
+        timer to arm (the usual case). A holder without one would connect first,
+        which a frozen server never answers."""
+        holders = self._queue._queue  # type: ignore[attr-defined] # LifoQueue: its top is last
+        if not holders:
+            return False
+        con = holders[-1]._con
+        return con is not None and not con.is_closed()
+
     async def _acquire(self, timeout: float | None) -> Any:  # noqa: ASYNC109 (asyncpg's own)
-        if timeout is not None or self.acquire_timeout_s is None:
+        if timeout is not None or self.acquire_timeout_s is None or self._idle_connection():
             return await super()._acquire(timeout)  # type: ignore[misc]
         async with asyncio.timeout(self.acquire_timeout_s):
             return await super()._acquire(None)  # type: ignore[misc]

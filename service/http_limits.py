@@ -78,7 +78,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0  # bytes of the headers parsed so far
         self._header_count = 0
         self._reading_head = True
+        # One timer per connection, not two per request: the phase a request is in
+        # sets a deadline (two attribute writes), and the timer, when it fires,
+        # refuses the request if the deadline has passed or else sleeps again.
+        self._deadline: float | None = None
+        self._deadline_detail = ""
         self._timer: asyncio.TimerHandle | None = None
+        self._tick_s = min(self.limits.header_timeout_s, self.limits.body_timeout_s)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -86,7 +92,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             detail = "the server has too many connections open; retry shortly"
             self._refuse(503, detail, retry_after_s=1)
             return
-        self._arm(self.limits.header_timeout_s, "the request headers took too long")
+        self._expect(self.limits.header_timeout_s, "the request headers took too long")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
@@ -130,8 +136,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_head = True
         self._head_bytes = self._header_bytes = self._header_count = 0
-        if self._timer is None:
-            self._arm(self.limits.header_timeout_s, "the request headers took too long")
+        self._expect(self.limits.header_timeout_s, "the request headers took too long")
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -149,26 +154,43 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
-        self._disarm()
-        self._arm(self.limits.body_timeout_s, "the request body took too long")
+        self._expect(self.limits.body_timeout_s, "the request body took too long")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._disarm()
+        self._deadline = None  # the timer finds no deadline when it fires, and stops
         super().on_message_complete()
 
-    # Timers: one at a time, for the phase the request is in.
-    def _arm(self, seconds: float, detail: str) -> None:
-        self._disarm()
-        self._timer = self.loop.call_later(seconds, self._timed_out, detail)
+    # The timer. It is never set further ahead than the shortest phase (`_tick_s`),
+    # so it fires no later than any deadline set after it was armed: a deadline is
+    # at least `_tick_s` after the moment it is set.
+    def _expect(self, seconds: float, detail: str) -> None:
+        """The current phase must end within `seconds`."""
+        now = self.loop.time()
+        self._deadline = now + seconds
+        self._deadline_detail = detail
+        if self._timer is None:
+            self._timer = self.loop.call_at(now + self._tick_s, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        now = self.loop.time()
+        if now >= self._deadline:
+            self._timed_out(self._deadline_detail)
+            return
+        wake = min(self._deadline, now + self._tick_s)
+        self._timer = self.loop.call_at(wake, self._check_deadline)
 
     def _disarm(self) -> None:
+        self._deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _timed_out(self, detail: str) -> None:
-        self._timer = None
+        self._deadline = None
         cycle = self.cycle
         if cycle is not None and cycle.response_started:
             self.transport.close()  # too late for a status: the response is under way

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
+from service.auth import key_id_of
 from service.config import Rate, RateLimits
-from service.errors import RateLimited, Unauthorized
+from service.errors import RateLimited
 from service.metrics import RATE_LIMITED
-
-if TYPE_CHECKING:
-    from service.auth import Principal
 
 # A bucket per key or address: past this many, the full (idle) ones are dropped,
 # then all of them, so that a scan from many addresses cannot grow memory without end.
@@ -43,6 +41,10 @@ class Buckets:
         self._clock = clock
         # name -> (tokens, when they were counted)
         self._state: dict[str, tuple[float, float]] = {}
+
+    def __bool__(self) -> bool:
+        """Whether any name has spent a token (and so might have none left)."""
+        return bool(self._state)
 
     def _tokens(self, name: str, now: float) -> float:
         found = self._state.get(name)
@@ -98,23 +100,23 @@ class Limits:
         self.failures_by_key = Buckets(config.auth_failures_per_key, "auth_key", clock)
         self.writes = Buckets(config.writes_per_key, "writes", clock)
 
-    async def authenticate(
-        self, resolve: Callable[[], Awaitable[Principal]], address: str, key_id: str | None
-    ) -> Principal:
-        """`resolve()`, refused with 429 while `address` or `key_id` has failed too
-        often; each failure it raises spends from both."""
+    def admit(self, address: str, authorization: str | None) -> None:
+        """Raises `RateLimited` while `address`, or the key id in `authorization`,
+        has failed to authenticate too often. The key id is parsed only once some
+        key id has failed: a request with a good key pays a dictionary lookup."""
         if not self.enabled:
-            return await resolve()
+            return
         self.failures_by_address.check(address, "failed authentications from this address")
-        if key_id is not None:
+        if self.failures_by_key and (key_id := key_id_of(authorization)) is not None:
             self.failures_by_key.check(key_id, "failed authentications with this key id")
-        try:
-            return await resolve()
-        except Unauthorized:
-            self.failures_by_address.spend(address)
-            if key_id is not None:
-                self.failures_by_key.spend(key_id)
-            raise
+
+    def failed(self, address: str, authorization: str | None) -> None:
+        """Counts a failed authentication against `address` and its key id."""
+        if not self.enabled:
+            return
+        self.failures_by_address.spend(address)
+        if (key_id := key_id_of(authorization)) is not None:
+            self.failures_by_key.spend(key_id)
 
     def write(self, key_id: str) -> None:
         """Counts a write by `key_id`, or raises `RateLimited` past its rate."""

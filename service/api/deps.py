@@ -15,9 +15,9 @@ from litestar.connection import ASGIConnection
 from litestar.params import QueryParameter
 from litestar.routes import HTTPRoute
 
-from service.auth import KeyResolver, Principal, key_id_of, require
+from service.auth import KeyResolver, Principal, require
 from service.db import q
-from service.errors import NotFound, ValidationFailed
+from service.errors import NotFound, Unauthorized, ValidationFailed
 from service.inbound import check_json
 from service.ledger.model import COMMUNITY_PATTERN
 from service.ledger.store import Conn
@@ -86,9 +86,13 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
     resolver: KeyResolver = state.key_resolver
     limits: Limits = state.limits
     header = _authorization(request.scope["headers"])
-    principal = await limits.authenticate(
-        lambda: resolver.resolve(state.pool, header), _address(request.scope), key_id_of(header)
-    )
+    address = _address(request.scope)
+    limits.admit(address, header)
+    try:
+        principal = await resolver.resolve(state.pool, header)
+    except Unauthorized:
+        limits.failed(address, header)
+        raise
     require(principal, request.route_handler.opt.get("roles", frozenset()), community)
     if request.scope["method"] in _WRITES:
         limits.write(principal.key_id)

@@ -7,7 +7,6 @@ on the event loop; seven were accepted at publish (the probe alone ran 2.9 s).
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -36,10 +35,8 @@ def nested(levels: int, over: str = DIGITS, macro: str = "exists") -> str:
 
 
 def refusal(source: str, role: str = "when") -> str:
-    started = time.perf_counter()
     with pytest.raises(ExpressionInvalid) as info:
         compile_expression(source, role)  # type: ignore[arg-type]
-    assert time.perf_counter() - started < 0.5, "refused only after evaluating it"
     return str(info.value)
 
 
@@ -73,12 +70,10 @@ def test_comprehensions_in_strings_or_chained_do_not_count_as_nesting() -> None:
     assert compile_expression(chained, "when").units < 1_000
 
 
-def test_two_small_nested_comprehensions_pass_and_run_in_microseconds() -> None:
+def test_two_small_nested_comprehensions_pass_and_evaluate() -> None:
     expression = compile_expression(nested(2), "when")
     assert expression.units < 5_000
-    started = time.perf_counter()
     assert expression.program.execute({}) is False
-    assert time.perf_counter() - started < 0.01
 
 
 def test_concatenation_counts_every_element_it_ranges_over() -> None:
@@ -140,13 +135,13 @@ def test_a_rule_set_is_refused_once_its_expressions_pass_the_total() -> None:
 
 
 @pytest.mark.parametrize("family", [f for f in FAMILIES if f.name.startswith("nest")][:4])
-def test_the_costliest_accepted_expressions_run_in_a_few_milliseconds(family: object) -> None:
-    """Measured on the real `cel` package: about 1–2 ms here; 25 ms is the alarm."""
+def test_the_costliest_accepted_expressions_come_close_to_the_bound(family: object) -> None:
+    """Their speed is measured, not asserted here: `python -m
+    bench.tools.expression_worst_case` times them (docs/rules.md, "Expression budget")."""
     timed = time_family(family)  # type: ignore[arg-type]
     assert timed is not None
-    source, units, seconds = timed
+    source, units, _ = timed
     assert units > cost.MAX_EXPRESSION_UNITS * 0.9, source
-    assert seconds < 0.025, (source, seconds)
 
 
 def test_a_stored_version_is_loaded_without_evaluating_anything() -> None:
