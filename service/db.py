@@ -18,6 +18,11 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
+# A connection of the pool, for a use case; reads that need no transaction may
+# go straight to the pool.
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+Queryable = Conn | asyncpg.Pool
+
 # Any 64-bit number shared by every process of the service; it only names a lock.
 _MIGRATION_LOCK = 7_146_520_334_801
 
@@ -174,12 +179,35 @@ def migration_files() -> list[Path]:
     return sorted((sql_dir() / "migrations").glob("*.sql"))
 
 
+def function_files() -> list[Path]:
+    """`sql/functions/*.sql`, in name order (ledger.sql first: the others use it)."""
+    return sorted(
+        (sql_dir() / "functions").glob("*.sql"), key=lambda p: (p.name != "ledger.sql", p.name)
+    )
+
+
+_REPLACES = re.compile(r"^-- replaces:(.*)$", re.MULTILINE)
+
+
+def replaced_by(text: str) -> list[str]:
+    """The migrations a squashed migration replaces (its `-- replaces:` lines)."""
+    return [name for line in _REPLACES.findall(text) for name in line.split()]
+
+
+def _checksum(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
+
+
 async def migrate(dsn: str) -> list[str]:
-    """Applies pending migrations, each in its own transaction; returns their names.
+    """Applies pending migrations, each in its own transaction, then every file of
+    `sql/functions` whose checksum changed (all of them after a migration, which
+    may have dropped what they define); returns the names of what it applied.
 
     Safe to run from many processes at once: a session advisory lock serialises
-    the runners, and a file already applied is checked against its checksum so an
-    edited migration is refused rather than silently ignored.
+    the runners. A migration already applied is checked against its checksum, so
+    an edited migration is refused rather than silently ignored. A migration that
+    replaces others (`-- replaces:`, a squash) counts as applied where all of
+    them were, and is refused where only some were.
     """
     conn: asyncpg.Connection = await asyncpg.connect(dsn)
     try:
@@ -188,48 +216,101 @@ async def migrate(dsn: str) -> list[str]:
             """CREATE TABLE IF NOT EXISTS schema_migrations (
                    name text PRIMARY KEY,
                    checksum bytea NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now());
+               CREATE TABLE IF NOT EXISTS schema_functions (
+                   name text PRIMARY KEY,
+                   checksum bytea NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
-        applied = {r["name"]: bytes(r["checksum"]) for r in rows}
-        done: list[str] = []
-        for path in migration_files():
-            text = path.read_text()
-            checksum = hashlib.sha256(text.encode()).digest()
-            if path.name in applied:
-                if applied[path.name] != checksum:
-                    raise RuntimeError(f"migration {path.name} changed after it was applied")
-                continue
-            async with conn.transaction():
-                await conn.execute(text)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
-                    path.name,
-                    checksum,
-                )
-            done.append(path.name)
-            log.info("migration_applied", migration=path.name)
+        done = await _apply_migrations(conn)
+        done += await _apply_functions(conn, every=bool(done))
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         await conn.close()
 
 
+async def _apply_migrations(conn: asyncpg.Connection) -> list[str]:
+    rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
+    applied = {r["name"]: bytes(r["checksum"]) for r in rows}
+    done: list[str] = []
+    for path in migration_files():
+        text = path.read_text()
+        checksum = _checksum(text)
+        if path.name in applied:
+            if applied[path.name] != checksum:
+                raise RuntimeError(f"migration {path.name} changed after it was applied")
+            continue
+        replaced = replaced_by(text)
+        found = [name for name in replaced if name in applied]
+        if found and len(found) < len(replaced):
+            missing = ", ".join(n for n in replaced if n not in applied)
+            raise RuntimeError(
+                f"{path.name} replaces migrations of which this database lacks {missing}: "
+                "upgrade it with the release that has them first"
+            )
+        async with conn.transaction():
+            if not found:  # on a database that has what it replaces, it is recorded only
+                await conn.execute(text)
+            await conn.execute(
+                "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
+                path.name,
+                checksum,
+            )
+        done.append(path.name)
+        log.info("migration_applied", migration=path.name, replaced=bool(found))
+    return done
+
+
+async def _apply_functions(conn: asyncpg.Connection, *, every: bool) -> list[str]:
+    rows = await conn.fetch("SELECT name, checksum FROM schema_functions")
+    applied = {r["name"]: bytes(r["checksum"]) for r in rows}
+    done: list[str] = []
+    for path in function_files():
+        text = path.read_text()
+        checksum = _checksum(text)
+        name = f"functions/{path.name}"
+        if not every and applied.get(name) == checksum:
+            continue
+        async with conn.transaction():
+            await conn.execute(text)
+            await conn.execute(
+                """INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
+                   ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum,
+                                                    applied_at = now()""",
+                name,
+                checksum,
+            )
+        done.append(name)
+        log.info("functions_applied", file=name)
+    return done
+
+
 T = TypeVar("T")
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 
 
-async def retrying(attempt: Callable[[], Awaitable[T]], tries: int = 5, conn: Any = None) -> T:
-    """Runs a whole database transaction again after a deadlock or serialization failure.
+async def unit_of_work(
+    conn: Any, work: Callable[[], Awaitable[T]], *, atomic: bool = True, tries: int = 5
+) -> T:
+    """A use case's database work, owned at the use case's entry: BEGIN, `work()`,
+    COMMIT, and the whole of it again after a deadlock or a serialization failure
+    (everything it did was rolled back). Nothing inside a unit of work retries or
+    begins a transaction of its own.
 
-    Inside a caller's open transaction nothing can be retried (it is aborted), so
-    then the error goes up to whoever owns that transaction.
+    With `atomic=False` each statement of `work` is its own transaction, which
+    spares the BEGIN and COMMIT round trips: for work whose one writing statement
+    takes its locks and decides under them (its reads only plan it). A unit of
+    work nests in no other: one that would is a bug, refused.
     """
-    if conn is not None and conn.is_in_transaction():
-        tries = 1
+    if conn.is_in_transaction():
+        raise RuntimeError("a unit of work cannot run inside another transaction")
     for n in range(tries):
         try:
-            return await attempt()
+            if not atomic:
+                return await work()
+            async with conn.transaction():
+                return await work()
         except _RETRYABLE:
             if n == tries - 1:
                 raise

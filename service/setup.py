@@ -169,4 +169,4 @@ async def _post_opening(conn: Conn, community: str, member: str, params: RulePar
         kind="opening",
         reason="opening balance: the baseline score",
     )
-    await ledger.create_transaction(conn, community, opening, params)
+    await ledger.create(conn, community, opening, params)

@@ -5,7 +5,7 @@ server spends in each ledger function (pg_stat_user_functions) per write.
     cp -a /tmp/bw /tmp/bw-try   # --apply changes the database it is given
     uv run python -m bench.tools.single_write /tmp/bw-try [--apply candidate.sql]
 
-Each write is the service's own query (`tx_create_batch`, one issuance → member
+Each write is the service's own query (`ledger_write`, one issuance → member
 transfer of 1 point) in its own transaction, as a single write outside the group
 commit runs; with `--one-transaction`, all writes of a round share one transaction
 instead, which separates what a write costs per transaction from what it costs per
@@ -53,7 +53,9 @@ def _document(run: str, i: int) -> str:
         request_hash=hashlib.sha256(f"{run}-{i}".encode()).digest(),
         actor="bench",
     )
-    return store.write_document(tx, plan_create(postings, RuleParams(), pending=False))
+    return store.document(
+        [store.create_write(tx, plan_create(postings, RuleParams(), pending=False))]
+    )
 
 
 async def _round(conn: asyncpg.Connection, run: str, writes: int, one_transaction: bool) -> None:
@@ -66,9 +68,9 @@ async def _round(conn: asyncpg.Connection, run: str, writes: int, one_transactio
         started = time.perf_counter()
         if outer is None:
             async with conn.transaction():
-                rows = await conn.fetch(q("tx_create_batch"), "bench", document, False)
+                rows = await conn.fetch(q("ledger_write"), "bench", document, False)
         else:
-            rows = await conn.fetch(q("tx_create_batch"), "bench", document, False)
+            rows = await conn.fetch(q("ledger_write"), "bench", document, False)
         took.append(time.perf_counter() - started)
         if rows[0]["outcome"] != "created":
             raise RuntimeError(f"write {i}: {dict(rows[0])}")

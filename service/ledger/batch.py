@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncpg
 
-from service.db import retrying
+from service.db import unit_of_work
 from service.errors import DomainError, NotFound
 from service.ledger import store
 from service.ledger.coalescer import Coalescer
-from service.ledger.model import NewTransaction, RuleParams, Transaction
+from service.ledger.model import NewTransaction, Outcome, RuleParams, Transaction
 from service.ledger.posting import Plan, plan_create
 from service.ledger.service import creation_view, refusal, settle, settle_new
 
@@ -21,11 +21,11 @@ async def submit_one(
 ) -> tuple[Transaction, bool]:
     """Writes one transaction as part of the process's next group commit."""
     plan = plan_create(tx.postings, params, pending=tx.pending)
-    created = await coalescer.submit(community, tx, plan)
-    if created.outcome != "replay":
-        return settle_new(tx, created)
+    done = await coalescer.submit(community, tx, plan)
+    if done.outcome != Outcome.REPLAY:
+        return settle_new(tx, done)
     async with pool.acquire() as conn:  # to read the original of the replay
-        return await settle(conn, community, tx, created)
+        return await settle(conn, community, tx, done)
 
 
 def _item_error(index: int, error: DomainError) -> DomainError:
@@ -57,35 +57,41 @@ async def create_many(
         assert isinstance(refused, DomainError)
         raise _item_error(first, refused)
     pairs = [p for p in planned if not isinstance(p, DomainError)]
+    writes = [store.create_write(tx, plan) for tx, plan in pairs]
     if atomic:
-        created = await retrying(lambda: _all_or_nothing(conn, community, pairs))
+        done = await unit_of_work(conn, lambda: _all_or_nothing(conn, community, pairs, writes))
     else:
-        created = await retrying(lambda: store.create_batch(conn, community, pairs), conn=conn)
-    return await _results(conn, community, planned, created)
+        done = await unit_of_work(conn, lambda: store.write(conn, community, writes), atomic=False)
+    return await _results(conn, community, planned, done)
 
 
 async def _all_or_nothing(
-    conn: store.Conn, community: str, pairs: list[tuple[NewTransaction, Plan]]
-) -> list[store.Created]:
-    async with conn.transaction():
-        created = await store.create_batch(conn, community, pairs)
-        for index, ((tx, _), result) in enumerate(zip(pairs, created, strict=True)):
-            error = refusal(tx, result)
-            if error is not None:
-                raise _item_error(index, error)  # rolls the whole batch back
-    return created
+    conn: store.Conn,
+    community: str,
+    pairs: list[tuple[NewTransaction, Plan]],
+    writes: list[store.Write],
+) -> list[store.Written]:
+    """Inside its unit of work: a refusal raises, which rolls the whole batch back."""
+    done = await store.write(conn, community, writes)
+    for index, ((tx, _), result) in enumerate(zip(pairs, done, strict=True)):
+        error = refusal(tx, result)
+        if error is not None:
+            raise _item_error(index, error)
+    return done
 
 
 async def _results(
     conn: store.Conn,
     community: str,
     planned: list[tuple[NewTransaction, Plan] | DomainError],
-    created: list[store.Created],
+    created: list[store.Written],
 ) -> list[Result]:
     """Each item's result, in order. Only replays need the database (for the
     original), and they are read together, in one round trip."""
     txs = [item[0] for item in planned if not isinstance(item, DomainError)]
-    replayed = [tx.client_id for tx, c in zip(txs, created, strict=True) if c.outcome == "replay"]
+    replayed = [
+        tx.client_id for tx, c in zip(txs, created, strict=True) if c.outcome == Outcome.REPLAY
+    ]
     originals = await store.get_txs(conn, community, replayed) if replayed else {}
     outcomes = iter(created)
     results: list[Result] = []
@@ -100,10 +106,10 @@ async def _results(
 def _result(
     community: str,
     tx: NewTransaction,
-    created: store.Created,
+    created: store.Written,
     originals: dict[str, tuple[Transaction, bytes]],
 ) -> Result:
-    if created.outcome == "replay":
+    if created.outcome == Outcome.REPLAY:
         found = originals.get(tx.client_id)
         if found is None:  # transactions are never deleted; kept as settle() says it
             return NotFound(f"no transaction {tx.client_id!r} in community {community!r}")

@@ -21,17 +21,17 @@ from collections import defaultdict
 
 import asyncpg
 
-from service.db import retrying
+from service.db import unit_of_work
 from service.ledger import store
-from service.ledger.model import NewTransaction
+from service.ledger.model import NewTransaction, Outcome
 from service.ledger.posting import Plan
 from service.outage import fault_of
 
-_Item = tuple[str, NewTransaction, Plan, "asyncio.Future[store.Created]"]
+_Item = tuple[str, NewTransaction, Plan, "asyncio.Future[store.Written]"]
 
 
 def _lock_key(plan: Plan) -> list[str]:
-    return [a for a, limited in zip(plan.addresses, plan.limited, strict=True) if limited]
+    return plan.locks
 
 
 class Coalescer:
@@ -44,10 +44,10 @@ class Coalescer:
         self._kick_scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def submit(self, community: str, tx: NewTransaction, plan: Plan) -> store.Created:
+    async def submit(self, community: str, tx: NewTransaction, plan: Plan) -> store.Written:
         """Writes `tx` as part of the next group; returns its own outcome."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[store.Created] = loop.create_future()
+        future: asyncio.Future[store.Written] = loop.create_future()
         self._waiting.append((community, tx, plan, future))
         if not self._kick_scheduled and self._inflight < self._max_inflight:
             # Let the requests already runnable in this loop tick join the group.
@@ -78,11 +78,13 @@ class Coalescer:
                 self._kick()
 
     async def _write(self, community: str, items: list[_Item]) -> None:
-        pairs = [(tx, plan) for _, tx, plan, _ in items]
+        writes = [store.create_write(tx, plan) for _, tx, plan, _ in items]
         try:
             async with self._pool.acquire() as conn:
-                results = await retrying(
-                    lambda: store.create_batch(conn, community, pairs, skip_locked=True)
+                results = await unit_of_work(  # a group is one statement: its own transaction
+                    conn,
+                    lambda: store.write(conn, community, writes, skip_locked=True),
+                    atomic=False,
                 )
         except Exception as err:
             if fault_of(err) is not None:
@@ -97,7 +99,7 @@ class Coalescer:
                 self._alone(item)
             return
         for item, result in zip(items, results, strict=True):
-            if result.outcome == "busy":
+            if result.outcome == Outcome.BUSY:
                 self._alone(item)
             elif not item[3].done():
                 item[3].set_result(result)
@@ -113,7 +115,10 @@ class Coalescer:
         community, tx, plan, future = item
         try:
             async with self._pool.acquire() as conn:
-                [result] = await retrying(lambda: store.create_batch(conn, community, [(tx, plan)]))
+                writes = [store.create_write(tx, plan)]
+                [result] = await unit_of_work(
+                    conn, lambda: store.write(conn, community, writes), atomic=False
+                )
         except Exception as err:  # the caller's request fails with it
             if not future.done():
                 future.set_exception(err)

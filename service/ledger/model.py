@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import re
 from datetime import datetime
 from typing import Any, Final, Literal
@@ -89,6 +90,22 @@ class NewTransaction(msgspec.Struct, frozen=True, kw_only=True):
 
 
 TxStatus = Literal["pending", "posted", "voided"]
+
+
+class Outcome(enum.StrEnum):
+    """What became of one write, in the order of precedence the write engine
+    decides in (sql/functions/ledger.sql, `ledger_write`): the first that applies."""
+
+    NOT_FOUND = "not_found"  # an account (a member not joined) or the transaction
+    BUSY = "busy"  # skip-locked: an account or the transaction is locked elsewhere
+    REPLAY = "replay"  # the client id exists, written by the same request
+    CONFLICT = "conflict"  # the client id exists, written by another request
+    POSTED = "posted"  # the transaction to post or void already is posted
+    VOIDED = "voided"  # … already is voided
+    EXPIRED = "expired"  # the transaction to post is past its expires_at
+    INSUFFICIENT = "insufficient"  # a member account would go below its minimum
+    CREATED = "created"  # a new transaction, posted or pending
+    DONE = "done"  # the pending transaction is now posted or voided
 
 
 class Transaction(msgspec.Struct, frozen=True, kw_only=True):

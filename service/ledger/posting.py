@@ -2,8 +2,10 @@
 
 A plan lists each touched account once, sorted by address (the lock order every
 writer uses), with the change to its posted balance, the change to its pending
-debits, and the lowest `posted - held` it may be left at. The database applies a
-plan under row locks and checks the limits again there.
+debits, and the lowest `posted - held` it may be left at; and the legs of the
+entries to append. The database's write engine (`ledger_write`) applies it under
+row locks and checks the limits there. `AccountChange` and `Leg` are the SQL types
+`ledger_account_change` and `ledger_leg`, field for field.
 """
 
 from __future__ import annotations
@@ -29,15 +31,32 @@ from service.ledger.model import (
 LimitMode = Literal["spend", "floor"]
 
 
+class AccountChange(msgspec.Struct, frozen=True, kw_only=True):
+    """What a write changes on one account; `member` accounts are locked and checked."""
+
+    address: str
+    asset: str
+    member: bool
+    posted: int
+    held: int
+    minimum: int | None
+
+
+class Leg(msgspec.Struct, frozen=True):
+    """One entry: `amount` on the plan's `account`-th account (from 1, as in SQL)."""
+
+    account: int
+    amount: int
+
+
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
-    addresses: list[str]
-    assets: list[str]
-    limited: list[bool]
-    posted: list[int]
-    held: list[int]
-    minimum: list[int | None]
-    leg_account: list[int]
-    leg_amount: list[int]
+    accounts: list[AccountChange]
+    legs: list[Leg]
+
+    @property
+    def locks(self) -> list[str]:
+        """The member accounts the write locks, in lock order."""
+        return [a.address for a in self.accounts if a.member]
 
 
 # A batch names the same few accounts again and again (the issuance account in
@@ -82,13 +101,11 @@ def _net(postings: Iterable[Posting]) -> dict[str, int]:
     return net
 
 
-def _legs(postings: Iterable[Posting], index: dict[str, int]) -> tuple[list[int], list[int]]:
-    accounts: list[int] = []
-    amounts: list[int] = []
+def _legs(postings: Iterable[Posting], index: dict[str, int]) -> list[Leg]:
+    legs: list[Leg] = []
     for p in postings:
-        accounts += [index[p.source], index[p.destination]]
-        amounts += [-p.amount, p.amount]
-    return accounts, amounts
+        legs += [Leg(index[p.source], -p.amount), Leg(index[p.destination], p.amount)]
+    return legs
 
 
 def _plan(
@@ -98,33 +115,20 @@ def _plan(
     minimum: dict[str, int | None],
     legs_from: tuple[Posting, ...],
 ) -> Plan:
-    # One pass over the accounts: a batch plans a thousand transactions at a time.
     addresses = sorted(refs)
-    index: dict[str, int] = {}
-    assets: list[str] = []
-    limited: list[bool] = []
-    posted_by: list[int] = []
-    held_by: list[int] = []
-    minimum_by: list[int | None] = []
-    for i, address in enumerate(addresses, 1):  # PostgreSQL arrays start at 1
-        ref = refs[address]
-        index[address] = i
-        assets.append(ref.asset)
-        limited.append(ref.limited)
-        posted_by.append(posted.get(address, 0))
-        held_by.append(held.get(address, 0))
-        minimum_by.append(minimum.get(address))
-    leg_account, leg_amount = _legs(legs_from, index)
-    return Plan(
-        addresses=addresses,
-        assets=assets,
-        limited=limited,
-        posted=posted_by,
-        held=held_by,
-        minimum=minimum_by,
-        leg_account=leg_account,
-        leg_amount=leg_amount,
-    )
+    index = {address: i for i, address in enumerate(addresses, 1)}  # SQL arrays start at 1
+    accounts = [
+        AccountChange(
+            address=address,
+            asset=refs[address].asset,
+            member=refs[address].limited,
+            posted=posted.get(address, 0),
+            held=held.get(address, 0),
+            minimum=minimum.get(address),
+        )
+        for address in addresses
+    ]
+    return Plan(accounts=accounts, legs=_legs(legs_from, index))
 
 
 def plan_create(

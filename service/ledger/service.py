@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
 import msgspec
 
-from service.db import retrying
+from service.db import unit_of_work
 from service.errors import (
     DomainError,
     IdempotencyConflict,
@@ -17,7 +19,7 @@ from service.errors import (
     NotFound,
 )
 from service.ledger import store
-from service.ledger.model import NewTransaction, Posting, RuleParams, Transaction
+from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams, Transaction
 from service.ledger.posting import (
     LimitMode,
     plan_create,
@@ -66,15 +68,16 @@ def _conflict(client_id: str) -> IdempotencyConflict:
     )
 
 
-def refusal(tx: NewTransaction, created: store.Created) -> DomainError | None:
-    """The domain error for an item the database refused, or None if it was written."""
-    failure = created.failure or {}
-    if created.outcome == "not_found":
+def refusal(tx: NewTransaction, done: store.Written) -> DomainError | None:
+    """The domain error for a write of `tx` the engine refused, or None if it was
+    written (or is a replay)."""
+    failure = done.failure or {}
+    if done.outcome == Outcome.NOT_FOUND:
         return NotFound(
             f"account {failure.get('address')} does not exist: create the member first",
             account=failure.get("address"),
         )
-    if created.outcome == "insufficient":
+    if done.outcome == Outcome.INSUFFICIENT:
         available = max(0, int(failure["available"]) - int(failure.get("minimum") or 0))
         requested = -int(failure["change"])
         return InsufficientPoints(
@@ -83,16 +86,18 @@ def refusal(tx: NewTransaction, created: store.Created) -> DomainError | None:
             available=available,
             requested=requested,
         )
-    if created.outcome == "conflict":
+    if done.outcome == Outcome.CONFLICT:
         return _conflict(tx.client_id)
+    if done.outcome not in (Outcome.CREATED, Outcome.REPLAY):
+        raise AssertionError(f"a create cannot come to {done.outcome}")  # busy is the caller's
     return None
 
 
-def written(tx: NewTransaction, created: store.Created, reversal_of: str | None) -> Transaction:
-    """The transaction `tx` became, from what the database returned."""
-    assert created.row_id is not None and created.created_at is not None
+def written(tx: NewTransaction, done: store.Written, reversal_of: str | None) -> Transaction:
+    """The transaction `tx` became, from what the engine returned."""
+    assert done.row_id is not None and done.created_at is not None
     return Transaction(
-        row_id=created.row_id,
+        row_id=done.row_id,
         client_id=tx.client_id,
         kind=tx.kind,
         status="pending" if tx.pending else "posted",
@@ -106,9 +111,9 @@ def written(tx: NewTransaction, created: store.Created, reversal_of: str | None)
         event_id=tx.event_id,
         actor=tx.actor,
         reversal_of=reversal_of,
-        created_at=created.created_at,
-        expires_at=created.expires_at,
-        finalized_at=None if tx.pending else created.created_at,
+        created_at=done.created_at,
+        expires_at=done.expires_at,
+        finalized_at=done.finalized_at,
         void_reason=None,
     )
 
@@ -117,33 +122,33 @@ async def settle(
     conn: store.Conn,
     community: str,
     tx: NewTransaction,
-    created: store.Created,
+    done: store.Written,
     reversal_of: str | None = None,
 ) -> tuple[Transaction, bool]:
     """The result for the caller: the new transaction, the original one for a replay,
     or the domain error for a refusal."""
-    if created.outcome == "replay":
+    if done.outcome == Outcome.REPLAY:
         existing, _ = await _fetch(conn, community, tx.client_id)
         return creation_view(existing), True
-    return settle_new(tx, created, reversal_of)
+    return settle_new(tx, done, reversal_of)
 
 
 def settle_new(
-    tx: NewTransaction, created: store.Created, reversal_of: str | None = None
+    tx: NewTransaction, done: store.Written, reversal_of: str | None = None
 ) -> tuple[Transaction, bool]:
     """`settle` for any outcome but a replay: no database needed."""
-    error = refusal(tx, created)
+    error = refusal(tx, done)
     if error is not None:
         raise error
-    return written(tx, created, reversal_of), False
+    return written(tx, done, reversal_of), False
 
 
 def write_document(tx: NewTransaction, params: RuleParams, *, mode: LimitMode = "spend") -> str:
-    """What `create_transaction` sends, for a use case whose own SQL function makes
-    the ledger write (ledger_create_document) in the same round trip as its other
-    writes; `refusal` turns what that returns into the error to raise."""
+    """The write of `tx`, as the JSON a use case passes to its own SQL function
+    (which calls `ledger_write` in the same round trip as its other writes);
+    `check_written` turns what that returns into the error to raise."""
     plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
-    return store.write_document(tx, plan)
+    return store.document([store.create_write(tx, plan)])
 
 
 def check_written(tx: NewTransaction, outcome: str, failure: dict[str, Any] | None) -> None:
@@ -152,19 +157,19 @@ def check_written(tx: NewTransaction, outcome: str, failure: dict[str, Any] | No
     then undoes the rest; only a created transaction passes. (Its use case found its
     own id free, so a transaction already under `tx`'s derived id is not its own:
     that is a conflict, even with the same request hash.)"""
-    created = store.Created(
-        outcome=outcome, row_id=None, created_at=None, expires_at=None, failure=failure
-    )
-    error = refusal(tx, created)
+    done = store.Written(outcome=Outcome(outcome), row_id=None, failure=failure)
+    if done.outcome == Outcome.REPLAY:
+        done = msgspec.structs.replace(done, outcome=Outcome.CONFLICT)
+    error = refusal(tx, done)
     if error is not None:
         raise error
-    if outcome != "created":
-        raise IdempotencyConflict(
-            f"transaction {tx.client_id!r} already exists and was not made by this request"
-        )
 
 
-async def create_transaction(
+# The ledger's operations, for use inside a use case's unit of work: none of them
+# begins a transaction or retries.
+
+
+async def create(
     conn: store.Conn,
     community: str,
     tx: NewTransaction,
@@ -173,10 +178,29 @@ async def create_transaction(
     mode: LimitMode = "spend",
     reversal_of: str | None = None,
 ) -> tuple[Transaction, bool]:
-    """Writes `tx` once; a replay of the same client id returns the original result."""
+    """Writes `tx` once; a replay of the same client id returns the original."""
     plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
-    [created] = await retrying(lambda: store.create_batch(conn, community, [(tx, plan)]), conn=conn)
-    return await settle(conn, community, tx, created, reversal_of)
+    [done] = await store.write(conn, community, [store.create_write(tx, plan)])
+    return await settle(conn, community, tx, done, reversal_of)
+
+
+async def write_new(
+    conn: store.Conn,
+    community: str,
+    txs: Sequence[NewTransaction],
+    params: RuleParams,
+    *,
+    mode: LimitMode = "spend",
+) -> list[store.Written]:
+    """Writes each of `txs` on its own, in one round trip: what became of each (a
+    use case that explains refusals rather than raising them, as the rules do)."""
+    if not txs:
+        return []
+    writes = [
+        store.create_write(tx, plan_create(tx.postings, params, pending=tx.pending, mode=mode))
+        for tx in txs
+    ]
+    return await store.write(conn, community, writes)
 
 
 async def get_transaction(conn: store.Conn, community: str, client_id: str) -> Transaction:
@@ -184,7 +208,7 @@ async def get_transaction(conn: store.Conn, community: str, client_id: str) -> T
     return tx
 
 
-async def post_transaction(
+async def post(
     conn: store.Conn, community: str, client_id: str, amount: int | None
 ) -> tuple[Transaction, bool]:
     """Posts a pending transaction in full or for `amount`; posting it again is a replay."""
@@ -198,18 +222,16 @@ async def post_transaction(
             f"transaction {client_id!r} is {tx.status}; only a pending one can be posted"
         )
     assert tx.reserved is not None
-    outcome, finalized_at, postings = await post_reserved(
-        conn, community, tx.row_id, tx.reserved, amount
-    )
-    if outcome == "done":
+    done, postings = await post_reserved(conn, community, tx.row_id, tx.reserved, amount)
+    if done.outcome == Outcome.DONE:
         return msgspec.structs.replace(
-            tx, status="posted", postings=postings, finalized_at=finalized_at
+            tx, status="posted", postings=postings, finalized_at=done.finalized_at
         ), False
-    if outcome == "expired":
+    if done.outcome == Outcome.EXPIRED:
         raise InvalidState(
             f"transaction {client_id!r} expired at {tx.expires_at}; it is being voided"
         )
-    return await post_transaction(conn, community, client_id, amount)
+    return await post(conn, community, client_id, amount)  # finished meanwhile: read again
 
 
 async def post_reserved(
@@ -218,18 +240,16 @@ async def post_reserved(
     row_id: int,
     reserved: tuple[Posting, ...],
     amount: int | None,
-) -> tuple[str, datetime | None, tuple[Posting, ...]]:
+) -> tuple[store.Written, tuple[Posting, ...]]:
     """Posts pending transaction `row_id`, which reserved `reserved`, in full or for
-    `amount`: ledger_finish_tx's outcome ('done' when this call posted it), when,
-    and the postings made. For callers that already read the transaction."""
+    `amount`: what the engine says (`done` when this call posted it) and the
+    postings made. For callers that already read the transaction."""
     plan, postings = plan_post_pending(reserved, amount)
-    outcome, finalized_at = await retrying(
-        lambda: store.finish_tx(conn, community, row_id, "posted", None, plan)
-    )
-    return outcome, finalized_at, postings
+    [done] = await store.write(conn, community, [store.finish_write(row_id, plan)])
+    return done, postings
 
 
-async def void_transaction(
+async def void(
     conn: store.Conn, community: str, client_id: str, reason: str = "voided"
 ) -> tuple[Transaction, bool]:
     """Voids a pending transaction, releasing what it held; voiding it again is a replay."""
@@ -248,18 +268,18 @@ async def _void(
         )
     assert tx.reserved is not None
     plan = plan_void(tx.reserved)
-    outcome, finalized_at = await retrying(
-        lambda: store.finish_tx(conn, community, tx.row_id, "voided", reason, plan)
+    [done] = await store.write(
+        conn, community, [store.finish_write(tx.row_id, plan, void_reason=reason)]
     )
-    if outcome == "done":
+    if done.outcome == Outcome.DONE:
         voided = msgspec.structs.replace(
-            tx, status="voided", finalized_at=finalized_at, void_reason=reason
+            tx, status="voided", finalized_at=done.finalized_at, void_reason=reason
         )
         return voided, False
-    return await void_transaction(conn, community, tx.client_id, reason)
+    return await void(conn, community, tx.client_id, reason)  # finished meanwhile
 
 
-async def reverse_transaction(
+async def reverse(
     conn: store.Conn, community: str, client_id: str, params: RuleParams, actor: str | None
 ) -> tuple[Transaction, bool]:
     """Writes the transaction that undoes a posted one, at most once.
@@ -283,8 +303,43 @@ async def reverse_transaction(
         rule_version=tx.rule_version,
         event_id=tx.event_id,
     )
-    return await create_transaction(
-        conn, community, reversal, params, mode="floor", reversal_of=tx.client_id
+    return await create(conn, community, reversal, params, mode="floor", reversal_of=tx.client_id)
+
+
+# The ledger's use cases, each its own unit of work: one writing statement that
+# decides under its locks, so no BEGIN and COMMIT around it.
+
+
+async def create_transaction(
+    conn: store.Conn,
+    community: str,
+    tx: NewTransaction,
+    params: RuleParams,
+    *,
+    mode: LimitMode = "spend",
+) -> tuple[Transaction, bool]:
+    return await unit_of_work(
+        conn, lambda: create(conn, community, tx, params, mode=mode), atomic=False
+    )
+
+
+async def post_transaction(
+    conn: store.Conn, community: str, client_id: str, amount: int | None
+) -> tuple[Transaction, bool]:
+    return await unit_of_work(conn, lambda: post(conn, community, client_id, amount), atomic=False)
+
+
+async def void_transaction(
+    conn: store.Conn, community: str, client_id: str, reason: str = "voided"
+) -> tuple[Transaction, bool]:
+    return await unit_of_work(conn, lambda: void(conn, community, client_id, reason), atomic=False)
+
+
+async def reverse_transaction(
+    conn: store.Conn, community: str, client_id: str, params: RuleParams, actor: str | None
+) -> tuple[Transaction, bool]:
+    return await unit_of_work(
+        conn, lambda: reverse(conn, community, client_id, params, actor), atomic=False
     )
 
 
@@ -294,11 +349,15 @@ async def expire_due(pool: asyncpg.Pool, now: datetime | None = None, limit: int
     voided = 0
     async with pool.acquire() as conn:
         for row in await store.pending_expired(conn, now, limit):
-            found = await store.get_tx(conn, row["community_id"], row_id=row["id"])
+            community = row["community_id"]
+            found = await store.get_tx(conn, community, row_id=row["id"])
             if found is None or found[0].status != "pending":
                 continue
+            tx = found[0]
             try:
-                _, replayed = await _void(conn, row["community_id"], found[0], "expired")
+                _, replayed = await unit_of_work(
+                    conn, partial(_void, conn, community, tx, "expired"), atomic=False
+                )
             except InvalidState:
                 continue  # posted by its owner in the same instant: nothing to expire
             voided += 0 if replayed else 1

@@ -4,31 +4,54 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from itertools import accumulate, chain
-from operator import attrgetter
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import msgspec
 
+from service.db import Conn as Conn  # re-exported for the use cases
+from service.db import Queryable as Queryable
 from service.db import q
 from service.errors import InvalidState, NotFound
-from service.ledger.model import NewTransaction, Posting, Transaction
-from service.ledger.posting import Plan
-
-Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-# Reads that need no transaction may go straight to the pool.
-Queryable = Conn | asyncpg.Pool
+from service.ledger.model import NewTransaction, Outcome, Posting, Transaction
+from service.ledger.posting import AccountChange, Leg, Plan
 
 
-class Created(msgspec.Struct, frozen=True, kw_only=True):
-    """What the database says of one transaction of a batch."""
+class Write(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One write for the engine: the SQL type `ledger_write`, field for field, sent
+    as JSON (`ledger_writes` reads it). 'create' writes a new transaction; 'post'
+    and 'void' finish the pending transaction `tx_id`."""
 
-    outcome: str  # created | replay | conflict | not_found | insufficient | busy
-    row_id: int | None
-    created_at: datetime | None
-    expires_at: datetime | None
-    failure: dict[str, Any] | None
+    op: Literal["create", "post", "void"]
+    pending: bool
+    accounts: list[AccountChange]
+    legs: list[Leg]
+    tx_id: int | None = None
+    client_id: str | None = None
+    request_hash: str | None = None  # bytea's hex form
+    kind: str | None = None
+    reserved: tuple[Posting, ...] | None = None
+    memo: str | None = None
+    metadata: dict[str, Any] | None = None
+    reason: str | None = None
+    rule_id: str | None = None
+    rule_version: int | None = None
+    event_id: str | None = None
+    actor: str | None = None
+    reversal_of: int | None = None
+    ttl_s: int | None = None
+    void_reason: str | None = None
+
+
+class Written(msgspec.Struct, frozen=True, kw_only=True):
+    """What the engine says of one write (the SQL type `ledger_written`)."""
+
+    outcome: Outcome
+    row_id: int | None  # the transaction made, finished, or replayed
+    created_at: datetime | None = None
+    expires_at: datetime | None = None
+    finalized_at: datetime | None = None
+    failure: dict[str, Any] | None = None
 
 
 def _raise_domain(err: asyncpg.PostgresError) -> None:
@@ -40,117 +63,75 @@ def _raise_domain(err: asyncpg.PostgresError) -> None:
     raise err
 
 
-def _json(value: Any) -> str:
-    return msgspec.json.encode(value).decode()
+def create_write(tx: NewTransaction, plan: Plan) -> Write:
+    """The write that creates `tx` as `plan` says."""
+    return Write(
+        op="create",
+        pending=tx.pending,
+        accounts=plan.accounts,
+        legs=plan.legs,
+        client_id=tx.client_id,
+        request_hash="\\x" + tx.request_hash.hex(),
+        kind=tx.kind,
+        reserved=tx.postings if tx.pending else None,
+        memo=tx.memo,
+        metadata=tx.metadata,
+        reason=tx.reason,
+        rule_id=tx.rule_id,
+        rule_version=tx.rule_version,
+        event_id=tx.event_id,
+        actor=tx.actor,
+        reversal_of=tx.reversal_of,
+        ttl_s=tx.ttl_s,
+    )
 
 
-# The plan's lists, concatenated over the items, in `ledger_batch` order.
-_PLAN_COLUMNS = (
-    ("addrs", "addresses"),
-    ("assets", "assets"),
-    ("member", "limited"),
-    ("posted", "posted"),
-    ("held", "held"),
-    ("min", "minimum"),
-    ("leg_acct", "leg_account"),
-    ("leg_amount", "leg_amount"),
-)
-# Fields of the transactions copied as they are.
-_TX_COLUMNS = (
-    ("kinds", "kind"),
-    ("pendings", "pending"),
-    ("memos", "memo"),
-    ("reasons", "reason"),
-    ("rule_ids", "rule_id"),
-    ("rule_versions", "rule_version"),
-    ("event_ids", "event_id"),
-    ("actors", "actor"),
-    ("reversal_ofs", "reversal_of"),
-    ("ttls", "ttl_s"),
-)
+def finish_write(row_id: int, plan: Plan, *, void_reason: str | None = None) -> Write:
+    """The write that posts (no `void_reason`) or voids pending transaction `row_id`."""
+    op: Literal["post", "void"] = "post" if void_reason is None else "void"
+    return Write(
+        op=op,
+        pending=False,
+        accounts=plan.accounts,
+        legs=plan.legs,
+        tx_id=row_id,
+        void_reason=void_reason,
+    )
 
 
-def _batch_document(items: Sequence[tuple[NewTransaction, Plan]]) -> str:
-    """The `ledger_batch` (parallel arrays of ledger_create_batch) for `items`, as
-    JSON: one entry per item, then the items' accounts and legs concatenated, with
-    each item's end offsets. Built column by column, so that a thousand items cost
-    a few C-level passes rather than a Python loop each; JSON values travel as
-    text, and request hashes in bytea's hex form."""
-    txs = [tx for tx, _ in items]
-    plans = [plan for _, plan in items]
-    document: dict[str, list[Any]] = {
-        "client_ids": [tx.client_id for tx in txs],
-        "hashes": ["\\x" + tx.request_hash.hex() for tx in txs],
-        "reserved": [_json(tx.postings) if tx.pending else None for tx in txs],
-        "metadata": [None if tx.metadata is None else _json(tx.metadata) for tx in txs],
-        "acct_end": list(accumulate(len(plan.addresses) for plan in plans)),
-        "leg_end": list(accumulate(len(plan.leg_account) for plan in plans)),
-    }
-    for key, field in _TX_COLUMNS:
-        document[key] = list(map(attrgetter(field), txs))
-    for key, field in _PLAN_COLUMNS:
-        document[key] = list(chain.from_iterable(map(attrgetter(field), plans)))
-    return _json(document)
+_encode = msgspec.json.Encoder().encode
 
 
-def write_document(tx: NewTransaction, plan: Plan) -> str:
-    """One transaction's write as the document ledger_create_document (0009) takes:
-    for a SQL function that writes to the ledger in the same round trip as its own
-    writes."""
-    return _batch_document([(tx, plan)])
+def document(writes: Sequence[Write]) -> str:
+    """`writes` as the JSON text that `ledger_writes(…)` turns into `ledger_write[]`,
+    for SQL functions of other contexts that write to the ledger in the same round
+    trip as their own writes (their named queries call `ledger_writes`)."""
+    return _encode(writes).decode()
 
 
-async def create_batch(
-    conn: Conn,
-    community: str,
-    items: Sequence[tuple[NewTransaction, Plan]],
-    *,
-    skip_locked: bool = False,
-) -> list[Created]:
-    """One round trip for many transactions, each applied or refused on its own.
-
-    With `skip_locked`, an item whose member account another transaction holds is
-    not waited for: it comes back `busy`, with nothing written.
-    """
-    document = _batch_document(items)
+async def write(
+    conn: Conn, community: str, writes: Sequence[Write], *, skip_locked: bool = False
+) -> list[Written]:
+    """One round trip for many writes, each applied or refused on its own. With
+    `skip_locked`, a write whose member account or transaction another transaction
+    holds is not waited for: it comes back `busy`, with nothing written."""
     try:
-        rows = await conn.fetch(q("tx_create_batch"), community, document, skip_locked)
+        rows = await conn.fetch(q("ledger_write"), community, document(writes), skip_locked)
     except asyncpg.PostgresError as err:
         _raise_domain(err)
-    return [
-        Created(
-            outcome=r["outcome"],
-            row_id=r["tx_id"],
-            created_at=r["created_at"],
-            expires_at=r["expires_at"],
-            failure=r["failure"],
-        )
-        for r in rows
-    ]
+    return [written_of(r) for r in rows]
 
 
-async def finish_tx(
-    conn: Conn, community: str, row_id: int, status: str, void_reason: str | None, plan: Plan
-) -> tuple[str, datetime | None]:
-    try:
-        row = await conn.fetchrow(
-            q("tx_finish"),
-            community,
-            row_id,
-            status,
-            void_reason,
-            plan.addresses,
-            plan.assets,
-            plan.limited,
-            plan.posted,
-            plan.held,
-            plan.leg_account,
-            plan.leg_amount,
-        )
-    except asyncpg.PostgresError as err:
-        _raise_domain(err)
-    assert row is not None
-    return row["outcome"], row["finalized_at"]
+def written_of(row: Any) -> Written:
+    """A `ledger_written` row (or one with the same columns) as a value."""
+    return Written(
+        outcome=Outcome(row["outcome"]),
+        row_id=row["tx_id"],
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        finalized_at=row["finalized_at"],
+        failure=row["failure"],
+    )
 
 
 def _postings_from_legs(legs: list[list[Any]]) -> tuple[Posting, ...]:

@@ -7,7 +7,7 @@ one household, so its yearly cap counts every other offset, committed or not), t
 the member's points account (taken by the ledger's write, which checks
 `redeemable`). No writer takes a household after a member account, so this order
 cannot deadlock with other ledger writes. The transaction is one statement, the
-function `offset_create` (migration 0010), whose steps each read after the locks
+function `offset_create` (sql/functions/offsets.sql), whose steps each read after the locks
 before them were granted.
 """
 
@@ -19,7 +19,7 @@ from typing import NoReturn
 import asyncpg
 import msgspec
 
-from service.db import q, retrying
+from service.db import q, unit_of_work
 from service.errors import (
     CapExceeded,
     IdempotencyConflict,
@@ -30,7 +30,7 @@ from service.errors import (
 from service.ledger import reads
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
-from service.ledger.model import NewTransaction, Posting, RuleParams, member_address
+from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams, member_address
 from service.offsets import model
 from service.offsets.model import NewOffset
 from service.offsets.views import (
@@ -146,7 +146,9 @@ async def create_offset(
         return replayed, True
     tx = _transaction(new, active, new.points * fen)
     document = ledger.write_document(tx, rules.to_params())
-    row = await retrying(lambda: _write(conn, community, new, active, year, document))
+    row = await unit_of_work(
+        conn, lambda: _write(conn, community, new, active, year, document), atomic=False
+    )
     if row["outcome"] == "exists":
         replayed = await _replay(conn, community, new)
         assert replayed is not None  # offsets are never deleted once committed
@@ -225,6 +227,14 @@ async def apply_offset(
     """Posts a held offset's points; applying an applied one again is a replay. Two
     statements: the offset read, then the ledger's finish (which locks the
     transaction and checks again that it is pending and not expired)."""
+    return await unit_of_work(
+        conn, lambda: _apply(conn, community, offset_id, company), atomic=False
+    )
+
+
+async def _apply(
+    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+) -> tuple[OffsetOut, bool]:
     row = await _get_row(conn, community, offset_id, company)
     offset = offset_out(row)
     if offset.status == "applied":
@@ -232,11 +242,10 @@ async def apply_offset(
     if offset.status != "held":
         raise InvalidState(f"offset {offset_id!r} is {offset.status}; only a held one is applied")
     reserved = msgspec.convert(row["pending_postings"], tuple[Posting, ...])
-    outcome, finalized_at, _ = await ledger.post_reserved(
-        conn, community, row["tx_id"], reserved, None
-    )
-    if outcome == "done":
-        return msgspec.structs.replace(offset, status="applied", applied_at=finalized_at), False
+    done, _ = await ledger.post_reserved(conn, community, row["tx_id"], reserved, None)
+    if done.outcome == Outcome.DONE:
+        applied_at = done.finalized_at
+        return msgspec.structs.replace(offset, status="applied", applied_at=applied_at), False
     # Applied, cancelled or expired since it was read: answer as a request made now.
     now = await get_offset(conn, community, offset_id, company)
     if now.status == "applied":
@@ -254,14 +263,27 @@ async def cancel_offset(
 ) -> tuple[OffsetOut, bool]:
     """Voids a hold or reverses an applied offset (the points go back to the member);
     cancelling a cancelled or expired offset again is a replay."""
+    return await unit_of_work(
+        conn, lambda: _cancel(conn, community, offset_id, company, params, actor), atomic=False
+    )
+
+
+async def _cancel(
+    conn: ledger_store.Conn,
+    community: str,
+    offset_id: str,
+    company: str | None,
+    params: RuleParams,
+    actor: str | None,
+) -> tuple[OffsetOut, bool]:
     for _ in range(3):  # an apply racing this cancel: look again and do the other thing
         offset = await get_offset(conn, community, offset_id, company)
         cid = offset.transaction_id
         try:
             if offset.status == "held":
-                await ledger.void_transaction(conn, community, cid, "cancelled")
+                await ledger.void(conn, community, cid, "cancelled")
             elif offset.status == "applied":
-                await ledger.reverse_transaction(conn, community, cid, params, actor)
+                await ledger.reverse(conn, community, cid, params, actor)
             else:
                 await _void_if_pending(conn, community, cid)
                 return offset, True
@@ -275,7 +297,7 @@ async def _void_if_pending(conn: ledger_store.Conn, community: str, cid: str) ->
     """An expired hold not yet voided by the expiry job is voided now, as it would be."""
     tx = await ledger.get_transaction(conn, community, cid)
     if tx.status == "pending":
-        await ledger.void_transaction(conn, community, cid, "expired")
+        await ledger.void(conn, community, cid, "expired")
 
 
 async def list_offsets(

@@ -10,14 +10,14 @@ up on every period that ended meanwhile (at most `MAX_CATCH_UP` per run).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import asyncpg
 import structlog
 
-from service.db import q
-from service.ledger import store as ledger_store
+from service.db import Conn, q, unit_of_work
+from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, Posting, member_address
-from service.ledger.posting import plan_create
 from service.rules import store
 from service.rules.book import ActiveRules, RuleBook
 from service.rules.engine import evaluate_scheduled
@@ -73,8 +73,11 @@ async def _scheduled_rule(
     posted = 0
     for period in (p for p in periods if p.key not in done):
         for member in await _members(pool, community):
-            async with pool.acquire() as conn, conn.transaction():
-                posted += await _settle_member(conn, community, active, rule_id, period, member, tz)
+            async with pool.acquire() as conn:
+                posted += await unit_of_work(
+                    conn,
+                    partial(_settle_member, conn, community, active, rule_id, period, member, tz),
+                )
         async with pool.acquire() as conn:
             await store.claim_job(conn, community, job, period.key)
         log.info("scheduled_rule_settled", community=community, rule=rule_id, period=period.key)
@@ -82,7 +85,7 @@ async def _scheduled_rule(
 
 
 async def _settle_member(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     active: ActiveRules,
     rule_id: str,
@@ -99,10 +102,14 @@ async def _settle_member(
     if applied <= 0:
         return 0
     tx = transaction_for(f"{rule_id}:{period.key}:{member}", member, None, d, applied, None)
-    plan = plan_create(tx.postings, active.rule_set.to_params(), pending=False, mode="floor")
-    [created] = await ledger_store.create_batch(conn, community, [(tx, plan)])
-    if created.outcome != "created":
-        return 0  # already settled by another run
+    # Under the member's lock and clamped to the floor, only a replay (another run
+    # settled it) can stop this write; a refusal raises and fails the job, so the
+    # period is not claimed and the next run settles it.
+    _, replayed = await ledger.create(
+        conn, community, tx, active.rule_set.to_params(), mode="floor"
+    )
+    if replayed:
+        return 0
     points = d.asset == "points"
     counts = store.Counts(
         rule_ids=[rule_id],
@@ -129,15 +136,17 @@ async def _expiry(
     for year in (y for y in years if y not in done):
         cutoff = expiry_of(period_from_key(year, tz).start, tz)
         for member in await _members(pool, community):
-            async with pool.acquire() as conn, conn.transaction():
-                posted += await _expire_member(conn, community, active, year, cutoff, member)
+            async with pool.acquire() as conn:
+                posted += await unit_of_work(
+                    conn, partial(_expire_member, conn, community, active, year, cutoff, member)
+                )
         async with pool.acquire() as conn:
             await store.claim_job(conn, community, "expiry:points", year)
     return posted
 
 
 async def _expire_member(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     active: ActiveRules,
     year: str,
@@ -147,8 +156,7 @@ async def _expire_member(
     locked = await store.lock_member(conn, community, member, [])
     if locked is None:
         return 0
-    row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)
-    assert row is not None
+    row = await store.expiry_inputs(conn, community, member, year, cutoff)
     left = row["earned"] - row["spent"] - row["expired"]
     redeemable = locked.posted - locked.held - active.rule_set.baseline
     amount = min(left, redeemable)
@@ -168,6 +176,7 @@ async def _expire_member(
         rule_version=active.version,
         metadata={"earned_through_year": row["earned"], "spent_before_cutoff": row["spent"]},
     )
-    plan = plan_create(tx.postings, active.rule_set.to_params(), pending=False, mode="floor")
-    [created] = await ledger_store.create_batch(conn, community, [(tx, plan)])
-    return 1 if created.outcome == "created" else 0
+    _, replayed = await ledger.create(
+        conn, community, tx, active.rule_set.to_params(), mode="floor"
+    )
+    return 0 if replayed else 1

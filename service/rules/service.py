@@ -14,11 +14,17 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service.db import Conn, unit_of_work
 from service.errors import IdempotencyConflict, NotFound, ValidationFailed
-from service.ledger import store as ledger_store
-from service.ledger.model import Asset, NewTransaction, Posting, RuleParams, member_address
-from service.ledger.posting import plan_create
-from service.ledger.service import written
+from service.ledger import service as ledger
+from service.ledger.model import (
+    Asset,
+    NewTransaction,
+    Outcome,
+    Posting,
+    RuleParams,
+    member_address,
+)
 from service.ledger.views import TransactionOut, transaction_out
 from service.rules import store
 from service.rules.book import ActiveRules, RuleBook
@@ -58,7 +64,7 @@ class Published(msgspec.Struct, kw_only=True):
 
 
 async def publish(
-    conn: ledger_store.Conn,
+    conn: Conn,
     book: RuleBook,
     community: str,
     document: dict[str, Any],
@@ -147,7 +153,7 @@ def clamp(decisions: list[Decision], room: int) -> list[tuple[Decision, int, str
 
 
 async def ingest(
-    conn: ledger_store.Conn,
+    conn: Conn,
     book: RuleBook,
     community: str,
     event: EventInput,
@@ -155,10 +161,26 @@ async def ingest(
     actor: str | None,
     deadline: Deadline | None = None,
 ) -> tuple[EventResult, bool]:
-    """Runs the rules in force now on one event, atomically and once; the periods its
-    caps and statistics count in are decided by `occurred_at`. Three round trips
-    inside the transaction: record and lock, write the postings, count and store.
-    Evaluation counts against `deadline` (a batch shares one; by default, its own)."""
+    """Runs the rules in force now on one event, atomically and once: the use case,
+    its own unit of work (`record_event` does the work inside another's)."""
+    return await unit_of_work(
+        conn, lambda: record_event(conn, book, community, event, request_hash, actor, deadline)
+    )
+
+
+async def record_event(
+    conn: Conn,
+    book: RuleBook,
+    community: str,
+    event: EventInput,
+    request_hash: bytes,
+    actor: str | None,
+    deadline: Deadline | None = None,
+) -> tuple[EventResult, bool]:
+    """The periods its caps and statistics count in are decided by `occurred_at`.
+    Three round trips, inside the caller's transaction: record and lock, write the
+    postings, count and store. Evaluation counts against `deadline` (a batch shares
+    one; by default, its own)."""
     active = await book.active(conn, community)
     tz = await book.timezone(conn, community)
     params = active.rule_set.to_params()  # the version the engine runs, not a second look
@@ -173,17 +195,16 @@ async def ingest(
     )
     keys = countable_keys(event.occurred_at, tz)
     try:
-        async with conn.transaction():
-            begun = await store.begin_event(conn, community, values, keys or [])
-            if begun.locked is None:
-                return _replay(event.id, request_hash, begun), True
-            if keys is None:
-                raise ValidationFailed("occurred_at is out of range")
-            clock = deadline or Deadline()
-            args = (begun.locked, active, tz, params, clock)
-            return await _process(conn, community, event, actor, *args), False
+        begun = await store.begin_event(conn, community, values, keys or [])
     except asyncpg.ForeignKeyViolationError as err:
         raise NotFound(f"no member {event.member_id!r} in community {community!r}") from err
+    if begun.locked is None:
+        return _replay(event.id, request_hash, begun), True
+    if keys is None:
+        raise ValidationFailed("occurred_at is out of range")
+    clock = deadline or Deadline()
+    args = (begun.locked, active, tz, params, clock)
+    return await _process(conn, community, event, actor, *args), False
 
 
 def _replay(event_id: str, request_hash: bytes, begun: store.Begun) -> EventResult:
@@ -196,7 +217,7 @@ def _replay(event_id: str, request_hash: bytes, begun: store.Begun) -> EventResu
 
 
 async def _process(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     event: EventInput,
     actor: str | None,
@@ -233,7 +254,7 @@ async def _process(
 
 
 async def _post(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     event: EventInput,
     verdicts: list[tuple[Decision, int, str | None]],
@@ -242,17 +263,16 @@ async def _post(
 ) -> tuple[list[DecisionView], list[TransactionOut]]:
     """Writes every positive verdict in one round trip; explains every verdict."""
     to_write = [_transaction(event, d, n, actor) for d, n, _ in verdicts if n > 0]
-    items = [(tx, plan_create(tx.postings, params, pending=False, mode="floor")) for tx in to_write]
-    created = await ledger_store.create_batch(conn, community, items) if items else []
-    by_rule = {tx.rule_id: (tx, c) for tx, c in zip(to_write, created, strict=True)}
+    done = await ledger.write_new(conn, community, to_write, params, mode="floor")
+    by_rule = {tx.rule_id: (tx, c) for tx, c in zip(to_write, done, strict=True)}
     views: list[DecisionView] = []
     transactions: list[TransactionOut] = []
     for d, applied, why in verdicts:
         tx, c = by_rule.get(d.rule_id, (None, None))
-        ok = tx is not None and c is not None and c.outcome == "created"
+        ok = tx is not None and c is not None and c.outcome == Outcome.CREATED
         if ok:
             assert tx is not None and c is not None
-            transactions.append(transaction_out(written(tx, c, None)))
+            transactions.append(transaction_out(ledger.written(tx, c, None)))
         skipped = d.skipped or (None if ok else "floor_reached" if applied == 0 else "insufficient")
         views.append(
             DecisionView(

@@ -59,7 +59,7 @@ class Begun(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def _stats(row: asyncpg.Record, member: str, score: int) -> MemberStats:
-    """A `rules_stats` value (migration 0008) as the engine reads it."""
+    """A `rules_stats` value (sql/migrations/0001_schema.sql) as the engine reads it."""
     periods = {
         key: PeriodStats(earned=e, deducted=d, awards=a, deductions=n)
         for key, e, d, a, n in zip(
@@ -159,3 +159,13 @@ async def jobs_done(conn: Queryable, community: str, job: str, keys: list[str]) 
 
 async def member_ids(conn: Queryable, community: str, after: str, limit: int) -> list[str]:
     return [r["id"] for r in await conn.fetch(q("member_ids_page"), community, after, limit)]
+
+
+async def expiry_inputs(
+    conn: Conn, community: str, member: str, year: str, cutoff: datetime
+) -> asyncpg.Record:
+    """For year-end expiry: what `member` earned through rules up to `year`, spent
+    before `cutoff`, and has had expired."""
+    row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)
+    assert row is not None
+    return row

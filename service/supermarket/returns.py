@@ -3,7 +3,7 @@
 A return is one database transaction with the lock order of service.py: the
 redemption's row, its items in sku order, then the member's points account (the
 ledger's write). It makes two statements between BEGIN and COMMIT (SQL functions
-of migration 0009): one locks the redemption and reads its lines and returns, the
+of sql/functions/supermarket.sql): one locks the redemption and reads its lines and returns, the
 other locks the items and writes everything back, the ledger's transaction
 included. A new return is answered from what is already known.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from service.db import q, retrying
+from service.db import q, unit_of_work
 from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from service.ledger import service as ledger
 from service.ledger.model import RuleParams, member_address
@@ -122,11 +122,7 @@ async def return_items(
     if new.items is not None and not new.items:
         raise ValidationFailed("items, when given, names at least one item")
 
-    async def attempt() -> tuple[str, ReturnOut | None]:
-        async with conn.transaction():
-            return await _return(conn, community, new, params)
-
-    made, created = await retrying(attempt)
+    made, created = await unit_of_work(conn, lambda: _return(conn, community, new, params))
     if created is not None:
         return created, False
     row = await conn.fetchrow(q("redemption_return_get"), community, new.redemption, made)

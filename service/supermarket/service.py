@@ -7,7 +7,7 @@ the member's points account (taken by the ledger's write, which checks
 two writers wait on each other in opposite orders.
 
 Round trips are most of a redemption's cost, so it makes two statements between
-BEGIN and COMMIT (SQL functions of migration 0009): one checks the member, locks
+BEGIN and COMMIT (SQL functions in sql/functions/supermarket.sql): one checks the member, locks
 the items and looks up the id; the service prices the basket (model.py) and plans
 the ledger write; the other writes the redemption, its lines, the stock and the
 ledger's transaction. A new redemption is answered from what is already known.
@@ -20,7 +20,7 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from service.db import q, retrying
+from service.db import q, unit_of_work
 from service.errors import IdempotencyConflict, NotFound
 from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, RuleParams, member_address
@@ -134,8 +134,8 @@ def _shelf(row: asyncpg.Record) -> dict[str, StockItem]:
 async def _redeem(
     conn: Conn, community: str, new: NewRedemption, params: RuleParams
 ) -> RedemptionOut | None:
-    """Takes the stock and the points in two statements (0009); None when the id
-    already exists."""
+    """Takes the stock and the points in two statements (sql/functions/supermarket.sql);
+    None when the id already exists."""
     found = await conn.fetchrow(
         q("redemption_prepare"), community, new.id, new.member, new.store, sorted(new.items)
     )
@@ -174,11 +174,7 @@ async def redeem(
 ) -> tuple[RedemptionOut, bool]:
     """Exchanges points for goods once per id: stock and points change together or not at all."""
 
-    async def attempt() -> RedemptionOut | None:
-        async with conn.transaction():
-            return await _redeem(conn, community, new, params)
-
-    created = await retrying(attempt)
+    created = await unit_of_work(conn, lambda: _redeem(conn, community, new, params))
     if created is not None:
         return created, False
     # The id was taken: a replay answers as the original did, from what was stored.

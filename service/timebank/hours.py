@@ -22,7 +22,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from service.db import q, retrying
+from service.db import q, unit_of_work
 from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from service.ledger import service as ledger
 from service.ledger import store as ledger_store
@@ -99,39 +99,38 @@ async def log_hours(
     countable_start = countable(data.started_at, await book.timezone(conn, community))
 
     async def attempt() -> tuple[Hours, bool]:
-        async with conn.transaction():
-            try:
-                row = await conn.fetchrow(
-                    q("hours_insert"),
-                    community,
-                    data.id,
-                    data.member,
-                    data.activity,
-                    data.started_at,
-                    data.minutes,
-                    data.organiser,
-                    "approved" if at_once else "pending",
-                    request_hash,
-                    actor,
+        try:
+            row = await conn.fetchrow(
+                q("hours_insert"),
+                community,
+                data.id,
+                data.member,
+                data.activity,
+                data.started_at,
+                data.minutes,
+                data.organiser,
+                "approved" if at_once else "pending",
+                request_hash,
+                actor,
+            )
+        except asyncpg.ForeignKeyViolationError as err:
+            raise NotFound(f"no member {data.member!r} in community {community!r}") from err
+        if row is None:
+            existing = await conn.fetchrow(q("hours_get"), community, data.id)
+            assert existing is not None  # the conflict was on this very key
+            if bytes(existing["request_hash"]) != request_hash:
+                raise IdempotencyConflict(
+                    f"hours {data.id!r} were logged with different fields; use a new id"
                 )
-            except asyncpg.ForeignKeyViolationError as err:
-                raise NotFound(f"no member {data.member!r} in community {community!r}") from err
-            if row is None:
-                existing = await conn.fetchrow(q("hours_get"), community, data.id)
-                assert existing is not None  # the conflict was on this very key
-                if bytes(existing["request_hash"]) != request_hash:
-                    raise IdempotencyConflict(
-                        f"hours {data.id!r} were logged with different fields; use a new id"
-                    )
-                return _hours(existing), True
-            if not countable_start:
-                raise ValidationFailed("started_at is out of range")
-            credit = _credit(data, pending=not at_once, actor=actor)
-            await ledger.create_transaction(conn, community, credit, active.rule_set.to_params())
-            event = await _approved_event(conn, book, community, row, actor) if at_once else None
+            return _hours(existing), True
+        if not countable_start:
+            raise ValidationFailed("started_at is out of range")
+        credit = _credit(data, pending=not at_once, actor=actor)
+        await ledger.create(conn, community, credit, active.rule_set.to_params())
+        event = await _approved_event(conn, book, community, row, actor) if at_once else None
         return _hours(row, event), False
 
-    return await retrying(attempt)
+    return await unit_of_work(conn, attempt)
 
 
 def _credit(data: LogHours, *, pending: bool, actor: str) -> NewTransaction:
@@ -164,24 +163,23 @@ async def decide(
     the same way again is a replay, the other way a 409."""
 
     async def attempt() -> tuple[Hours, bool]:
-        async with conn.transaction():
-            row = await conn.fetchrow(q("hours_lock"), community, hours_id)
-            if row is None:
-                raise NotFound(f"no volunteer hours {hours_id!r} in community {community!r}")
-            if row["status"] == status:
-                return _hours(row), True
-            if row["status"] != "pending":
-                raise InvalidState(f"hours {hours_id!r} are already {row['status']}")
-            if status == "approved":
-                await ledger.post_transaction(conn, community, credit_id(hours_id), None)
-            else:
-                await ledger.void_transaction(conn, community, credit_id(hours_id), "rejected")
-            row = await conn.fetchrow(q("hours_decide"), community, hours_id, status, actor)
-            approved = status == "approved"
-            event = await _approved_event(conn, book, community, row, actor) if approved else None
+        row = await conn.fetchrow(q("hours_lock"), community, hours_id)
+        if row is None:
+            raise NotFound(f"no volunteer hours {hours_id!r} in community {community!r}")
+        if row["status"] == status:
+            return _hours(row), True
+        if row["status"] != "pending":
+            raise InvalidState(f"hours {hours_id!r} are already {row['status']}")
+        if status == "approved":
+            await ledger.post(conn, community, credit_id(hours_id), None)
+        else:
+            await ledger.void(conn, community, credit_id(hours_id), "rejected")
+        row = await conn.fetchrow(q("hours_decide"), community, hours_id, status, actor)
+        approved = status == "approved"
+        event = await _approved_event(conn, book, community, row, actor) if approved else None
         return _hours(row, event), False
 
-    return await retrying(attempt)
+    return await unit_of_work(conn, attempt)
 
 
 async def get_hours(conn: ledger_store.Queryable, community: str, hours_id: str) -> Hours:
@@ -206,5 +204,5 @@ async def _approved_event(
             "organiser": row["organiser"] or "",
         },
     )
-    result, _ = await rules.ingest(conn, book, community, event, b"volunteer.approved", actor)
+    result, _ = await rules.record_event(conn, book, community, event, b"volunteer.approved", actor)
     return result

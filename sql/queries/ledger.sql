@@ -1,15 +1,10 @@
 -- The ledger: transactions, balances, entries, sealing, expiry.
 
--- name: tx_create_batch
--- $2 is a `ledger_batch` as JSON text (see store._batch_document).
-SELECT r.idx, r.outcome, r.tx_id, r.created_at, r.expires_at, r.failure
-  FROM jsonb_populate_record(NULL::ledger_batch, $2::text::jsonb) AS b,
-       ledger_create_batch($1, b.client_ids, b.hashes, b.kinds, b.pendings, b.reserved,
-                           b.memos, b.metadata, b.reasons, b.rule_ids, b.rule_versions,
-                           b.event_ids, b.actors, b.reversal_ofs, b.ttls, b.acct_end,
-                           b.leg_end, b.addrs, b.assets, b.member, b.posted, b.held, b.min,
-                           b.leg_acct, b.leg_amount, $3) AS r
- ORDER BY r.idx;
+-- name: ledger_write
+-- $2 is the writes as JSON (store.document), $3 whether to skip locked rows.
+SELECT w.idx, w.outcome, w.tx_id, w.created_at, w.expires_at, w.finalized_at, w.failure
+  FROM ledger_write($1, ledger_writes($2::text::jsonb), $3) AS w
+ ORDER BY w.idx;
 
 -- name: tx_get_many
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
@@ -24,10 +19,6 @@ SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metada
   FROM transactions t
   LEFT JOIN transactions r ON r.community_id = t.community_id AND r.id = t.reversal_of
  WHERE t.community_id = $1 AND t.client_id = ANY ($2::text[]);
-
--- name: tx_finish
-SELECT outcome, finalized_at
-  FROM ledger_finish_tx($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
 -- name: tx_get
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
@@ -100,9 +91,6 @@ SELECT t.community_id, t.id
  WHERE t.status = 'pending' AND t.expires_at IS NOT NULL AND t.expires_at <= $1
  ORDER BY t.expires_at
  LIMIT $2;
-
--- name: pending_postings
-SELECT pending_postings FROM transactions WHERE community_id = $1 AND id = $2;
 
 -- name: seal
 SELECT ledger_seal($1, $2) AS sealed;

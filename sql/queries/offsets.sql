@@ -2,14 +2,14 @@
 -- (client id 'offset:' || id) and that transaction's reversal, if any.
 
 -- name: offset_create
--- Creates an offset and its ledger transaction in one statement (see 0010); $16 is
--- the ledger's document as JSON text (service/ledger/store.write_document).
+-- Creates an offset and its ledger transaction in one statement; $16 is the
+-- ledger's write as JSON text (service/ledger/service.write_document).
 SELECT outcome, used_fen, created_at, tx_id, expires_at, failure
   FROM offset_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                     $16::text::jsonb);
+                     ledger_writes($16::text::jsonb));
 
 -- name: offset_household_used
--- What the household's offsets of year $3 take of its yearly cap now (see 0010).
+-- What the household's offsets of year $3 take of its yearly cap now.
 SELECT offset_household_used($1, $2, $3) AS used_fen;
 
 -- name: offset_get

@@ -15,7 +15,7 @@ SELECT version, source, media_type, effective_from FROM rule_sets
  WHERE community_id = $1 AND version = $2;
 
 -- name: event_begin
--- See rules_event_begin (migration 0008): the event recorded once, then its member
+-- See rules_event_begin (sql/functions/rules.sql): the event recorded once, then its member
 -- locked and its statistics read; or the stored hash and result of an existing id.
 SELECT * FROM rules_event_begin($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
@@ -23,7 +23,7 @@ SELECT * FROM rules_event_begin($1, $2, $3, $4, $5, $6, $7, $8, $9);
 SELECT rules_event_finish($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11);
 
 -- name: member_lock
--- See rules_lock_member (migration 0008): both accounts of member $2 locked,
+-- See rules_lock_member (sql/functions/rules.sql): both accounts of member $2 locked,
 -- minutes before points; the points account's posted and held, and the member's
 -- statistics at the period keys $3.
 SELECT * FROM rules_lock_member($1, $2, $3);

@@ -16,16 +16,16 @@ SELECT sku, name, points, stock, updated_at FROM store_items
  LIMIT $4;
 
 -- name: redemption_prepare
--- A redemption's first statement (0009): the member, the basket's items locked, the id.
+-- A redemption's first statement: the member, the basket's items locked, the id.
 SELECT member_found, taken, skus, names, points, stocks
   FROM redemption_prepare($1, $2, $3, $4, $5::text[]);
 
 -- name: redemption_write
--- Its second (0009): the redemption, its lines, the stock and the ledger write ($12,
--- the ledger's document as JSON text, see service/ledger/store.write_document).
+-- Its second: the redemption, its lines, the stock and the ledger write ($12,
+-- the ledger's write as JSON text, see service/ledger/service.write_document).
 SELECT written, created_at, outcome, tx_id, failure
   FROM redemption_write($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10::bigint[],
-                        $11::bigint[], $12::text::jsonb);
+                        $11::bigint[], ledger_writes($12::text::jsonb));
 
 -- name: redemption_get
 -- Lines in byte-wise sku order, the order in which the service prices a basket and
@@ -48,13 +48,13 @@ SELECT id, request_hash, items, points, created_at FROM redemption_returns
  WHERE community_id = $1 AND redemption_id = $2 AND id = $3;
 
 -- name: redemption_return_prepare
--- A return's first statement (0009): the redemption locked, the return id, the lines.
+-- A return's first statement: the redemption locked, the return id, the lines.
 SELECT store_id, member_id, return_hash, return_count, lines
   FROM redemption_return_prepare($1, $2, $3);
 
 -- name: redemption_return_write
--- Its second (0009): items locked, lines and stock back, the ledger write ($11, as in
+-- Its second: items locked, lines and stock back, the ledger write ($11, as in
 -- redemption_write), the return's row.
 SELECT created_at, outcome, tx_id, failure
   FROM redemption_return_write($1, $2, $3, $4, $5, $6::text[], $7::bigint[], $8::jsonb, $9,
-                               $10, $11::text::jsonb);
+                               $10, ledger_writes($11::text::jsonb));

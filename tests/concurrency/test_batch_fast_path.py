@@ -12,6 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
+from service.db import unit_of_work
 from service.ledger import store
 from service.ledger.model import NewTransaction, Posting, RuleParams
 from service.ledger.posting import plan_create
@@ -98,21 +99,22 @@ async def test_a_batch_racing_single_writes_with_other_bodies(api: httpx.AsyncCl
 # --- a duplicate that commits while the batch writes ---------------------------------
 
 
-def _planned(client_id: str, source: str, destination: str, amount: int) -> Any:
+def _planned(client_id: str, source: str, destination: str, amount: int) -> store.Write:
     tx = NewTransaction(
         client_id=client_id,
         postings=(Posting(source=source, destination=destination, asset="points", amount=amount),),
         request_hash=f"{source}>{destination}:{amount}".encode(),
     )
-    return tx, plan_create(tx.postings, RuleParams(), pending=False)
+    return store.create_write(tx, plan_create(tx.postings, RuleParams(), pending=False))
 
 
 @pytest.mark.parametrize("other_commits", [True, False])
 async def test_a_duplicate_written_meanwhile(pool: asyncpg.Pool, other_commits: bool) -> None:
     """Another transaction writes one of the batch's client ids after the batch
-    checked them: the batch waits for it; if it commits, the batch's item is a
-    replay (the fast path gives way to item-by-item writing), and if it rolls
-    back, the batch writes the item itself. Either way every other item is written."""
+    looked them up: the batch waits for it; if it commits, the batch fails with a
+    serialization failure and its unit of work runs it again, which finds the item
+    a replay; if it rolls back, the batch writes the item itself. Either way every
+    other item is written, once."""
     async with pool.acquire() as setup:
         await create_community(setup, "green", "Green", "Asia/Shanghai", b"c")
         await create_household(setup, "green", "h0", None, "acme", b"h")
@@ -126,9 +128,11 @@ async def test_a_duplicate_written_meanwhile(pool: asyncpg.Pool, other_commits: 
     async with pool.acquire() as other, pool.acquire() as conn:
         writer = other.transaction()
         await writer.start()
-        [first] = await store.create_batch(other, "green", [dup])
+        [first] = await store.write(other, "green", [dup])
         assert first.outcome == "created"
-        batch = asyncio.create_task(store.create_batch(conn, "green", items))
+        batch = asyncio.create_task(
+            unit_of_work(conn, lambda: store.write(conn, "green", items), atomic=False)
+        )
         await waiting_on_a_transaction(pool, conn.get_server_pid(), "batch")
         await (writer.commit() if other_commits else writer.rollback())
         created = await batch
@@ -148,12 +152,11 @@ async def test_a_duplicate_written_meanwhile(pool: asyncpg.Pool, other_commits: 
             "SELECT count(*) FROM transactions WHERE community_id = 'green' AND client_id = 'dup'"
         )
         assert count == 1
-        # Rows the fast path wrote carry its block's subtransaction id; after the
-        # fallback, every row is the statement's own transaction's.
+        # Every row is the statement's own transaction's: no subtransaction.
         apart = await conn.fetch(
             "SELECT t.xmin::text <> q.xid::xid::text AS apart"
             "  FROM transactions t"
             "  JOIN seal_queue q ON q.community_id = t.community_id AND q.tx_id = t.id"
             " WHERE t.community_id = 'green' AND t.client_id LIKE 't%'"
         )
-        assert {r["apart"] for r in apart} == {not other_commits}
+        assert {r["apart"] for r in apart} == {False}

@@ -33,11 +33,14 @@ async def test_the_member_lock_takes_minutes_then_points(
 
 
 def test_lock_order_is_byte_order_in_every_lock_query() -> None:
-    """The batch's up-front locks sort addresses byte-wise, as Python's sorted() does."""
+    """The write engine locks member accounts sorted byte-wise, as Python's sorted()
+    does (both of its lock statements: waiting, and skipping locked rows)."""
     from service.db import sql_dir
 
-    batch = (sql_dir() / "migrations" / "0005_batch_fast_path.sql").read_text()
-    assert batch.count('GROUP BY u.addr ORDER BY u.addr COLLATE "C"') == 2
-    events = (sql_dir() / "migrations" / "0008_event_fast_path.sql").read_text()
-    lock = events.split("CREATE FUNCTION rules_lock_member")[1].split("$$")[1]
+    ledger = (sql_dir() / "functions" / "ledger.sql").read_text()
+    engine = ledger.split("CREATE OR REPLACE FUNCTION ledger_write(")[1].split("$$;")[0]
+    assert engine.count('ORDER BY acc.address COLLATE "C"') == 2
+    assert engine.count("FOR UPDATE SKIP LOCKED) l") == 1
+    rules = (sql_dir() / "functions" / "rules.sql").read_text()
+    lock = rules.split("CREATE OR REPLACE FUNCTION rules_lock_member")[1].split("$$")[1]
     assert "':minutes'" in lock.split("':points'")[0]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from service.ledger.model import NewTransaction, Posting, RuleParams
-from service.ledger.service import create_transaction
+from service.ledger.service import create
 from tests.concurrency.common import ISSUANCE, STORE, send
 from tests.helpers import C, award, balance, community, transfer
 
@@ -34,7 +34,7 @@ async def uncommitted(
         open_tx = conn.transaction()
         await open_tx.start()
         try:
-            await create_transaction(conn, "green", tx, RuleParams())
+            await create(conn, "green", tx, RuleParams())
             yield
         finally:
             await (open_tx.commit() if commit else open_tx.rollback())

@@ -1,40 +1,30 @@
-"""The set-based fast path of ledger_create_batch (0005) writes exactly what the
-item-by-item function of 0002 writes.
+"""One write engine: a batch writes exactly what its items write one at a time.
 
 Each scenario runs one batch twice, on two communities that start identical: once
-through today's ledger_create_batch, once through the 0002 definition loaded under
-another name. Outcomes, transactions, entries (their order, legs and running
-balances), balances and the seal queue must match row for row.
+as one call of ledger_write (decided in turn under its locks, then written set-based),
+once item by item, each a batch of one. Outcomes, transactions, entries (their
+order, legs and running balances), balances and the seal queue must match row for
+row; and the batch is one database transaction with no subtransaction in it.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from typing import Any
 
 import asyncpg
 import pytest
 
-from service.db import q, sql_dir
 from service.ledger import store
-from service.ledger.model import NewTransaction, Posting, RuleParams
-from service.ledger.posting import Plan, plan_create
-from service.ledger.service import create_transaction
+from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams
+from service.ledger.posting import plan_create, plan_post_pending, plan_void
+from service.ledger.service import create
 from service.setup import create_community, create_household, create_member
 
 PARAMS = RuleParams()
 MEMBERS = 12
 ISSUANCE = "system:issuance:points"
 STORE = "store:s1:redemptions"
-
-
-def _reference_function() -> str:
-    """0002's ledger_create_batch, renamed: the item-by-item reference."""
-    text = (sql_dir() / "migrations" / "0002_ledger_functions.sql").read_text()
-    match = re.search(r"CREATE FUNCTION ledger_create_batch\(.*?\n\$\$;", text, re.DOTALL)
-    assert match is not None
-    return match.group(0).replace("ledger_create_batch(", "ledger_create_batch_0002(", 1)
 
 
 async def _community(conn: asyncpg.Connection, name: str) -> None:
@@ -50,7 +40,7 @@ async def _write_one(
     conn: asyncpg.Connection, community: str, client_id: str, source: str, dest: str, amount: int
 ) -> None:
     tx = _tx(client_id, [(source, dest, amount)])
-    _, replayed = await create_transaction(conn, community, tx, PARAMS)
+    _, replayed = await create(conn, community, tx, PARAMS)
     assert not replayed
 
 
@@ -64,7 +54,6 @@ def skip_locked(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture
 async def conn(pool: asyncpg.Pool) -> Any:
     async with pool.acquire() as c:
-        await c.execute(_reference_function())
         for name in ("fast", "slow"):
             await _community(c, name)
         yield c
@@ -91,53 +80,49 @@ def _tx(
     )
 
 
-def _planned(txs: list[NewTransaction]) -> list[tuple[NewTransaction, Plan]]:
-    return [(tx, plan_create(tx.postings, PARAMS, pending=tx.pending)) for tx in txs]
+def _writes(txs: list[NewTransaction]) -> list[store.Write]:
+    return [
+        store.create_write(tx, plan_create(tx.postings, PARAMS, pending=tx.pending)) for tx in txs
+    ]
 
 
-class Outcomes(list[tuple[Any, ...]]):
-    """Each item's (outcome, failure, whether it has no expiry), equal on both paths;
-    `fast` counts the leading items the fast path wrote."""
-
-    fast: int
+Outcomes = list[tuple[Any, ...]]  # each item's (outcome, failure, whether it has no expiry)
 
 
 async def _run_both(
     conn: asyncpg.Connection, txs: list[NewTransaction], skip_locked: bool
 ) -> Outcomes:
-    """Writes the batch through both functions and checks they did the same; with
+    """Writes the batch at once and item by item and checks they did the same; with
     `skip_locked`, as the group commit writes it."""
-    items = _planned(txs)
+    writes = _writes(txs)
     async with conn.transaction():
-        fast = await store.create_batch(conn, "fast", items, skip_locked=skip_locked)
+        fast = await store.write(conn, "fast", writes, skip_locked=skip_locked)
         top = await conn.fetchval("SELECT pg_current_xact_id()::xid::text")
-    reference = q("tx_create_batch").replace("ledger_create_batch(", "ledger_create_batch_0002(")
-    slow = await conn.fetch(reference, "slow", store._batch_document(items), skip_locked)
-    assert [r["idx"] for r in slow] == list(range(1, len(txs) + 1))
-    outcomes = Outcomes((c.outcome, c.failure, c.expires_at is None) for c in fast)
-    assert outcomes == [(r["outcome"], r["failure"], r["expires_at"] is None) for r in slow]
+    slow = [
+        one for w in writes for one in await store.write(conn, "slow", [w], skip_locked=skip_locked)
+    ]
+    outcomes = [(c.outcome, c.failure, c.expires_at is None) for c in fast]
+    assert outcomes == [(c.outcome, c.failure, c.expires_at is None) for c in slow]
     assert await _state(conn, "fast") == await _state(conn, "slow")
     await _ids_name_their_items(conn, "fast", txs, [c.row_id for c in fast])
-    await _ids_name_their_items(conn, "slow", txs, [r["tx_id"] for r in slow])
-    outcomes.fast = await _written_apart(conn, fast, top)
+    await _ids_name_their_items(conn, "slow", txs, [c.row_id for c in slow])
+    await _written_by_one_transaction(conn, fast, top)
     return outcomes
 
 
-async def _written_apart(conn: asyncpg.Connection, created: list[store.Created], top: str) -> int:
-    """How many leading items were written in a subtransaction (the fast path's
-    block) rather than by the statement's own transaction `top`."""
-    ids = [c.row_id for c in created if c.outcome == "created"]
-    rows = await conn.fetch(
-        "SELECT id, xmin::text <> $2 AS apart FROM transactions"
-        " WHERE community_id = 'fast' AND id = ANY ($1::bigint[])",
+async def _written_by_one_transaction(
+    conn: asyncpg.Connection, done: list[store.Written], top: str
+) -> None:
+    """Every row the batch created carries the statement's own transaction id: the
+    engine needs no subtransaction (which would take an xid of its own)."""
+    ids = [c.row_id for c in done if c.outcome == Outcome.CREATED]
+    apart = await conn.fetchval(
+        "SELECT count(*) FROM transactions"
+        " WHERE community_id = 'fast' AND id = ANY ($1::bigint[]) AND xmin::text <> $2",
         ids,
         top,
     )
-    apart = {r["id"]: r["apart"] for r in rows}
-    flags = [c.outcome == "created" and apart[c.row_id] for c in created]
-    count = flags.index(False) if False in flags else len(flags)
-    assert not any(flags[count:]), "the fast path writes a leading run of items only"
-    return count
+    assert apart == 0
 
 
 async def _ids_name_their_items(
@@ -209,7 +194,6 @@ async def test_a_batch_that_all_succeeds(conn: asyncpg.Connection, skip_locked: 
     )
     outcomes = await _run_both(conn, txs, skip_locked)
     assert {o for o, _, _ in outcomes} == {"created"}
-    assert outcomes.fast == len(txs)
     row = await conn.fetchrow(
         "SELECT request_hash, memo, metadata, actor FROM transactions"
         " WHERE community_id = 'fast' AND client_id = 's1'"
@@ -233,7 +217,6 @@ async def test_an_overspend_midway_is_refused_and_the_rest_applied(
     outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes].count("insufficient") == 1
     assert outcomes[10][0] == "insufficient" and outcomes[-1][0] == "created"
-    assert outcomes.fast == 10
 
 
 async def test_replays_conflicts_and_duplicates_inside_the_batch(
@@ -258,7 +241,6 @@ async def test_replays_conflicts_and_duplicates_inside_the_batch(
         "replay",
         "conflict",
     ]
-    assert outcomes.fast == 6
 
 
 async def test_a_duplicate_inside_the_batch_alone(
@@ -268,7 +250,6 @@ async def test_a_duplicate_inside_the_batch_alone(
     txs.insert(3, txs[1])
     outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes] == ["created"] * 3 + ["replay"] + ["created"] * 2
-    assert outcomes.fast == 3
 
 
 async def test_unknown_members_and_a_first_item_that_fails(
@@ -277,10 +258,10 @@ async def test_unknown_members_and_a_first_item_that_fails(
     txs = transfers("t", 4)
     txs.insert(2, _tx("ghost", [(ISSUANCE, "member:ghost:points", 5)]))
     outcomes = await _run_both(conn, txs, skip_locked)
-    assert outcomes[2][0] == "not_found" and outcomes.fast == 2
+    assert outcomes[2][0] == "not_found"
     txs = [_tx("first", [("member:m5:points", STORE, 10_000)]), *transfers("v", 4)]
     outcomes = await _run_both(conn, txs, skip_locked)
-    assert outcomes[0][0] == "insufficient" and outcomes.fast == 0
+    assert outcomes[0][0] == "insufficient"
 
 
 async def test_pending_items_hold_and_write_no_entries(
@@ -295,7 +276,6 @@ async def test_pending_items_hold_and_write_no_entries(
     txs.append(_tx("after", [("member:m1:points", STORE, 1)]))
     outcomes = await _run_both(conn, txs, skip_locked)
     assert {o for o, _, _ in outcomes} == {"created"}
-    assert outcomes.fast == len(txs)
     reserved = await conn.fetchval(
         "SELECT pending_postings FROM transactions WHERE community_id = 'fast' AND client_id = 'h3'"
     )
@@ -322,7 +302,6 @@ async def test_holds_count_against_later_spends_of_the_batch(
     txs.append(_tx("too-much", [("member:m0:points", STORE, 1)]))
     outcomes = await _run_both(conn, txs, skip_locked)
     assert [o for o, _, _ in outcomes][-3:] == ["created", "insufficient", "insufficient"]
-    assert outcomes.fast == len(txs) - 2
 
 
 async def test_a_random_mixed_batch(conn: asyncpg.Connection, skip_locked: bool) -> None:
@@ -341,37 +320,49 @@ async def test_a_random_mixed_batch(conn: asyncpg.Connection, skip_locked: bool)
             hold = (f"member:m{m}:points", "property:acme:offsets", rng.randint(1, 5))
             txs.append(_tx(f"r{i}", [hold], pending=True, ttl_s=rng.choice([None, 30])))
     outcomes = await _run_both(conn, txs, skip_locked)
-    first_refused = next(i for i, (o, _, _) in enumerate(outcomes) if o != "created")
-    assert outcomes.fast == (first_refused if first_refused >= 2 else 0)
+    assert {"created", "insufficient"} <= {o for o, _, _ in outcomes}
 
 
-async def test_the_fast_path_stops_at_the_first_item_it_cannot_be_sure_of(
-    conn: asyncpg.Connection,
-) -> None:
-    """ledger_batch_first_unsure names the item where item-by-item writing must take over."""
-    assert await conn.fetchval("SELECT ledger_batch_item_of('{2,3,5}')") == [1, 1, 2, 3, 3]
-    assert await conn.fetchval("SELECT ledger_batch_item_of('{0,2}')") == [2, 2]
-    cases = {
-        "all sure": (transfers("t", 5), 6),
-        "overspend": ([*transfers("t", 3), _tx("x", [("member:m0:points", STORE, 5)])], 4),
-        "duplicate": ([*transfers("t", 3), transfers("t", 2)[1]], 4),
-        "ghost": ([*transfers("t", 2), _tx("g", [(ISSUANCE, "member:g:points", 1)])], 3),
+async def test_posts_and_voids_share_a_batch_with_creates(conn: asyncpg.Connection) -> None:
+    """Finishing pending transactions is a write like any other: in one batch, a
+    post, a void (whose release lets a later spend through), a second post of the
+    same transaction (already done by then) and a post of one that does not exist."""
+    holds = [
+        _tx(f"h{m}", [(f"member:m{m}:points", "property:acme:offsets", 4)], pending=True)
+        for m in (1, 2)
+    ]
+    await store.write(conn, "fast", _writes([*transfers("t", 3), *holds]))
+    ids = {
+        r["client_id"]: r["id"]
+        for r in await conn.fetch(
+            "SELECT id, client_id FROM transactions WHERE community_id = 'fast'"
+        )
     }
-    for name, (txs, first) in cases.items():
-        items = _planned(txs)
-        found = await conn.fetchval(_FIRST_UNSURE, "fast", store._batch_document(items))
-        assert found == first, name
-
-
-_FIRST_UNSURE = """
-SELECT ledger_batch_first_unsure(
-           $1, b.client_ids, ledger_batch_item_of(b.acct_end),
-           ledger_account_ids($1, b.addrs, b.assets), b.member, b.posted, b.held, b.min,
-           l.ids, l.posted, l.held)
-  FROM jsonb_populate_record(NULL::ledger_batch, $2::text::jsonb) AS b,
-       LATERAL (SELECT array_agg(a.id) AS ids, array_agg(a.posted) AS posted,
-                       array_agg(a.held) AS held
-                  FROM accounts a
-                 WHERE a.community_id = $1 AND a.member_id IS NOT NULL
-                   AND a.address = ANY (b.addrs)) AS l
-"""
+    reserved = {tx.client_id: tx.postings for tx in holds}
+    post = plan_post_pending(reserved["h1"], None)[0]
+    writes = [
+        store.finish_write(ids["h1"], post),
+        store.finish_write(ids["h2"], plan_void(reserved["h2"]), void_reason="cancelled"),
+        *_writes([_tx("spend", [("member:m2:points", STORE, 9)])]),
+        store.finish_write(ids["h1"], post),
+        store.finish_write(10**12, post),
+    ]
+    done = await store.write(conn, "fast", writes)
+    assert [d.outcome for d in done] == ["done", "done", "created", "posted", "not_found"]
+    rows = await conn.fetch(
+        "SELECT address, posted, held FROM accounts WHERE community_id = 'fast'"
+        " AND address IN ('member:m1:points', 'member:m2:points') ORDER BY address"
+    )
+    # m1: 107 + 2 (t1) - 4 posted; m2: 114 + 3 (t2) - 9 spent; nothing held.
+    assert [tuple(r.values()) for r in rows] == [
+        ("member:m1:points", 105, 0),
+        ("member:m2:points", 108, 0),
+    ]
+    statuses = await conn.fetch(
+        "SELECT client_id, status, void_reason FROM transactions"
+        " WHERE community_id = 'fast' AND client_id IN ('h1', 'h2') ORDER BY client_id"
+    )
+    assert [tuple(r.values()) for r in statuses] == [
+        ("h1", "posted", None),
+        ("h2", "voided", "cancelled"),
+    ]

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from litestar.testing import AsyncTestClient
 
-from service.db import migrate, migration_files, queries
+from service.db import function_files, migrate, migration_files, queries
 from tests.conftest import with_database
 from tests.helpers import C, award, community
 
@@ -34,11 +34,13 @@ async def test_racing_migration_runners_apply_each_file_once(server_dsn: str) ->
     dsn = with_database(server_dsn, "race_migrations")
     applied = await asyncio.gather(*(migrate(dsn) for _ in range(3)))
     names = [p.name for p in migration_files()]
-    assert sorted(name for run in applied for name in run) == sorted(names)
+    functions = [f"functions/{p.name}" for p in function_files()]
+    assert sorted(name for run in applied for name in run) == sorted(names + functions)
     assert await migrate(dsn) == []
     conn = await asyncpg.connect(dsn)
     try:
         assert await conn.fetchval("SELECT count(*) FROM schema_migrations") == len(names)
+        assert await conn.fetchval("SELECT count(*) FROM schema_functions") == len(functions)
     finally:
         await conn.close()
     admin = await asyncpg.connect(server_dsn)
@@ -48,7 +50,7 @@ async def test_racing_migration_runners_apply_each_file_once(server_dsn: str) ->
         await admin.close()
 
 
-GLOBAL_TABLES = {"communities", "api_keys", "schema_migrations"}
+GLOBAL_TABLES = {"communities", "api_keys", "schema_migrations", "schema_functions"}
 
 
 async def test_every_key_leads_with_the_community_id(pool: asyncpg.Pool) -> None:

@@ -1,5 +1,5 @@
-"""A use case's own SQL function writes to the ledger (ledger_create_document);
-only a transaction it created lets the use case commit."""
+"""A use case's own SQL function writes to the ledger (ledger_write); only a
+transaction it created lets the use case commit."""
 
 from __future__ import annotations
 
@@ -23,9 +23,17 @@ def test_created_passes() -> None:
     check_written(TX, "created", None)
 
 
-@pytest.mark.parametrize("outcome", ["replay", "conflict", "busy"])
+@pytest.mark.parametrize("outcome", ["replay", "conflict"])
 def test_a_transaction_already_there_is_a_conflict(outcome: str) -> None:
     with pytest.raises(IdempotencyConflict):
+        check_written(TX, outcome, None)
+
+
+@pytest.mark.parametrize("outcome", ["busy", "done", "expired", "posted"])
+def test_an_outcome_a_create_cannot_have_is_a_bug_not_a_settled_write(outcome: str) -> None:
+    """A write that waits for its locks is never busy, and only posts and voids are
+    done, expired or already posted: such an answer is not taken for a success."""
+    with pytest.raises(AssertionError):
         check_written(TX, outcome, None)
 
 

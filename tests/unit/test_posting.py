@@ -13,15 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from service.errors import ValidationFailed
+from service.ledger import posting
 from service.ledger.model import MAX_AMOUNT, MAX_POSTINGS, Posting, RuleParams
-from service.ledger.posting import (
-    Plan,
-    check_postings,
-    plan_create,
-    plan_post_pending,
-    plan_void,
-    reversed_postings,
-)
+from service.ledger.posting import check_postings, reversed_postings
 
 PARAMS = RuleParams(baseline=100, floor=0)
 
@@ -30,14 +24,46 @@ def p(source: str, destination: str, amount: int, asset: str = "points") -> Post
     return Posting(source=source, destination=destination, asset=asset, amount=amount)  # type: ignore[arg-type]
 
 
-def by_address(plan: Plan) -> dict[str, tuple[int, int, int | None]]:
+class Columns:
+    """A plan's accounts and legs as columns, which most of these checks read."""
+
+    def __init__(self, plan: posting.Plan) -> None:
+        self.plan = plan
+        self.addresses = [a.address for a in plan.accounts]
+        self.assets = [a.asset for a in plan.accounts]
+        self.limited = [a.member for a in plan.accounts]
+        self.posted = [a.posted for a in plan.accounts]
+        self.held = [a.held for a in plan.accounts]
+        self.minimum = [a.minimum for a in plan.accounts]
+        self.leg_account = [leg.account for leg in plan.legs]
+        self.leg_amount = [leg.amount for leg in plan.legs]
+
+
+def plan_create(
+    postings: tuple[Posting, ...], params: RuleParams, *, pending: bool, mode: str = "spend"
+) -> Columns:
+    return Columns(posting.plan_create(postings, params, pending=pending, mode=mode))  # type: ignore[arg-type]
+
+
+def plan_post_pending(
+    reserved: tuple[Posting, ...], amount: int | None
+) -> tuple[Columns, tuple[Posting, ...]]:
+    plan, postings = posting.plan_post_pending(reserved, amount)
+    return Columns(plan), postings
+
+
+def plan_void(reserved: tuple[Posting, ...]) -> Columns:
+    return Columns(posting.plan_void(reserved))
+
+
+def by_address(plan: Columns) -> dict[str, tuple[int, int, int | None]]:
     """Each account's (posted change, held change, minimum)."""
     return {
         a: (plan.posted[i], plan.held[i], plan.minimum[i]) for i, a in enumerate(plan.addresses)
     }
 
 
-def legs(plan: Plan) -> list[tuple[str, int]]:
+def legs(plan: Columns) -> list[tuple[str, int]]:
     return [
         (plan.addresses[i - 1], amount)
         for i, amount in zip(plan.leg_account, plan.leg_amount, strict=True)
