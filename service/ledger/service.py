@@ -203,6 +203,14 @@ async def write_new(
     return await store.write(conn, community, writes)
 
 
+async def get_transactions(
+    conn: store.Conn, community: str, client_ids: list[str]
+) -> dict[str, Transaction]:
+    """The transactions with these client ids, by client id (one round trip)."""
+    found = await store.get_txs(conn, community, client_ids)
+    return {client_id: tx for client_id, (tx, _) in found.items()}
+
+
 async def get_transaction(conn: store.Conn, community: str, client_id: str) -> Transaction:
     tx, _ = await _fetch(conn, community, client_id)
     return tx

@@ -46,6 +46,21 @@ class DecisionView(msgspec.Struct, kw_only=True):
     transaction_id: str | None
 
 
+class EventRecord(msgspec.Struct, kw_only=True):
+    """What an event came to, as stored with it (`events.result`) for replays: the
+    domain's record, not the HTTP answer, which a replay renders again from it and
+    the ledger's transactions. (Rows stored before this record also hold their
+    answer's `transactions`; reading ignores them.)"""
+
+    id: str
+    type: str
+    member: str
+    occurred_at: datetime
+    rule_version: int
+    decisions: list[DecisionView]
+    note: str | None = None
+
+
 class EventResult(msgspec.Struct, kw_only=True):
     id: str
     type: str
@@ -199,7 +214,7 @@ async def record_event(
     except asyncpg.ForeignKeyViolationError as err:
         raise NotFound(f"no member {event.member_id!r} in community {community!r}") from err
     if begun.locked is None:
-        return _replay(event.id, request_hash, begun), True
+        return await _replay(conn, community, event.id, request_hash, begun), True
     if keys is None:
         raise ValidationFailed("occurred_at is out of range")
     clock = deadline or Deadline()
@@ -207,13 +222,33 @@ async def record_event(
     return await _process(conn, community, event, actor, *args), False
 
 
-def _replay(event_id: str, request_hash: bytes, begun: store.Begun) -> EventResult:
+async def _replay(
+    conn: Conn, community: str, event_id: str, request_hash: bytes, begun: store.Begun
+) -> EventResult:
+    """The answer the event's first request got, rendered from its record and its
+    transactions as they were created."""
     assert begun.stored_result is not None
     if begun.stored_hash != request_hash:
         raise IdempotencyConflict(
             f"event {event_id!r} was recorded with different fields; use a new id"
         )
-    return msgspec.convert(begun.stored_result, EventResult)
+    record = msgspec.convert(begun.stored_result, EventRecord)
+    ids = [d.transaction_id for d in record.decisions if d.transaction_id is not None]
+    found = await ledger.get_transactions(conn, community, ids)
+    return _result(record, [transaction_out(ledger.creation_view(found[i])) for i in ids])
+
+
+def _result(record: EventRecord, transactions: list[TransactionOut]) -> EventResult:
+    return EventResult(
+        id=record.id,
+        type=record.type,
+        member=record.member,
+        occurred_at=record.occurred_at,
+        rule_version=record.rule_version,
+        transactions=transactions,
+        decisions=record.decisions,
+        note=record.note,
+    )
 
 
 async def _process(
@@ -231,13 +266,12 @@ async def _process(
         decisions = evaluate(active.compiled, event, locked.stats, tz, deadline.check)
     room = locked.posted - locked.held - params.floor
     views, transactions = await _post(conn, community, event, clamp(decisions, room), params, actor)
-    result = EventResult(
+    record = EventRecord(
         id=event.id,
         type=event.type,
         member=event.member_id,
         occurred_at=event.occurred_at,
         rule_version=active.version,
-        transactions=transactions,
         decisions=views,
         note=None if decisions else f"no rule of version {active.version} reacts to {event.type!r}",
     )
@@ -246,11 +280,11 @@ async def _process(
         community,
         event.id,
         event.member_id,
-        msgspec.to_builtins(result),
+        msgspec.to_builtins(record),
         active.version,
         counts(views, decisions, current_keys(event.occurred_at, tz)),
     )
-    return result
+    return _result(record, transactions)
 
 
 async def _post(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
+
 from service.rules.defaults import EXAMPLE_YAML
 from tests.helpers import C, Client, balance, community
 
@@ -231,3 +233,21 @@ async def test_a_rule_set_cannot_start_at_the_ends_of_time(client: Client) -> No
     r = await client.put(f"{C}/rules", params={"effective_from": "1990-01-01T00:00:00Z"}, json={})
     assert r.status_code == 201, r.text
     assert (await client.get(f"{C}/rules")).json()["version"] == 1
+
+
+async def test_an_event_stores_its_record_and_a_replay_renders_the_answer_again(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    """What an event stores for its replays is the domain's record (its decisions),
+    not the HTTP answer: a replay renders the answer again from the record and the
+    ledger's transactions, as they were created, even after one was reversed."""
+    await community(client)
+    await publish(client)
+    first = await client.post(f"{C}/events", json=event("e1", "fee.paid", days_late=0))
+    assert first.status_code == 201, first.text
+    stored = await pool.fetchval("SELECT result FROM events WHERE community_id = 'green'")
+    assert "transactions" not in stored and stored["decisions"][0]["applied"] == 20
+    tx_id = first.json()["transactions"][0]["id"]
+    assert (await client.post(f"{C}/transactions/{tx_id}/reverse")).status_code == 201
+    replay = await client.post(f"{C}/events", json=event("e1", "fee.paid", days_late=0))
+    assert replay.status_code == 200 and replay.json() == first.json()
