@@ -58,10 +58,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT p_change >= 0 OR p_minimum IS NULL OR p_available + p_change >= p_minimum
 $$;
 
--- The ids of accounts, in the order given, opening accounts without limits on
--- first use. A member account that does not exist (members open theirs when they
--- join) gets a null id. Each address is one probe of the (community_id, address)
--- key: a join would let a generic plan scan `accounts`.
 -- The writes of a JSON document (an array of `ledger_write` objects), as the
 -- service sends them: asyncpg's binary encoding of composite arrays costs the
 -- service far more than msgspec's JSON (docs/performance.md).
@@ -71,19 +67,23 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY(SELECT w FROM jsonb_populate_recordset(NULL::ledger_write, p_document) AS w)
 $$;
 
+-- The ids of accounts, in the order given, opening accounts without limits on
+-- first use. A member account that does not exist (members open theirs when they
+-- join) gets a null id.
 CREATE OR REPLACE FUNCTION ledger_account_ids(p_community text, p_addrs text[], p_assets text[])
 RETURNS bigint[]
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_ids bigint[];
+    v_unopened boolean;
 BEGIN
-    SELECT array_agg((SELECT acc.id FROM accounts acc
-                       WHERE acc.community_id = p_community AND acc.address = a.addr)
-                     ORDER BY a.ord)
-      INTO v_ids
-      FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord);
-    IF NOT EXISTS (SELECT 1 FROM unnest(p_addrs, v_ids) AS a(addr, id)
-                    WHERE a.id IS NULL AND a.addr NOT LIKE 'member:%') THEN
+    SELECT array_agg(a.id ORDER BY a.ord), bool_or(a.id IS NULL AND a.addr NOT LIKE 'member:%')
+      INTO v_ids, v_unopened
+      FROM (SELECT u.ord, u.addr,
+                   (SELECT acc.id FROM accounts acc
+                     WHERE acc.community_id = p_community AND acc.address = u.addr) AS id
+              FROM unnest(p_addrs) WITH ORDINALITY AS u(addr, ord)) a;
+    IF NOT v_unopened THEN
         RETURN v_ids;
     END IF;
     INSERT INTO accounts (community_id, address, asset)
@@ -94,10 +94,10 @@ BEGIN
      ORDER BY a.addr COLLATE "C"
     ON CONFLICT (community_id, address) DO NOTHING;
     SELECT array_agg((SELECT acc.id FROM accounts acc
-                       WHERE acc.community_id = p_community AND acc.address = a.addr)
-                     ORDER BY a.ord)
+                       WHERE acc.community_id = p_community AND acc.address = u.addr)
+                     ORDER BY u.ord)
       INTO v_ids
-      FROM unnest(p_addrs) WITH ORDINALITY AS a(addr, ord);
+      FROM unnest(p_addrs) WITH ORDINALITY AS u(addr, ord);
     RETURN v_ids;
 END
 $$;
@@ -128,184 +128,247 @@ $$;
 -- client id that a concurrent transaction committed after it was looked up (two
 -- requests with one id that no account lock serialises) raises
 -- serialization_failure: the caller's unit of work runs again and then sees it.
+--
+-- Why it is shaped this way (docs/performance.md, "The write engine"): the
+-- decisions are PL/pgSQL over arrays, which costs microseconds; the statements
+-- are few, each skipped when it has nothing to do, and plain enough (keys probed
+-- with `= ANY`, rows written from `unnest`) that one generic plan serves every
+-- call instead of a plan made anew each time.
 CREATE OR REPLACE FUNCTION ledger_write(
     p_community text, p_writes ledger_write[], p_skip_locked boolean DEFAULT false)
 RETURNS SETOF ledger_written
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     n integer := coalesce(cardinality(p_writes), 0);
     w ledger_write;
     c ledger_account_change;
-    -- The accounts of all writes, once each, sorted by address (byte-wise): their
-    -- ids, whether this transaction holds their lock, their posted balance under
-    -- the lock, and what they have available as the writes are decided.
-    v_addr text[];
-    v_asset text[];
+    leg ledger_leg;
+    r ledger_written;
+    -- The accounts the writes name, one element per change, in write order: member
+    -- accounts' addresses; the others' addresses, assets and ids.
+    v_member_addr text[] := '{}';
+    v_other_addr text[] := '{}';
+    v_other_asset text[] := '{}';
+    v_other_id bigint[];
+    -- The member accounts locked: address -> slot; per slot the id, the posted
+    -- balance under the lock, what is available as the writes are decided, and
+    -- the change the accepted writes make to posted and held.
+    v_slot jsonb;
+    v_locked_addr text[];
     v_id bigint[];
-    v_locked boolean[];
     v_posted bigint[];
     v_available bigint[];
-    -- Per change (the writes' accounts, flattened): its account in the list above;
-    -- per write, where its changes start.
-    v_acct integer[];
-    v_first integer[];
-    -- Per write: the transaction under its client id (create) or its tx_id (post,
-    -- void), read under the locks, and the previous write with the same key.
+    v_posted_change bigint[];
+    v_held_change bigint[];
+    -- Per write: the account of each change (slot of a member account, or minus its
+    -- place in v_other_addr), where its changes start in v_change.
+    v_change integer[] := '{}';
+    v_first integer[] := '{}';
+    -- The transactions the writes name: client ids of creates, ids of posts and
+    -- voids, and what the database holds under them (read under the locks).
+    v_client_ids text[] := '{}';
+    v_finish_ids bigint[] := '{}';
+    v_found_client text[];
     v_found_id bigint[];
     v_found_hash bytea[];
-    v_found_status text[];
-    v_found_expires timestamptz[];
-    v_prev integer[];
-    v_finishing bigint[];  -- the pending transactions this transaction has locked
-    -- What each write comes to.
+    v_locked_tx bigint[];
+    v_locked_status text[];
+    v_locked_expires timestamptz[];
+    v_missing text[];
+    v_repeats boolean := false;  -- a key appears twice among the writes
+    -- What each write comes to. Transaction ids not yet known are minus the place
+    -- of the write among v_new.
     v_outcome text[] := array_fill(NULL::text, ARRAY[n]);
     v_failure jsonb[] := array_fill(NULL::jsonb, ARRAY[n]);
-    v_same integer[] := array_fill(NULL::integer, ARRAY[n]);
-    v_tx bigint[];
-    v_created integer;
-    v_inserted integer;
-    i integer := 0;
+    v_tx bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+    v_new ledger_write[] := '{}';
+    v_new_ids bigint[];
+    -- The rows to write.
+    e_tx bigint[] := '{}';
+    e_leg smallint[] := '{}';
+    e_account bigint[] := '{}';
+    e_amount bigint[] := '{}';
+    e_balance bigint[] := '{}';
+    v_done_id bigint[] := '{}';
+    v_done_status text[] := '{}';
+    v_done_reason text[] := '{}';
+    v_seal bigint[] := '{}';
+    v_changed boolean := false;
+    i integer;
     j integer;
     k integer;
+    m integer;
     p integer;
 BEGIN
     IF n = 0 THEN
         RETURN;
     END IF;
-    SELECT array_agg(d.address ORDER BY d.address COLLATE "C"),
-           array_agg(d.asset ORDER BY d.address COLLATE "C")
-      INTO v_addr, v_asset
-      FROM (SELECT ch.address, min(ch.asset) AS asset
-              FROM unnest(p_writes) AS x
-             CROSS JOIN LATERAL unnest(x.accounts) AS ch
-             GROUP BY ch.address) d;
-    v_id := ledger_account_ids(p_community, v_addr, v_asset);
-    IF EXISTS (SELECT 1 FROM unnest(p_writes) AS x WHERE x.op <> 'create') THEN
-        IF p_skip_locked THEN
-            SELECT array_agg(f.id) INTO v_finishing
-              FROM (SELECT t.id FROM transactions t
-                     WHERE t.community_id = p_community
-                       AND t.id IN (SELECT x.tx_id FROM unnest(p_writes) AS x
-                                     WHERE x.op <> 'create')
-                     ORDER BY t.id
-                       FOR UPDATE SKIP LOCKED) f;
+    -- What the writes name, gathered without a statement.
+    FOR i IN 1 .. n LOOP
+        w := p_writes[i];
+        v_first[i] := cardinality(v_change) + 1;
+        FOREACH c IN ARRAY w.accounts LOOP
+            IF c.member THEN
+                v_member_addr := v_member_addr || c.address;
+                v_change := v_change || 0;
+            ELSE
+                k := array_position(v_other_addr, c.address);
+                IF k IS NULL THEN
+                    v_other_addr := v_other_addr || c.address;
+                    v_other_asset := v_other_asset || c.asset;
+                    k := cardinality(v_other_addr);
+                END IF;
+                v_change := v_change || -k;
+            END IF;
+        END LOOP;
+        IF w.op = 'create' THEN
+            v_client_ids := v_client_ids || w.client_id;
         ELSE
-            SELECT array_agg(f.id) INTO v_finishing
-              FROM (SELECT t.id FROM transactions t
-                     WHERE t.community_id = p_community
-                       AND t.id IN (SELECT x.tx_id FROM unnest(p_writes) AS x
-                                     WHERE x.op <> 'create')
+            v_finish_ids := v_finish_ids || w.tx_id;
+        END IF;
+    END LOOP;
+    IF n > 1 THEN
+        SELECT (SELECT count(DISTINCT u) FROM unnest(v_client_ids) u) < cardinality(v_client_ids)
+            OR (SELECT count(DISTINCT u) FROM unnest(v_finish_ids) u) < cardinality(v_finish_ids)
+          INTO v_repeats;
+    END IF;
+    -- Locks: the transactions to finish, then the member accounts.
+    IF cardinality(v_finish_ids) > 0 THEN
+        IF p_skip_locked THEN
+            SELECT array_agg(t.id), array_agg(t.status), array_agg(t.expires_at)
+              INTO v_locked_tx, v_locked_status, v_locked_expires
+              FROM (SELECT t.id, t.status, t.expires_at FROM transactions t
+                     WHERE t.community_id = p_community AND t.id = ANY (v_finish_ids)
                      ORDER BY t.id
-                       FOR UPDATE) f;
+                       FOR UPDATE SKIP LOCKED) t;
+        ELSE
+            SELECT array_agg(t.id), array_agg(t.status), array_agg(t.expires_at)
+              INTO v_locked_tx, v_locked_status, v_locked_expires
+              FROM (SELECT t.id, t.status, t.expires_at FROM transactions t
+                     WHERE t.community_id = p_community AND t.id = ANY (v_finish_ids)
+                     ORDER BY t.id
+                       FOR UPDATE) t;
         END IF;
     END IF;
-    -- The member accounts, locked in address order (the sort runs below the lock).
-    IF p_skip_locked THEN
-        SELECT array_agg(l.id IS NOT NULL ORDER BY a.k), array_agg(l.posted ORDER BY a.k),
-               array_agg(l.posted - l.held ORDER BY a.k)
-          INTO v_locked, v_posted, v_available
-          FROM unnest(v_id) WITH ORDINALITY AS a(id, k)
-          LEFT JOIN (SELECT acc.id, acc.posted, acc.held FROM accounts acc
-                      WHERE acc.community_id = p_community AND acc.id = ANY (v_id)
-                        AND acc.member_id IS NOT NULL
-                      ORDER BY acc.address COLLATE "C"
-                        FOR UPDATE SKIP LOCKED) l ON l.id = a.id;
-    ELSE
-        SELECT array_agg(l.id IS NOT NULL ORDER BY a.k), array_agg(l.posted ORDER BY a.k),
-               array_agg(l.posted - l.held ORDER BY a.k)
-          INTO v_locked, v_posted, v_available
-          FROM unnest(v_id) WITH ORDINALITY AS a(id, k)
-          LEFT JOIN (SELECT acc.id, acc.posted, acc.held FROM accounts acc
-                      WHERE acc.community_id = p_community AND acc.id = ANY (v_id)
-                        AND acc.member_id IS NOT NULL
-                      ORDER BY acc.address COLLATE "C"
-                        FOR UPDATE) l ON l.id = a.id;
+    IF cardinality(v_member_addr) > 0 THEN
+        IF p_skip_locked THEN
+            SELECT array_agg(l.address), array_agg(l.id), array_agg(l.posted),
+                   array_agg(l.posted - l.held)
+              INTO v_locked_addr, v_id, v_posted, v_available
+              FROM (SELECT acc.address, acc.id, acc.posted, acc.held FROM accounts acc
+                     WHERE acc.community_id = p_community AND acc.address = ANY (v_member_addr)
+                       AND acc.member_id IS NOT NULL
+                     ORDER BY acc.address COLLATE "C"
+                       FOR UPDATE SKIP LOCKED) l;
+        ELSE
+            SELECT array_agg(l.address), array_agg(l.id), array_agg(l.posted),
+                   array_agg(l.posted - l.held)
+              INTO v_locked_addr, v_id, v_posted, v_available
+              FROM (SELECT acc.address, acc.id, acc.posted, acc.held FROM accounts acc
+                     WHERE acc.community_id = p_community AND acc.address = ANY (v_member_addr)
+                       AND acc.member_id IS NOT NULL
+                     ORDER BY acc.address COLLATE "C"
+                       FOR UPDATE) l;
+        END IF;
+        SELECT coalesce(jsonb_object_agg(u.address, u.slot), '{}'),
+               array_fill(0::bigint, ARRAY[count(*)::integer])
+          INTO v_slot, v_posted_change
+          FROM unnest(v_locked_addr) WITH ORDINALITY AS u(address, slot);
+        v_held_change := v_posted_change;
+        IF p_skip_locked AND cardinality(v_member_addr) > coalesce(cardinality(v_id), 0) THEN
+            -- Accounts not locked: held by another transaction (busy) or missing.
+            SELECT array_agg(acc.address) INTO v_missing
+              FROM accounts acc
+             WHERE acc.community_id = p_community AND acc.address = ANY (v_member_addr)
+               AND acc.member_id IS NOT NULL AND NOT acc.address = ANY (coalesce(v_locked_addr, '{}'));
+        END IF;
     END IF;
-    SELECT array_agg(d.k ORDER BY x.g, ch.ord)
-      INTO v_acct
-      FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-     CROSS JOIN LATERAL unnest((x.w).accounts) WITH ORDINALITY
-           AS ch(address, asset, member, posted, held, minimum, ord)
-      JOIN unnest(v_addr) WITH ORDINALITY AS d(address, k) ON d.address = ch.address;
-    SELECT array_agg(f.first ORDER BY f.g)
-      INTO v_first
-      FROM (SELECT x.g, (1 + coalesce(sum(cardinality((x.w).accounts)) OVER (
-                             ORDER BY x.g ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                         0))::integer AS first
-              FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x) f;
-    -- What exists under each write's key, read after the locks (a statement of its
-    -- own, so it sees what their holders committed). One probe of a key per write:
-    -- a scalar subquery is never turned into a join, so no plan can scan instead.
-    SELECT array_agg((f.t).id ORDER BY f.g), array_agg((f.t).request_hash ORDER BY f.g),
-           array_agg((f.t).status ORDER BY f.g), array_agg((f.t).expires_at ORDER BY f.g),
-           array_agg(f.prev ORDER BY f.g)
-      INTO v_found_id, v_found_hash, v_found_status, v_found_expires, v_prev
-      FROM (SELECT x.g,
-                   CASE WHEN (x.w).op = 'create' THEN
-                       (SELECT t FROM transactions t
-                         WHERE t.community_id = p_community AND t.client_id = (x.w).client_id)
-                   ELSE
-                       (SELECT t FROM transactions t
-                         WHERE t.community_id = p_community AND t.id = (x.w).tx_id)
-                   END AS t,
-                   lag(x.g) OVER (PARTITION BY (x.w).op = 'create',
-                                  coalesce((x.w).client_id, (x.w).tx_id::text)
-                                  ORDER BY x.g) AS prev
-              FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x) f;
+    IF cardinality(v_other_addr) > 0 THEN
+        v_other_id := ledger_account_ids(p_community, v_other_addr, v_other_asset);
+    END IF;
+    -- What exists under the creates' client ids, read after the locks (a statement
+    -- of its own, so it sees what their holders committed).
+    IF cardinality(v_client_ids) > 0 THEN
+        SELECT array_agg(t.client_id), array_agg(t.id), array_agg(t.request_hash)
+          INTO v_found_client, v_found_id, v_found_hash
+          FROM transactions t
+         WHERE t.community_id = p_community AND t.client_id = ANY (v_client_ids);
+    END IF;
     -- Each write decided in turn.
-    FOREACH w IN ARRAY p_writes LOOP
-        i := i + 1;
+    FOR i IN 1 .. n LOOP
+        w := p_writes[i];
         p := v_first[i];
         FOREACH c IN ARRAY w.accounts LOOP
-            k := v_acct[p];
-            p := p + 1;
-            IF v_id[k] IS NULL THEN
+            IF c.member THEN
+                k := (v_slot ->> c.address)::integer;
+                v_change[p] := k;
+                IF k IS NULL AND c.address = ANY (v_missing) THEN
+                    v_outcome[i] := 'busy';
+                ELSIF k IS NULL THEN
+                    v_outcome[i] := 'not_found';
+                    v_failure[i] := jsonb_build_object('address', c.address);
+                    EXIT;
+                END IF;
+            ELSIF v_other_id[-v_change[p]] IS NULL THEN
                 v_outcome[i] := 'not_found';
                 v_failure[i] := jsonb_build_object('address', c.address);
                 EXIT;
-            ELSIF c.member AND NOT v_locked[k] THEN
-                v_outcome[i] := 'busy';
             END IF;
+            p := p + 1;
         END LOOP;
         IF w.op <> 'create' AND v_outcome[i] IS DISTINCT FROM 'not_found' THEN
-            IF v_found_id[i] IS NULL THEN
-                v_outcome[i] := 'not_found';
-            ELSIF NOT v_found_id[i] = ANY (v_finishing) THEN
+            v_tx[i] := w.tx_id;
+            k := array_position(v_locked_tx, w.tx_id);
+            IF k IS NULL AND p_skip_locked AND EXISTS (
+                    SELECT 1 FROM transactions t
+                     WHERE t.community_id = p_community AND t.id = w.tx_id) THEN
                 v_outcome[i] := 'busy';
+            ELSIF k IS NULL THEN
+                v_outcome[i] := 'not_found';
+                v_tx[i] := NULL;
             END IF;
         END IF;
         CONTINUE WHEN v_outcome[i] IS NOT NULL;
-        IF w.op = 'create' THEN
-            j := v_prev[i];  -- an earlier write of these that created this client id
-            WHILE j IS NOT NULL AND v_outcome[j] IS DISTINCT FROM 'created' LOOP
-                j := v_prev[j];
+        -- An earlier write of these with the same key that took effect.
+        j := NULL;
+        IF v_repeats THEN
+            FOR q IN REVERSE i - 1 .. 1 LOOP
+                IF (p_writes[q]).op = 'create' AND w.op = 'create'
+                   AND (p_writes[q]).client_id = w.client_id
+                   AND v_outcome[q] = 'created' THEN
+                    j := q;
+                    EXIT;
+                ELSIF (p_writes[q]).op <> 'create' AND w.op <> 'create'
+                   AND (p_writes[q]).tx_id = w.tx_id AND v_outcome[q] = 'done' THEN
+                    j := q;
+                    EXIT;
+                END IF;
             END LOOP;
-            IF v_found_id[i] IS NOT NULL OR j IS NOT NULL THEN
-                v_same[i] := j;
+        END IF;
+        IF w.op = 'create' THEN
+            p := array_position(v_found_client, w.client_id);
+            IF p IS NOT NULL OR j IS NOT NULL THEN
+                v_tx[i] := CASE WHEN p IS NOT NULL THEN v_found_id[p] ELSE v_tx[j] END;
                 v_outcome[i] := CASE
-                    WHEN coalesce(v_found_hash[i], (p_writes[j]).request_hash) = w.request_hash
+                    WHEN coalesce(v_found_hash[p], (p_writes[j]).request_hash) = w.request_hash
                     THEN 'replay' ELSE 'conflict' END;
                 CONTINUE;
             END IF;
         ELSE
-            j := v_prev[i];  -- an earlier write of these that finished this transaction
-            WHILE j IS NOT NULL AND v_outcome[j] IS DISTINCT FROM 'done' LOOP
-                j := v_prev[j];
-            END LOOP;
-            IF j IS NOT NULL OR v_found_status[i] <> 'pending' THEN
-                v_outcome[i] := CASE WHEN j IS NULL THEN v_found_status[i]
+            IF j IS NOT NULL OR v_locked_status[k] <> 'pending' THEN
+                v_outcome[i] := CASE WHEN j IS NULL THEN v_locked_status[k]
                                      WHEN (p_writes[j]).op = 'post' THEN 'posted'
                                      ELSE 'voided' END;
                 CONTINUE;
             END IF;
-        END IF;
-        IF w.op = 'post' AND v_found_expires[i] <= now() THEN
-            v_outcome[i] := 'expired';
-            CONTINUE;
+            IF w.op = 'post' AND v_locked_expires[k] <= now() THEN
+                v_outcome[i] := 'expired';
+                CONTINUE;
+            END IF;
         END IF;
         p := v_first[i];
         FOREACH c IN ARRAY w.accounts LOOP
-            k := v_acct[p];
+            k := v_change[p];
             p := p + 1;
             IF c.member AND NOT ledger_fits(v_available[k], c.posted - c.held, c.minimum) THEN
                 v_outcome[i] := 'insufficient';
@@ -317,92 +380,125 @@ BEGIN
             END IF;
         END LOOP;
         CONTINUE WHEN v_outcome[i] IS NOT NULL;
+        -- Accepted: what it changes, and the rows it writes.
+        v_changed := true;
         p := v_first[i];
         FOREACH c IN ARRAY w.accounts LOOP
-            IF c.member THEN
-                v_available[v_acct[p]] := v_available[v_acct[p]] + c.posted - c.held;
-            END IF;
+            k := v_change[p];
             p := p + 1;
+            IF c.member THEN
+                v_available[k] := v_available[k] + c.posted - c.held;
+                v_posted_change[k] := v_posted_change[k] + c.posted;
+                v_held_change[k] := v_held_change[k] + c.held;
+            END IF;
         END LOOP;
-        v_outcome[i] := CASE WHEN w.op = 'create' THEN 'created' ELSE 'done' END;
+        IF w.op = 'create' THEN
+            v_outcome[i] := 'created';
+            v_new := v_new || w;
+            v_tx[i] := -cardinality(v_new);
+        ELSE
+            v_outcome[i] := 'done';
+            v_done_id := v_done_id || w.tx_id;
+            v_done_status := v_done_status || CASE WHEN w.op = 'post' THEN 'posted' ELSE 'voided' END;
+            v_done_reason := v_done_reason || w.void_reason;
+        END IF;
+        CONTINUE WHEN w.op = 'create' AND w.pending;
+        -- Final now: sealed; if posted, its entries, a member entry with the
+        -- balance it leaves.
+        v_seal := v_seal || v_tx[i];
+        CONTINUE WHEN w.op = 'void';
+        m := 0;
+        FOREACH leg IN ARRAY w.legs LOOP
+            k := v_change[v_first[i] + leg.account - 1];
+            e_tx := e_tx || v_tx[i];
+            e_leg := e_leg || m::smallint;
+            m := m + 1;
+            e_amount := e_amount || leg.amount;
+            IF (w.accounts[leg.account]).member THEN
+                v_posted[k] := v_posted[k] + leg.amount;
+                e_account := e_account || v_id[k];
+                e_balance := e_balance || v_posted[k];
+            ELSE
+                e_account := e_account || v_other_id[-k];
+                e_balance := e_balance || NULL::bigint;
+            END IF;
+        END LOOP;
     END LOOP;
     -- The accepted writes, one statement per table. New transactions in write
     -- order, so that their ids follow it.
-    v_created := cardinality(array_positions(v_outcome, 'created'));
-    WITH inserted AS (
-        INSERT INTO transactions AS t
-            (community_id, client_id, request_hash, kind, status, pending_postings, memo,
-             metadata, reason, rule_id, rule_version, event_id, actor, reversal_of,
-             expires_at, finalized_at)
-        SELECT p_community, (x.w).client_id, (x.w).request_hash, (x.w).kind,
-               CASE WHEN (x.w).pending THEN 'pending' ELSE 'posted' END,
-               CASE WHEN (x.w).pending THEN (x.w).reserved END, (x.w).memo, (x.w).metadata,
-               (x.w).reason, (x.w).rule_id, (x.w).rule_version, (x.w).event_id, (x.w).actor,
-               (x.w).reversal_of,
-               now() + make_interval(secs => (x.w).ttl_s),
-               CASE WHEN NOT (x.w).pending THEN now() END
-          FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-         WHERE v_outcome[x.g] = 'created'
-         ORDER BY x.g
-        ON CONFLICT (community_id, client_id) DO NOTHING
-        RETURNING t.id, t.client_id
-    )
-    SELECT array_agg(coalesce(r.id, v_found_id[x.g]) ORDER BY x.g)
-      INTO v_tx
-      FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-      LEFT JOIN inserted r ON v_outcome[x.g] = 'created' AND r.client_id = (x.w).client_id;
-    SELECT count(*) INTO v_inserted
-      FROM unnest(v_outcome, v_tx) AS o(outcome, tx)
-     WHERE o.outcome = 'created' AND o.tx IS NOT NULL;
-    IF v_inserted < v_created THEN
-        RAISE EXCEPTION 'a concurrent transaction wrote a client id of this write'
-            USING ERRCODE = 'serialization_failure';
+    IF cardinality(v_new) > 0 THEN
+        WITH inserted AS (
+            INSERT INTO transactions AS t
+                (community_id, client_id, request_hash, kind, status, pending_postings,
+                 memo, metadata, reason, rule_id, rule_version, event_id, actor,
+                 reversal_of, expires_at, finalized_at)
+            SELECT p_community, x.client_id, x.request_hash, x.kind,
+                   CASE WHEN x.pending THEN 'pending' ELSE 'posted' END,
+                   CASE WHEN x.pending THEN x.reserved END, x.memo, x.metadata, x.reason,
+                   x.rule_id, x.rule_version, x.event_id, x.actor, x.reversal_of,
+                   now() + make_interval(secs => x.ttl_s),
+                   CASE WHEN NOT x.pending THEN now() END
+              FROM unnest(v_new) AS x
+            ON CONFLICT (community_id, client_id) DO NOTHING
+            RETURNING t.id
+        )
+        SELECT array_agg(inserted.id ORDER BY inserted.id) INTO v_new_ids FROM inserted;
+        IF coalesce(cardinality(v_new_ids), 0) < cardinality(v_new) THEN
+            RAISE EXCEPTION 'a concurrent transaction wrote a client id of this write'
+                USING ERRCODE = 'serialization_failure';
+        END IF;
+        FOR i IN 1 .. n LOOP
+            IF v_tx[i] < 0 THEN
+                v_tx[i] := v_new_ids[-v_tx[i]];
+            END IF;
+        END LOOP;
+        FOR i IN 1 .. coalesce(cardinality(e_tx), 0) LOOP
+            IF e_tx[i] < 0 THEN
+                e_tx[i] := v_new_ids[-e_tx[i]];
+            END IF;
+        END LOOP;
+        FOR i IN 1 .. coalesce(cardinality(v_seal), 0) LOOP
+            IF v_seal[i] < 0 THEN
+                v_seal[i] := v_new_ids[-v_seal[i]];
+            END IF;
+        END LOOP;
     END IF;
-    -- Entries of what is posted now, in (write, leg) order so that their sequence
-    -- numbers follow it. A member entry's balance is the account's posted balance
-    -- under the lock plus every leg up to it.
-    INSERT INTO entries (community_id, tx_id, leg, account_id, amount, balance_after)
-    SELECT p_community, v_tx[l.g], l.leg, v_id[l.k], l.amount,
-           CASE WHEN l.member THEN
-               v_posted[l.k] + sum(l.amount) OVER (PARTITION BY l.k ORDER BY l.g, l.leg)
-           END
-      FROM (SELECT x.g, (lg.ord - 1)::smallint AS leg, lg.amount,
-                   v_acct[v_first[x.g] + lg.account - 1] AS k,
-                   ((x.w).accounts[lg.account]).member AS member
-              FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-             CROSS JOIN LATERAL unnest((x.w).legs) WITH ORDINALITY AS lg(account, amount, ord)
-             WHERE (v_outcome[x.g] = 'created' AND NOT (x.w).pending)
-                OR (v_outcome[x.g] = 'done' AND (x.w).op = 'post')) l
-     ORDER BY l.g, l.leg;
-    UPDATE accounts AS a
-       SET posted = a.posted + s.posted, held = a.held + s.held
-      FROM (SELECT v_id[v_acct[v_first[x.g] + ch.ord - 1]] AS id,
-                   sum(ch.posted)::bigint AS posted, sum(ch.held)::bigint AS held
-              FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-             CROSS JOIN LATERAL unnest((x.w).accounts) WITH ORDINALITY
-                   AS ch(address, asset, member, posted, held, minimum, ord)
-             WHERE v_outcome[x.g] IN ('created', 'done') AND ch.member
-             GROUP BY 1) s
-     WHERE a.community_id = p_community AND a.id = s.id;
-    UPDATE transactions AS t
-       SET status = CASE WHEN (x.w).op = 'post' THEN 'posted' ELSE 'voided' END,
-           finalized_at = now(), void_reason = (x.w).void_reason
-      FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-     WHERE v_outcome[x.g] = 'done' AND t.community_id = p_community AND t.id = (x.w).tx_id;
-    INSERT INTO seal_queue (community_id, tx_id)
-    SELECT p_community, v_tx[x.g]
-      FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-     WHERE v_outcome[x.g] = 'done' OR (v_outcome[x.g] = 'created' AND NOT (x.w).pending)
-     ORDER BY x.g;
-    RETURN QUERY
-        SELECT x.g, v_outcome[x.g], coalesce(v_tx[x.g], v_tx[v_same[x.g]]),
-               CASE WHEN v_outcome[x.g] = 'created' THEN now() END,
-               CASE WHEN v_outcome[x.g] = 'created' THEN now() + make_interval(secs => (x.w).ttl_s) END,
-               CASE WHEN v_outcome[x.g] = 'done'
-                      OR (v_outcome[x.g] = 'created' AND NOT (x.w).pending) THEN now() END,
-               v_failure[x.g]
-          FROM (SELECT unnest(p_writes) AS w, generate_series(1, n) AS g) x
-         ORDER BY x.g;
+    IF cardinality(e_tx) > 0 THEN
+        INSERT INTO entries (community_id, tx_id, leg, account_id, amount, balance_after)
+        SELECT p_community, e.tx, e.leg, e.account, e.amount, e.balance
+          FROM unnest(e_tx, e_leg, e_account, e_amount, e_balance)
+               AS e(tx, leg, account, amount, balance);
+    END IF;
+    IF v_changed AND cardinality(v_id) > 0 THEN
+        UPDATE accounts AS a
+           SET posted = a.posted + u.posted, held = a.held + u.held
+          FROM unnest(v_id, v_posted_change, v_held_change) AS u(id, posted, held)
+         WHERE a.community_id = p_community AND a.id = u.id
+           AND (u.posted <> 0 OR u.held <> 0);
+    END IF;
+    IF cardinality(v_done_id) > 0 THEN
+        UPDATE transactions AS t
+           SET status = u.status, finalized_at = now(), void_reason = u.reason
+          FROM unnest(v_done_id, v_done_status, v_done_reason) AS u(id, status, reason)
+         WHERE t.community_id = p_community AND t.id = u.id;
+    END IF;
+    IF cardinality(v_seal) > 0 THEN
+        INSERT INTO seal_queue (community_id, tx_id)
+        SELECT p_community, s.tx FROM unnest(v_seal) AS s(tx);
+    END IF;
+    FOR i IN 1 .. n LOOP
+        w := p_writes[i];
+        r.idx := i;
+        r.outcome := v_outcome[i];
+        r.tx_id := v_tx[i];
+        r.created_at := CASE WHEN v_outcome[i] = 'created' THEN now() END;
+        r.expires_at := CASE WHEN v_outcome[i] = 'created'
+                             THEN now() + make_interval(secs => w.ttl_s) END;
+        r.finalized_at := CASE WHEN v_outcome[i] = 'done'
+                                 OR (v_outcome[i] = 'created' AND NOT w.pending) THEN now() END;
+        r.failure := v_failure[i];
+        RETURN NEXT r;
+    END LOOP;
 END
 $$;
 
