@@ -1,4 +1,4 @@
-"""The batch fast path under real concurrency: batches over the same members in
+"""Batches under real concurrency: batches over the same members in
 opposite orders, batches racing single writes with the same client ids, and a
 duplicate that commits while a batch is being written."""
 

@@ -1,6 +1,6 @@
-"""transactions:batch through the set-based fast path: the same answers, balances,
-running balances and seals as item by item (tests/integration/test_batch_fast_path.py
-compares the two paths row for row)."""
+"""transactions:batch gives the same answers, balances, running balances and seals
+as item by item (tests/integration/test_batch_matches_single_writes.py compares the
+two row for row)."""
 
 from __future__ import annotations
 
