@@ -9,11 +9,17 @@ from typing import Any
 import asyncpg
 
 from service.ledger.service import seal_all
-from tests.helpers import C, Client, award, balance, community, transfer
-
-BATCH = f"{C}/transactions:batch"
-ISSUANCE = "system:issuance:points"
-STORE = "store:s1:redemptions"
+from tests.helpers import (
+    BATCH,
+    ISSUANCE,
+    STORE,
+    C,
+    Client,
+    award,
+    balance,
+    community,
+    transfer,
+)
 
 
 async def post_batch(client: Client, items: list[dict[str, Any]], **extra: Any) -> Any:
