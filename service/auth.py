@@ -22,7 +22,6 @@ from service.errors import Forbidden, Unauthorized, ValidationFailed
 from service.ledger.store import Queryable
 
 Role = Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
-ROLES: Final = ("admin", "operator", "property", "volunteer_app", "store", "resident")
 _PREFIX: Final = "plk"
 # What `new_key_id` makes. A presented id of any other shape (a NUL, 5,000 letters)
 # cannot be a key, so it is refused as one without a query.
@@ -36,11 +35,6 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     property_company: str | None = None
     store: str | None = None
     member: str | None = None
-
-
-class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
-    principal: Principal
-    key: str
 
 
 def _hash(secret: str) -> bytes:

@@ -18,7 +18,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -31,16 +30,10 @@ from service.db import create_pool, migrate, start_embedded
 from service.ledger.audit import verify
 from service.ledger.service import seal_all
 from service.rules.book import RuleBook
+from tests.helpers import ADMIN_KEY, TEMPLATE, bearer, with_database
 
-ADMIN_KEY = "test-admin-key-0123456789abcdefghij"  # 32+ characters, as the service requires
-TEMPLATE = "ledger_template"
 _RUN_PREFIX = "ledger-test-"
 _counter = itertools.count()
-
-
-def with_database(dsn: str, name: str) -> str:
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -138,5 +131,5 @@ async def client(dsn: str) -> AsyncIterator[AsyncTestClient[Any]]:
     os.environ["LEDGER_POOL_MAX"] = "30"
     app = create_app(load_settings(), dsn=dsn, scheduler=False)
     async with AsyncTestClient(app) as c:
-        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        c.headers.update(bearer(ADMIN_KEY))
         yield c

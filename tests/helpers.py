@@ -1,13 +1,41 @@
-"""Small builders the API tests share."""
+"""What the tests share: names, keys and paths defined once, and small builders."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from litestar.testing import AsyncTestClient
 
 Client = AsyncTestClient[Any]
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+K8S = ROOT / "k8s"
+
+ADMIN_KEY = "test-admin-key-0123456789abcdefghij"  # 32+ characters, as the service requires
+TEMPLATE = "ledger_template"  # the migrated database each test's database copies
+
 C = "/v1/communities/green"
+BATCH = f"{C}/transactions:batch"
+OFFSETS = f"{C}/offsets"
+
+ISSUANCE = "system:issuance:points"
+STORE = "store:s1:redemptions"
+ACME_OFFSETS = "property:acme:offsets"  # household h0's property company (`community`)
+
+SH = "Asia/Shanghai"
+
+
+def bearer(key: str) -> dict[str, str]:
+    """The Authorization header that presents `key`."""
+    return {"Authorization": f"Bearer {key}"}
+
+
+def with_database(dsn: str, name: str) -> str:
+    """`dsn` with its database replaced by `name`."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def transfer(

@@ -10,10 +10,6 @@ RETURNING version, effective_from, created_at;
 SELECT version, document, effective_from, created_at, actor
   FROM rule_sets WHERE community_id = $1 ORDER BY version;
 
--- name: rule_set_source
-SELECT version, source, media_type, effective_from FROM rule_sets
- WHERE community_id = $1 AND version = $2;
-
 -- name: event_begin
 -- See rules_event_begin (sql/functions/rules.sql): the event recorded once, then its member
 -- locked and its statistics read; or the stored hash and result of an existing id.

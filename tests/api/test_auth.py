@@ -7,14 +7,14 @@ from typing import Any
 
 import asyncpg
 
-from tests.helpers import C, Client, award, community, transfer
+from tests.helpers import C, Client, award, bearer, community, transfer
 
 
 async def _key(client: Client, **scope: Any) -> tuple[str, dict[str, str]]:
     r = await client.post("/v1/api-keys", json=scope)
     assert r.status_code == 201, r.text
     body = r.json()
-    return body["id"], {"Authorization": f"Bearer {body['key']}"}
+    return body["id"], bearer(body["key"])
 
 
 async def test_missing_or_invalid_key_is_401(client: Client) -> None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import C, Client, award, balance, community, transfer
-
-BATCH = f"{C}/transactions:batch"
+from tests.helpers import BATCH, C, Client, award, balance, community, transfer
 
 
 async def test_mixed_batch_gives_a_result_per_item(client: Client) -> None:

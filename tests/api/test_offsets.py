@@ -7,9 +7,7 @@ from typing import Any
 
 from service.db import create_pool
 from service.ledger.service import expire_due
-from tests.helpers import C, Client, award, balance, community
-
-OFFSETS = f"{C}/offsets"
+from tests.helpers import OFFSETS, C, Client, award, balance, bearer, community
 
 
 def offset(
@@ -43,7 +41,7 @@ async def refused(client: Client, body: dict[str, Any]) -> dict[str, Any]:
 async def key(client: Client, **scope: str) -> dict[str, str]:
     r = await client.post("/v1/api-keys", json={"community": "green", **scope})
     assert r.status_code == 201, r.text
-    return {"Authorization": f"Bearer {r.json()['key']}"}
+    return bearer(r.json()["key"])
 
 
 async def test_quote_then_apply_at_once_and_replay(client: Client) -> None:

@@ -13,8 +13,7 @@ from litestar.testing import AsyncTestClient
 
 from service.app import create_app
 from service.config import Rate, RateLimits, load_settings
-from tests.conftest import ADMIN_KEY
-from tests.helpers import C, community, transfer
+from tests.helpers import ADMIN_KEY, C, bearer, community, transfer
 
 LIMITS = RateLimits(
     enabled=True,
@@ -49,16 +48,14 @@ async def test_wrong_keys_from_one_address_are_refused_before_the_database(
     r = await limited.get("/v1/communities/x", headers={"Authorization": guesses[0]})
     assert_limited(r)
     # Even the right key is refused from that address until the bucket refills.
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    admin = bearer(ADMIN_KEY)
     assert_limited(await limited.get("/v1/communities/x", headers=admin))
 
 
 async def test_wrong_secrets_for_one_key_id_are_refused(
     limited: AsyncTestClient[Any],
 ) -> None:
-    r = await limited.post(
-        "/v1/api-keys", json={"role": "admin"}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
-    )
+    r = await limited.post("/v1/api-keys", json={"role": "admin"}, headers=bearer(ADMIN_KEY))
     assert r.status_code == 201, r.text
     key_id = r.json()["id"]
     wrong = f"Bearer plk_{key_id}_{'y' * 43}"
@@ -71,7 +68,7 @@ async def test_wrong_secrets_for_one_key_id_are_refused(
 async def test_writes_past_a_keys_rate_are_refused_and_change_nothing(
     limited: AsyncTestClient[Any],
 ) -> None:
-    limited.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+    limited.headers.update(bearer(ADMIN_KEY))
     await community(limited, members=1)  # 3 writes: community, household, member
     award = transfer("t1", "system:issuance:points", "member:m0:points", 5)
     assert (await limited.post(f"{C}/transactions", json=award)).status_code == 201

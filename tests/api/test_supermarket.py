@@ -12,7 +12,7 @@ from service.db import q
 from service.ledger.model import RuleParams
 from service.supermarket import returns
 from service.supermarket import service as market
-from tests.helpers import C, Client, award, balance, community
+from tests.helpers import C, Client, award, balance, bearer, community
 
 S = f"{C}/stores/s1"
 
@@ -239,11 +239,11 @@ async def test_store_key_acts_only_for_its_store(client: Client) -> None:
     r = await client.post(
         "/v1/api-keys", json={"role": "store", "community": "green", "store": "s1"}
     )
-    s1 = {"Authorization": f"Bearer {r.json()['key']}"}
+    s1 = bearer(r.json()["key"])
     r = await client.post(
         "/v1/api-keys", json={"role": "store", "community": "green", "store": "s2"}
     )
-    s2 = {"Authorization": f"Bearer {r.json()['key']}"}
+    s2 = bearer(r.json()["key"])
     item = {"name": "Soap", "points": 5, "stock": 10}
     assert (await client.put(f"{S}/items/soap", json=item, headers=s1)).status_code == 201
     assert (await client.put(f"{S}/items/soap", json=item, headers=s2)).status_code == 403

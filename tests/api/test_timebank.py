@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers import C, Client, balance, community, transfer
+from tests.helpers import C, Client, balance, bearer, community, transfer
 
 TIMEBANK = "system:timebank:minutes"
 
@@ -69,7 +69,7 @@ async def test_a_resident_gives_only_its_own_minutes(client: Client) -> None:
         "/v1/api-keys", json={"role": "resident", "community": "green", "member": "m0"}
     )
     assert r.status_code == 201, r.text
-    resident = {"Authorization": f"Bearer {r.json()['key']}"}
+    resident = bearer(r.json()["key"])
     own = await client.post(f"{C}/time-transfers", json=_gift("g1", 5), headers=resident)
     assert own.status_code == 201, own.text
     theirs = {"id": "g2", "from_member": "m1", "to_member": "m0", "minutes": 5}

@@ -1,4 +1,5 @@
-"""What the concurrency tests share: account names and firing many requests at once."""
+"""What the concurrency tests share: firing many requests at once, and waiting for a
+writer to wait on another."""
 
 from __future__ import annotations
 
@@ -10,10 +11,6 @@ import httpx
 import pytest
 
 from tests.helpers import C
-
-ISSUANCE = "system:issuance:points"
-OFFSETS = "property:acme:offsets"
-STORE = "store:s1:redemptions"
 
 
 async def post_all(api: httpx.AsyncClient, bodies: list[dict[str, Any]]) -> list[httpx.Response]:

@@ -20,7 +20,7 @@ from litestar import Litestar
 
 from service.app import create_app
 from service.config import load_settings
-from tests.conftest import ADMIN_KEY
+from tests.helpers import ADMIN_KEY, bearer
 
 
 async def _serve(app: Litestar, up: asyncio.Event, stop: asyncio.Event) -> None:
@@ -43,10 +43,9 @@ async def api(dsn: str) -> AsyncIterator[httpx.AsyncClient]:
     if server.done():
         server.result()  # the lifespan failed to start: raise its error here
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
     try:
         async with httpx.AsyncClient(
-            transport=transport, base_url="http://ledger", headers=headers
+            transport=transport, base_url="http://ledger", headers=bearer(ADMIN_KEY)
         ) as c:
             yield c
     finally:

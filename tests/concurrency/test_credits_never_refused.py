@@ -6,8 +6,8 @@ import random
 
 import httpx
 
-from tests.concurrency.common import ISSUANCE, STORE, post_all
-from tests.helpers import balance, community, transfer
+from tests.concurrency.common import post_all
+from tests.helpers import ISSUANCE, STORE, balance, community, transfer
 
 
 async def test_credits_racing_spends_on_few_members_all_succeed(api: httpx.AsyncClient) -> None:

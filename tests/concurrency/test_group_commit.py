@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.concurrency.common import ISSUANCE, post_all
-from tests.helpers import balance, community, transfer
+from tests.concurrency.common import post_all
+from tests.helpers import ISSUANCE, balance, community, transfer
 
 
 async def test_a_value_the_database_refuses_fails_only_its_own_request(

@@ -11,12 +11,12 @@ import asyncpg
 import httpx
 
 from service.ledger.service import expire_due
-from tests.concurrency.common import OFFSETS, STORE, post_all
-from tests.helpers import C, award, balance, community, transfer
+from tests.concurrency.common import post_all
+from tests.helpers import ACME_OFFSETS, STORE, C, award, balance, community, transfer
 
 
 def hold(tx_id: str, amount: int, member: str = "m0") -> dict[str, Any]:
-    return transfer(tx_id, f"member:{member}:points", OFFSETS, amount, pending={"ttl_s": 60})
+    return transfer(tx_id, f"member:{member}:points", ACME_OFFSETS, amount, pending={"ttl_s": 60})
 
 
 async def finish(api: httpx.AsyncClient, tx_id: str, action: str, **body: Any) -> httpx.Response:
@@ -59,7 +59,7 @@ async def test_post_and_void_race_has_one_winner_per_hold(api: httpx.AsyncClient
         "baseline": 100,
         "redeemable": 50 - 4 * posted,
     }
-    assert (await api.get(f"{C}/accounts/{OFFSETS}")).json()["posted"] == 4 * posted
+    assert (await api.get(f"{C}/accounts/{ACME_OFFSETS}")).json()["posted"] == 4 * posted
 
 
 async def test_partial_posts_of_different_amounts_post_once(api: httpx.AsyncClient) -> None:

@@ -6,8 +6,8 @@ from collections import Counter
 
 import httpx
 
-from tests.concurrency.common import STORE, post_all
-from tests.helpers import C, award, balance, community, transfer
+from tests.concurrency.common import post_all
+from tests.helpers import STORE, C, award, balance, community, transfer
 
 
 def replayed(r: httpx.Response) -> bool:

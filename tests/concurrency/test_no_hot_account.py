@@ -19,8 +19,8 @@ import pytest
 
 from service.ledger.model import NewTransaction, Posting, RuleParams
 from service.ledger.service import create
-from tests.concurrency.common import ISSUANCE, STORE, send
-from tests.helpers import C, award, balance, community, transfer
+from tests.concurrency.common import send
+from tests.helpers import ISSUANCE, STORE, C, award, balance, community, transfer
 
 
 @asynccontextmanager

@@ -7,9 +7,7 @@ from collections import Counter
 
 import httpx
 
-from tests.helpers import C, award, balance, community
-
-OFFSETS = f"{C}/offsets"
+from tests.helpers import OFFSETS, C, award, balance, community
 
 
 def _offset(oid: str, member: str, points: int, hold: bool = False) -> dict[str, object]:

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from tests.concurrency.common import STORE, post_all
-from tests.helpers import C, award, balance, community, transfer
+from tests.concurrency.common import post_all
+from tests.helpers import STORE, C, award, balance, community, transfer
 
 
 async def test_forty_spends_of_five_take_exactly_the_fifty_redeemable(

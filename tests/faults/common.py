@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 
 import httpx
 
-C = "/v1/communities/green"
+from tests.helpers import C
+
 MEMBERS = 4
 
 

@@ -20,8 +20,7 @@ from typing import Any
 import httpx
 import psutil
 
-ADMIN_KEY = "fault-admin-key-0123456789abcdefghijklmnop"
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ADMIN_KEY, ROOT, bearer
 
 
 def free_port() -> int:
@@ -74,8 +73,7 @@ class Service:
         wait_ready(self.url, self.proc.poll, lambda: self.log()[-2000:], timeout_s)
 
     def client(self, **kwargs: Any) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        return httpx.AsyncClient(base_url=self.url, headers=headers, **kwargs)
+        return httpx.AsyncClient(base_url=self.url, headers=bearer(ADMIN_KEY), **kwargs)
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)

@@ -25,8 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import ADMIN_KEY
-from tests.helpers import C, Client, award, balance, community, transfer
+from tests.helpers import ADMIN_KEY, C, Client, award, balance, community, transfer
 
 # The documented bound (docs/api.md): arrays and objects, counting the outermost.
 DEPTH = 64

@@ -12,14 +12,12 @@ import asyncpg
 from service.db import create_pool
 from service.ledger.model import NewTransaction, Posting, RuleParams
 from service.ledger.service import create_transaction, expire_due, seal_all
-from tests.helpers import C, Client, award, balance, community, transfer
-
-OFFSETS = "property:acme:offsets"
+from tests.helpers import ACME_OFFSETS, C, Client, award, balance, community, transfer
 
 
 def hold(tx_id: str, member: str, amount: int, ttl_s: int | None = 1) -> dict[str, object]:
     pending = {} if ttl_s is None else {"ttl_s": ttl_s}
-    return transfer(tx_id, f"member:{member}:points", OFFSETS, amount, pending=pending)
+    return transfer(tx_id, f"member:{member}:points", ACME_OFFSETS, amount, pending=pending)
 
 
 async def create(client: Client, body: dict[str, object]) -> None:

@@ -47,9 +47,9 @@ from schemathesis.python import asgi
 from service.app import create_app
 from service.config import load_settings
 from service.rules.defaults import EXAMPLE_YAML
-from tests.conftest import ADMIN_KEY, TEMPLATE, audit_all, with_database
+from tests.conftest import audit_all
+from tests.helpers import ADMIN_KEY, TEMPLATE, C, bearer, with_database
 
-C = "/v1/communities/green"
 MEMBERS = ["m0", "m1", "m2", "m3"]
 # The seeded resources, by kind; `_seed` makes every one of them.
 IDS: dict[str, list[str]] = {
@@ -255,13 +255,13 @@ def run(server_dsn: str, template_dsn: str) -> Iterator[Run]:
     try:
         try:
             with asgi.get_client(app) as session:
-                session.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+                session.headers.update(bearer(ADMIN_KEY))
                 keys = _seed(session)
             yield Run(
                 app=app,
                 headers={
-                    "admin": {"Authorization": f"Bearer {ADMIN_KEY}"},
-                    "operator": {"Authorization": f"Bearer {keys['operator']['key']}"},
+                    "admin": bearer(ADMIN_KEY),
+                    "operator": bearer(keys["operator"]["key"]),
                 },
                 spare_key_id=keys["spare"]["id"],
                 calls=itertools.count(),

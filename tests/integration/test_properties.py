@@ -35,7 +35,8 @@ from service.app import create_app
 from service.config import load_settings
 from service.db import create_pool
 from service.ledger.service import expire_due
-from tests.conftest import ADMIN_KEY, TEMPLATE, audit_all, with_database
+from tests.conftest import audit_all
+from tests.helpers import ADMIN_KEY, TEMPLATE, bearer, with_database
 
 C = "/v1/communities/walk"
 MEMBERS = ("m0", "m1", "m2")
@@ -609,7 +610,7 @@ async def _walk(server_dsn: str, ops: list[tuple[Any, ...]]) -> None:
         pool = await create_pool(dsn, min_size=1, max_size=1)
         try:
             async with AsyncTestClient(app) as client:
-                client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+                client.headers.update(bearer(ADMIN_KEY))
                 walk = Walk(client, pool)
                 await walk.setup()
                 for op in ops:

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from service.db import function_files, migrate, sql_dir
-from tests.conftest import with_database
+from tests.helpers import with_database
 
 RELEASE = Path(__file__).resolve().parents[1] / "fixtures" / "release_0011"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import re
 from functools import cache
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,9 +13,7 @@ import pytest
 import yaml
 
 from service.config import load_http_limits
-
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
+from tests.helpers import K8S, ROOT
 
 Doc = dict[str, Any]
 

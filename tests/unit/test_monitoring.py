@@ -9,7 +9,6 @@ import json
 import re
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -17,8 +16,7 @@ import promql_parser
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-K8S = ROOT / "k8s"
+from tests.helpers import K8S, ROOT
 
 Doc = dict[str, Any]
 

@@ -28,8 +28,8 @@ from service.rules.engine import (
 from service.rules.expressions import MEMBER_FIELDS
 from service.rules.model import DEFAULT_RULE_SET, parse_rule_set
 from service.rules.periods import period_from_key, period_of, stat_keys
+from tests.helpers import SH
 
-SH = "Asia/Shanghai"
 NOV_30_LATE = datetime(2026, 11, 30, 15, 59, tzinfo=UTC)  # 23:59 on 30 Nov in Shanghai
 DEC_1_EARLY = datetime(2026, 11, 30, 16, 30, tzinfo=UTC)  # 00:30 on 1 Dec in Shanghai
 

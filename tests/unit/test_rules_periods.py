@@ -27,8 +27,8 @@ from service.rules.periods import (
     previous,
     stat_keys,
 )
+from tests.helpers import SH
 
-SH = "Asia/Shanghai"
 SHANGHAI = ZoneInfo(SH)
 
 

@@ -1,4 +1,4 @@
-"""The batch fast path under real concurrency: batches over the same members in
+"""Batches under real concurrency: batches over the same members in
 opposite orders, batches racing single writes with the same client ids, and a
 duplicate that commits while a batch is being written."""
 
@@ -17,10 +17,8 @@ from service.ledger import store
 from service.ledger.model import NewTransaction, Posting, RuleParams
 from service.ledger.posting import plan_create
 from service.setup import create_community, create_household, create_member
-from tests.concurrency.common import ISSUANCE, STORE, waiting_on_a_transaction
-from tests.helpers import C, balance, community, transfer
-
-BATCH = f"{C}/transactions:batch"
+from tests.concurrency.common import waiting_on_a_transaction
+from tests.helpers import BATCH, ISSUANCE, STORE, C, balance, community, transfer
 
 
 async def test_overlapping_batches_in_opposite_orders(api: httpx.AsyncClient) -> None:

@@ -20,11 +20,10 @@ from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams
 from service.ledger.posting import plan_create, plan_post_pending, plan_void
 from service.ledger.service import create
 from service.setup import create_community, create_household, create_member
+from tests.helpers import ISSUANCE, STORE
 
 PARAMS = RuleParams()
 MEMBERS = 12
-ISSUANCE = "system:issuance:points"
-STORE = "store:s1:redemptions"
 
 
 async def _community(conn: asyncpg.Connection, name: str) -> None:

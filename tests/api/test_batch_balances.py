@@ -1,6 +1,6 @@
-"""transactions:batch through the set-based fast path: the same answers, balances,
-running balances and seals as item by item (tests/integration/test_batch_fast_path.py
-compares the two paths row for row)."""
+"""transactions:batch gives the same answers, balances, running balances and seals
+as item by item (tests/integration/test_batch_matches_single_writes.py compares the
+two row for row)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from typing import Any
 import asyncpg
 
 from service.ledger.service import seal_all
-from tests.helpers import C, Client, award, balance, community, transfer
-
-BATCH = f"{C}/transactions:batch"
-ISSUANCE = "system:issuance:points"
-STORE = "store:s1:redemptions"
+from tests.helpers import (
+    BATCH,
+    ISSUANCE,
+    STORE,
+    C,
+    Client,
+    award,
+    balance,
+    community,
+    transfer,
+)
 
 
 async def post_batch(client: Client, items: list[dict[str, Any]], **extra: Any) -> Any:
