@@ -23,7 +23,7 @@ from service.config import (
     Settings,
     load_settings,
 )
-from service.db import create_pool, migrate, q
+from service.db import create_pool, migrate
 from service.logs import configure_logging
 
 # How long a SIGTERM waits for requests in flight before closing their connections.
@@ -45,6 +45,7 @@ def database(settings: Settings) -> Iterator[str]:
 
 
 async def _verify_all(dsn: str) -> int:
+    from service import setup
     from service.ledger.audit import verify
     from service.ledger.service import seal_all
     from service.rules.book import RuleBook
@@ -54,9 +55,9 @@ async def _verify_all(dsn: str) -> int:
     try:
         await seal_all(pool)
         async with pool.acquire() as conn:
-            for row in await conn.fetch(q("community_ids")):
-                report = await verify(conn, row["id"], await RuleBook().params(conn, row["id"]))
-                line = {"community": row["id"], **msgspec.structs.asdict(report)}
+            for community in await setup.community_ids(conn):
+                report = await verify(conn, community, await RuleBook().params(conn, community))
+                line = {"community": community, **msgspec.structs.asdict(report)}
                 print(msgspec.json.encode(line).decode())
                 failed += 0 if report.ok else 1
     finally:

@@ -1,4 +1,5 @@
-"""API keys: issuing, hashing, resolving a bearer key to a principal, scope checks.
+"""API keys: issuing, hashing, resolving a bearer key to a principal, scope checks
+(their SQL: `service/keys/store.py`).
 
 A key reads `plk_<id>_<secret>`. Only SHA-256 of the secret is stored (the secret
 is 256 random bits, so a slow hash adds nothing). Resolved keys are cached per
@@ -17,9 +18,10 @@ from typing import Final, Literal
 
 import msgspec
 
-from service.db import q
-from service.errors import Forbidden, Unauthorized, ValidationFailed
-from service.ledger.store import Queryable
+from service import setup
+from service.db import Conn, Queryable
+from service.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
+from service.keys import store
 
 Role = Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
 _PREFIX: Final = "plk"
@@ -117,7 +119,7 @@ class KeyResolver:
         if split is None:
             raise Unauthorized("the key is not valid")
         key_id, secret = split
-        row = await conn.fetchrow(q("key_get"), key_id)
+        row = await store.get_key(conn, key_id)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
             raise Unauthorized("the key is not valid or was revoked")
         return Principal(
@@ -128,6 +130,36 @@ class KeyResolver:
             store=row["store"],
             member=row["member_id"],
         )
+
+
+async def issue(conn: Conn, scope: Principal, secret_hash: bytes, issuer: str) -> None:
+    """Stores a new key of `scope`, issued by key `issuer`; 404 for an unknown community."""
+    if scope.community is not None:
+        await setup.get_community(conn, scope.community)
+    await store.insert_key(
+        conn,
+        scope.key_id,
+        secret_hash,
+        scope.role,
+        scope.community,
+        scope.property_company,
+        scope.store,
+        scope.member,
+        issuer,
+    )
+
+
+async def revoke(conn: Conn, key_id: str, caller: Principal) -> None:
+    """Revokes an active key. An admin revokes any; an operator only a non-admin key
+    of its own community, and to it the others do not exist."""
+    row = await store.key_scope(conn, key_id)
+    if row is None:
+        raise NotFound(f"no active key {key_id!r}")
+    if caller.role != "admin" and (
+        row["role"] == "admin" or row["community_id"] != caller.community
+    ):
+        raise NotFound(f"no active key {key_id!r}")
+    await store.revoke_key(conn, key_id)
 
 
 def require(principal: Principal, roles: frozenset[str], community: str | None) -> None:

@@ -19,9 +19,10 @@ import structlog
 log = structlog.get_logger(__name__)
 
 # A connection of the pool, for a use case; reads that need no transaction may
-# go straight to the pool.
+# go straight to the pool. Other layers name these, not asyncpg's own types.
+Pool = asyncpg.Pool
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-Queryable = Conn | asyncpg.Pool
+Queryable = Conn | Pool
 
 # Any 64-bit number shared by every process of the service; it only names a lock.
 _MIGRATION_LOCK = 7_146_520_334_801
@@ -173,6 +174,13 @@ async def create_pool(
     pool.acquire_timeout_s = timeout_s
     await pool
     return pool
+
+
+async def ping(pool: Pool) -> None:
+    """`SELECT 1` on a connection of the pool: the readiness probe's question, whether
+    the database answers at all."""
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
 
 
 def migration_files() -> list[Path]:

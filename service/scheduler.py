@@ -16,7 +16,7 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler  # type: ignore[import-untyped]
 
 from service.config import Settings
-from service.db import q
+from service.ledger import reads
 from service.ledger import service as ledger
 from service.metrics import HOLDS_EXPIRED, JOB_FAILURES, JOB_RUNS, POOL_IN_USE, POOL_MAX, SEAL_LAG
 from service.outage import fault_of, report
@@ -37,7 +37,7 @@ async def expire_holds(pool: asyncpg.Pool) -> None:
 
 async def seal_chains(pool: asyncpg.Pool) -> None:
     await ledger.seal_all(pool)
-    SEAL_LAG.set(float(await pool.fetchval(q("seal_lag_s"))))
+    SEAL_LAG.set(await reads.seal_lag_s(pool))
 
 
 async def settle_rules(pool: asyncpg.Pool, book: RuleBook) -> None:

@@ -8,19 +8,18 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
 
-import asyncpg
 import msgspec
 from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
 from litestar.params import QueryParameter
 from litestar.routes import HTTPRoute
 
+from service import setup
 from service.auth import KeyResolver, Principal, require
-from service.db import q
-from service.errors import NotFound, Unauthorized, ValidationFailed
+from service.db import Conn, Pool
+from service.errors import Unauthorized, ValidationFailed
 from service.inbound import check_json
 from service.ledger.model import COMMUNITY_PATTERN
-from service.ledger.store import Conn
 from service.ratelimit import Limits
 from service.rules.book import RuleBook
 
@@ -59,8 +58,8 @@ def instant(value: str | None, name: str) -> datetime | None:
         ) from err
 
 
-def pool_of(connection: ASGIConnection[Any, Any, Any, Any]) -> asyncpg.Pool:
-    pool: asyncpg.Pool = connection.app.state.pool
+def pool_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Pool:
+    pool: Pool = connection.app.state.pool
     return pool
 
 
@@ -139,13 +138,12 @@ def check_authorized(app: Litestar, prefix: str = "/v1") -> None:
                 raise RuntimeError(f"{route.path} caches responses, served before authorize()")
 
 
-async def _community_exists(known: set[str], pool: asyncpg.Pool, community: str) -> None:
+async def _community_exists(known: set[str], pool: Pool, community: str) -> None:
     """404 for an unknown community. Communities are never deleted, so once seen
     one is remembered for the life of the process (and costs no round trip)."""
     if community in known:
         return
-    if await pool.fetchval(q("community_get"), community) is None:
-        raise NotFound(f"no community {community!r}")
+    await setup.get_community(pool, community)
     known.add(community)
 
 

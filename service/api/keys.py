@@ -11,8 +11,7 @@ from service import auth
 from service.api.deps import body, db, principal_of
 from service.api.openapi import json_body
 from service.api.wire import ApiKeyIn, ApiKeyOut
-from service.db import q
-from service.errors import Forbidden, NotFound
+from service.errors import Forbidden
 
 KEY_ADMINS: Final = frozenset({"operator"})
 Req = Request[Any, Any, Any]
@@ -36,22 +35,7 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
         raise Forbidden("an operator issues non-admin keys for its own community only")
     key, secret_hash = auth.new_key(scope)
     async with db(request) as conn:
-        if (
-            scope.community is not None
-            and await conn.fetchval(q("community_get"), scope.community) is None
-        ):
-            raise NotFound(f"no community {scope.community!r}")
-        await conn.execute(
-            q("key_insert"),
-            scope.key_id,
-            secret_hash,
-            scope.role,
-            scope.community,
-            scope.property_company,
-            scope.store,
-            scope.member,
-            caller.key_id,
-        )
+        await auth.issue(conn, scope, secret_hash, caller.key_id)
     out = ApiKeyOut(
         id=scope.key_id,
         key=key,
@@ -68,12 +52,5 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
 async def revoke_key(request: Req, key_id: FromPath[str]) -> None:
     caller = principal_of(request)
     async with db(request) as conn:
-        row = await conn.fetchrow(q("key_scope"), key_id)
-        if row is None:
-            raise NotFound(f"no active key {key_id!r}")
-        if caller.role != "admin" and (
-            row["role"] == "admin" or row["community_id"] != caller.community
-        ):
-            raise NotFound(f"no active key {key_id!r}")
-        await conn.execute(q("key_revoke"), key_id)
+        await auth.revoke(conn, key_id, caller)
     request.app.state.key_resolver.forget(key_id)

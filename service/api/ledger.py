@@ -33,7 +33,7 @@ from service.api.wire import (
     postings_in,
 )
 from service.errors import DomainError, ValidationFailed
-from service.ledger import audit, reads, store
+from service.ledger import audit, reads
 from service.ledger import service as ledger
 from service.ledger.batch import Result, create_many, submit_one
 from service.ledger.model import NewTransaction
@@ -112,8 +112,7 @@ async def create_batch(request: Req, c: FromPath[str]) -> BatchOut:
 @get(TxPath, opt={"roles": OPERATOR})
 async def get_transaction(request: Req, c: FromPath[str], tx: FromPath[str]) -> TransactionOut:
     async with db(request) as conn:
-        found = await ledger.get_transaction(conn, c, tx)
-        return transaction_out(found, await store.reversed_by(conn, c, found.row_id))
+        return await reads.transaction(conn, c, tx)
 
 
 @post(TxPath + "/post", opt={"roles": OPERATOR}, operation_class=json_body(PostIn, required=False))

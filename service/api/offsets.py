@@ -23,8 +23,8 @@ from service.api.deps import (
 )
 from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, TtlSeconds
+from service.db import Conn
 from service.errors import Forbidden, NotFound, ValidationFailed
-from service.ledger.store import Conn
 from service.offsets import service as offsets
 from service.offsets.model import NewOffset
 from service.offsets.views import OffsetOut, OffsetPage, QuoteOut

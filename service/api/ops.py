@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Final
 
-import asyncpg
 from litestar import Request, Response, get
 
 from service.api.deps import pool_of
+from service.db import ping
 from service.outage import fault_of
 
 # Kubernetes' default probe timeout is 1 s and the contract is 2 s: answer before
@@ -17,11 +17,6 @@ READY_WITHIN_S: Final = 0.9
 # Probes given up on, still cleaning up (a connection frozen mid-statement takes
 # asyncpg a while to let go of): kept referenced until they end.
 _abandoned: set[asyncio.Task[None]] = set()
-
-
-async def _probe(pool: asyncpg.Pool) -> None:
-    async with pool.acquire() as conn:
-        await conn.fetchval("SELECT 1")
 
 
 @get("/health", opt={"public": True})
@@ -34,7 +29,7 @@ async def ready(request: Request[Any, Any, Any]) -> Response[dict[str, str]]:
     """200 when the database answers `SELECT 1` within `READY_WITHIN_S`, else 503.
     The probe runs as a task of its own so that the answer never waits for its
     cleanup: a cancelled statement on a frozen server holds its connection."""
-    probe = asyncio.ensure_future(_probe(pool_of(request)))
+    probe = asyncio.ensure_future(ping(pool_of(request)))
     done, _ = await asyncio.wait({probe}, timeout=READY_WITHIN_S)
     if not done:
         probe.cancel()

@@ -23,10 +23,10 @@ from service.api.deps import (
 )
 from service.api.openapi import json_body
 from service.api.wire import CommunityIn, HouseholdIn, MemberIn
+from service.db import Conn
 from service.errors import NotFound
 from service.ledger import reads
 from service.ledger.model import MemberBalance, member_address
-from service.ledger.store import Conn
 
 ANY_ROLE: Final = frozenset({"operator", "property", "volunteer_app", "store", "resident"})
 ADMIN_ONLY: Final = frozenset[str]()

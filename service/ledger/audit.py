@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import msgspec
 
-from service.db import q
+from service.ledger import store
 from service.ledger.model import RuleParams
-from service.ledger.store import Conn
 
 
 class Problem(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,15 +51,15 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-async def verify(conn: Conn, community: str, params: RuleParams) -> AuditReport:
+async def verify(conn: store.Conn, community: str, params: RuleParams) -> AuditReport:
     """Runs every check in one consistent snapshot; `ok` only when none finds a problem."""
     problems: list[Problem] = []
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        checked: int = await conn.fetchval(q("audit_count"), community)
+        checked = await store.audit_count(conn, community)
         for check, query, template in _CHECKS:
-            for row in await conn.fetch(q(query), community):
+            for row in await store.audit_offending(conn, query, community):
                 problems.append(Problem(check=check, detail=template.format(**dict(row))))
-        for row in await conn.fetch(q("audit_limits"), community, params.floor):
+        for row in await store.audit_limits(conn, community, params.floor):
             problems.append(
                 Problem(
                     check="limit",

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from service.errors import NotFound, ValidationFailed
+from service.ledger import service as ledger
 from service.ledger import store
 from service.ledger.model import (
     MemberBalance,
@@ -19,6 +20,7 @@ from service.ledger.model import (
     parse_address,
     points_balance,
 )
+from service.ledger.views import TransactionOut, transaction_out
 
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
@@ -86,6 +88,26 @@ async def member_balance(
         points=points_balance(points["posted"], points["held"], params.baseline),
         minutes=MinutesBalance(balance=minutes["posted"], held=minutes["held"]),
     )
+
+
+async def transaction(conn: store.Conn, community: str, client_id: str) -> TransactionOut:
+    """A transaction as the API shows it, with the reversal that undid it, if any."""
+    found = await ledger.get_transaction(conn, community, client_id)
+    return transaction_out(found, await store.reversed_by(conn, community, found.row_id))
+
+
+async def points_account(conn: store.Queryable, community: str, member: str) -> tuple[int, int]:
+    """A member's points account: what is posted and what is held (no lock)."""
+    rows = await store.member_balances(conn, community, [member_address(member, "points")])
+    if not rows:
+        raise NotFound(f"no member {member!r} in community {community!r}")
+    return rows[0]["posted"], rows[0]["held"]
+
+
+async def seal_lag_s(conn: store.Queryable) -> float:
+    """How far the sealer trails the writes: the age of the oldest final transaction
+    not yet sealed, in seconds."""
+    return await store.seal_lag_s(conn)
 
 
 async def _account(conn: store.Conn, community: str, address: str) -> Any:

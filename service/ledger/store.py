@@ -235,3 +235,25 @@ async def seal(conn: Conn, community: str, limit: int) -> int:
 
 async def seal_backlog(conn: Conn) -> list[str]:
     return [r["community_id"] for r in await conn.fetch(q("seal_backlog"))]
+
+
+async def seal_lag_s(conn: Queryable) -> float:
+    value: float = await conn.fetchval(q("seal_lag_s"))
+    return value
+
+
+async def audit_count(conn: Conn, community: str) -> int:
+    """How many transactions the audit checks."""
+    value: int = await conn.fetchval(q("audit_count"), community)
+    return value
+
+
+async def audit_offending(conn: Conn, query: str, community: str) -> list[asyncpg.Record]:
+    """The rows that audit query `query` (audit_unbalanced, audit_chain, …) finds wrong."""
+    return await conn.fetch(q(query), community)
+
+
+async def audit_limits(conn: Conn, community: str, floor: int) -> list[asyncpg.Record]:
+    """Member accounts whose posted less held is below their floor (`floor` for
+    points, 0 for minutes)."""
+    return await conn.fetch(q("audit_limits"), community, floor)

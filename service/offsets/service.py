@@ -19,7 +19,7 @@ from typing import NoReturn
 import asyncpg
 import msgspec
 
-from service.db import q, unit_of_work
+from service.db import Conn, unit_of_work
 from service.errors import (
     CapExceeded,
     IdempotencyConflict,
@@ -29,9 +29,8 @@ from service.errors import (
 )
 from service.ledger import reads
 from service.ledger import service as ledger
-from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams, member_address
-from service.offsets import model
+from service.offsets import model, store
 from service.offsets.model import NewOffset
 from service.offsets.views import (
     OffsetOut,
@@ -49,17 +48,12 @@ from service.rules.periods import period_of
 DEFAULT_HOLD_TTL_S = 86_400
 
 
-async def _year(book: RuleBook, conn: ledger_store.Conn, community: str) -> str:
+async def _year(book: RuleBook, conn: Conn, community: str) -> str:
     return period_of("year", datetime.now(UTC), await book.timezone(conn, community)).key
 
 
-async def _used_fen(conn: ledger_store.Conn, community: str, household: str, year: str) -> int:
-    used: int = await conn.fetchval(q("offset_household_used"), community, household, year)
-    return used
-
-
 async def quote(
-    conn: ledger_store.Conn,
+    conn: Conn,
     book: RuleBook,
     community: str,
     member: str,
@@ -69,7 +63,9 @@ async def quote(
     """What one offset of this bill could take now (nothing is reserved)."""
     active = await book.active(conn, community)
     balance = await reads.member_balance(conn, community, member, active.rule_set.to_params())
-    used = await _used_fen(conn, community, household, await _year(book, conn, community))
+    used = await store.household_used_fen(
+        conn, community, household, await _year(book, conn, community)
+    )
     limits = model.caps(active.rule_set, bill_amount_fen, used)
     most = model.max_points(limits, balance.points.redeemable)
     return QuoteOut(
@@ -127,7 +123,7 @@ def _refuse(
 
 
 async def create_offset(
-    conn: ledger_store.Conn, book: RuleBook, community: str, new: NewOffset
+    conn: Conn, book: RuleBook, community: str, new: NewOffset
 ) -> tuple[OffsetOut, bool]:
     """Holds or applies an offset once per id, every cap checked under the locks:
     one statement (offset_create), and one read more for a replay."""
@@ -159,43 +155,25 @@ async def create_offset(
 
 
 async def _write(
-    conn: ledger_store.Conn,
-    community: str,
-    new: NewOffset,
-    active: ActiveRules,
-    year: str,
-    document: str,
+    conn: Conn, community: str, new: NewOffset, active: ActiveRules, year: str, document: str
 ) -> asyncpg.Record:
-    """offset_create: the offset, the household's lock and yearly cap, and the
-    ledger write of `document`, in one statement that leaves nothing if refused."""
-    fen = active.rule_set.fen_per_point
-    row = await conn.fetchrow(
-        q("offset_create"),
+    """The offset's one statement, with the numbers of the rule set in force."""
+    return await store.create_offset(
+        conn,
         community,
-        new.id,
-        new.request_hash,
-        new.member,
-        new.household,
-        new.property_company,
-        new.bill_amount_fen,
-        new.points,
-        fen,
-        new.points * fen,
-        year,
-        new.hold,
-        active.version,
-        new.actor,
-        active.rule_set.offset.max_fen_per_household_per_year,
-        document,
+        new,
+        fen_per_point=active.rule_set.fen_per_point,
+        year=year,
+        rule_version=active.version,
+        household_cap_fen=active.rule_set.offset.max_fen_per_household_per_year,
+        document=document,
     )
-    assert row is not None
-    return row
 
 
-async def _replay(conn: ledger_store.Conn, community: str, new: NewOffset) -> OffsetOut | None:
+async def _replay(conn: Conn, community: str, new: NewOffset) -> OffsetOut | None:
     """What the request that created offset `new.id` returned, if `new` is that
     request; None when there is no such offset."""
-    row = await conn.fetchrow(q("offset_get"), community, new.id)
+    row = await store.get_offset(conn, community, new.id)
     if row is None:
         return None
     if bytes(row["request_hash"]) != new.request_hash:
@@ -206,23 +184,21 @@ async def _replay(conn: ledger_store.Conn, community: str, new: NewOffset) -> Of
 
 
 async def _get_row(
-    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+    conn: Conn, community: str, offset_id: str, company: str | None
 ) -> asyncpg.Record:
-    row = await conn.fetchrow(q("offset_get"), community, offset_id)
+    row = await store.get_offset(conn, community, offset_id)
     if row is None or (company is not None and row["property_company"] != company):
         raise NotFound(f"no offset {offset_id!r} in community {community!r}")
     return row
 
 
-async def get_offset(
-    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
-) -> OffsetOut:
+async def get_offset(conn: Conn, community: str, offset_id: str, company: str | None) -> OffsetOut:
     """One offset; another company's offsets do not exist for a property key."""
     return offset_out(await _get_row(conn, community, offset_id, company))
 
 
 async def apply_offset(
-    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+    conn: Conn, community: str, offset_id: str, company: str | None
 ) -> tuple[OffsetOut, bool]:
     """Posts a held offset's points; applying an applied one again is a replay. Two
     statements: the offset read, then the ledger's finish (which locks the
@@ -233,7 +209,7 @@ async def apply_offset(
 
 
 async def _apply(
-    conn: ledger_store.Conn, community: str, offset_id: str, company: str | None
+    conn: Conn, community: str, offset_id: str, company: str | None
 ) -> tuple[OffsetOut, bool]:
     row = await _get_row(conn, community, offset_id, company)
     offset = offset_out(row)
@@ -254,7 +230,7 @@ async def _apply(
 
 
 async def cancel_offset(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     offset_id: str,
     company: str | None,
@@ -269,7 +245,7 @@ async def cancel_offset(
 
 
 async def _cancel(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     offset_id: str,
     company: str | None,
@@ -293,7 +269,7 @@ async def _cancel(
     raise InvalidState(f"offset {offset_id!r} changed while it was being cancelled; retry")
 
 
-async def _void_if_pending(conn: ledger_store.Conn, community: str, cid: str) -> None:
+async def _void_if_pending(conn: Conn, community: str, cid: str) -> None:
     """An expired hold not yet voided by the expiry job is voided now, as it would be."""
     tx = await ledger.get_transaction(conn, community, cid)
     if tx.status == "pending":
@@ -301,7 +277,7 @@ async def _void_if_pending(conn: ledger_store.Conn, community: str, cid: str) ->
 
 
 async def list_offsets(
-    conn: ledger_store.Conn,
+    conn: Conn,
     community: str,
     company: str | None,
     start: datetime,
@@ -311,9 +287,8 @@ async def list_offsets(
 ) -> OffsetPage:
     """Offsets created in [start, end), newest first, with settlement totals."""
     before = reads.decode_cursor(cursor)
-    rows = await conn.fetch(q("offset_list"), community, company, start, end, before, limit + 1)
-    totals = await conn.fetchrow(q("offset_totals"), community, company, start, end)
-    assert totals is not None
+    rows = await store.list_offsets(conn, community, company, start, end, before, limit + 1)
+    totals = await store.offset_totals(conn, community, company, start, end)
     more = len(rows) > limit
     return OffsetPage(
         offsets=[offset_out(r) for r in rows[:limit]],

@@ -29,10 +29,10 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from service.db import q
+from service.db import Conn
 from service.errors import NotFound, ValidationFailed
 from service.ledger.model import ASSETS
-from service.ledger.store import Conn
+from service.reports import store
 
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 # How each flow's net change of member balances turns into the reported (positive) number.
@@ -89,10 +89,10 @@ async def summary(conn: Conn, community: str, start: datetime, end: datetime) ->
     if end <= start:
         raise ValidationFailed("`to` must be after `from`")
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        flows = await conn.fetch(q("report_flows"), community, start, end)
-        opening = _by_asset(await conn.fetch(q("report_outstanding"), community, start))
-        closing = _by_asset(await conn.fetch(q("report_outstanding"), community, end))
-        held = _by_asset(await conn.fetch(q("report_held"), community))
+        flows = await store.flows(conn, community, start, end)
+        opening = _by_asset(await store.outstanding(conn, community, start))
+        closing = _by_asset(await store.outstanding(conn, community, end))
+        held = _by_asset(await store.held(conn, community))
     assets = {
         a: AssetSummary(
             asset=a,
@@ -118,7 +118,7 @@ async def leaderboard(conn: Conn, community: str, period: str, limit: int) -> Le
     """Top earners of a month (points earned through rules), opted-out members left out."""
     if not _PERIOD.match(period):
         raise ValidationFailed("period is a month: YYYY-MM")
-    rows = await conn.fetch(q("report_leaderboard"), community, period, limit)
+    rows = await store.leaderboard(conn, community, period, limit)
     return Leaderboard(
         period=period,
         leaders=[
@@ -134,7 +134,7 @@ class LeaderboardChoice(msgspec.Struct, kw_only=True):
 
 
 async def set_opt_out(conn: Conn, community: str, member: str, opt_out: bool) -> LeaderboardChoice:
-    row = await conn.fetchrow(q("member_set_leaderboard_opt_out"), community, member, opt_out)
+    row = await store.set_leaderboard_opt_out(conn, community, member, opt_out)
     if row is None:
         raise NotFound(f"no member {member!r} in community {community!r}")
     return LeaderboardChoice(member=row["id"], leaderboard_opt_out=row["leaderboard_opt_out"])

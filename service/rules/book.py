@@ -15,10 +15,10 @@ from typing import Any
 
 import msgspec
 
-from service.db import q
-from service.errors import NotFound
+from service import setup
+from service.db import Conn, Queryable
 from service.ledger.model import RuleParams
-from service.ledger.store import Conn, Queryable
+from service.rules import store
 from service.rules.engine import CompiledRuleSet, compile_rule_set
 from service.rules.model import DEFAULT_RULE_SET, RuleSet, rule_set_from_builtins
 
@@ -58,12 +58,10 @@ class RuleBook:
         cached = self._communities.get(community)
         if cached is not None and cached[0] > time.monotonic():
             return cached[1]
-        row = await conn.fetchrow(q("community_get"), community)
-        if row is None:
-            raise NotFound(f"no community {community!r}")
-        rows = await conn.fetch(q("rule_set_versions"), community)
+        found = await setup.get_community(conn, community)
+        rows = await store.rule_set_versions(conn, community)
         versions = tuple(self._version(community, r) for r in rows)
-        loaded = _Community(timezone=row["timezone"], versions=versions)
+        loaded = _Community(timezone=found.timezone, versions=versions)
         self._communities[community] = (time.monotonic() + self._ttl_s, loaded)
         return loaded
 

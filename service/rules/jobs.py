@@ -15,7 +15,8 @@ from functools import partial
 import asyncpg
 import structlog
 
-from service.db import Conn, q, unit_of_work
+from service import setup
+from service.db import Conn, unit_of_work
 from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, Posting, member_address
 from service.rules import store
@@ -41,7 +42,7 @@ async def run_all(pool: asyncpg.Pool, book: RuleBook, now: datetime | None = Non
     """Every community's scheduled rules and expiry; returns how many postings were made."""
     now = now or datetime.now(UTC)
     async with pool.acquire() as conn:
-        communities = [r["id"] for r in await conn.fetch(q("community_ids"))]
+        communities = await setup.community_ids(conn)
     posted = 0
     for community in communities:
         async with pool.acquire() as conn:

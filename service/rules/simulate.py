@@ -12,10 +12,9 @@ from datetime import datetime
 
 import msgspec
 
-from service.errors import NotFound, ValidationFailed
-from service.ledger import store as ledger_store
-from service.ledger.model import member_address
-from service.ledger.store import Queryable
+from service.db import Queryable
+from service.errors import ValidationFailed
+from service.ledger import reads
 from service.rules import store
 from service.rules.book import RuleBook
 from service.rules.deadline import Deadline
@@ -74,10 +73,7 @@ def record(
 async def _member(
     conn: Queryable, community: str, member: str, at: datetime, tz: str, floor: int
 ) -> _Member:
-    rows = await ledger_store.member_balances(conn, community, [member_address(member, "points")])
-    if not rows:
-        raise NotFound(f"no member {member!r} in community {community!r}")
-    posted, held = rows[0]["posted"], rows[0]["held"]
+    posted, held = await reads.points_account(conn, community, member)
     stats = await store.member_stats(conn, community, member, posted, stat_keys(at, tz))
     return _Member(stats=stats, room=posted - held - floor)
 

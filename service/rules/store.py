@@ -9,8 +9,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from service.db import q
-from service.ledger.store import Conn, Queryable
+from service.db import Conn, Queryable, q
 from service.rules.engine import MemberStats, PeriodStats, RuleUsage
 
 
@@ -28,6 +27,11 @@ async def insert_rule_set(
     )
     assert row is not None
     return row
+
+
+async def rule_set_versions(conn: Queryable, community: str) -> list[asyncpg.Record]:
+    """Every version a community published, oldest first."""
+    return await conn.fetch(q("rule_set_versions"), community)
 
 
 class Counts(msgspec.Struct, frozen=True, kw_only=True):

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncpg
 import msgspec
 
-from service.db import q, unit_of_work
+from service.db import Conn, unit_of_work
 from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from service.ledger import service as ledger
 from service.ledger.model import RuleParams, member_address
-from service.ledger.store import Conn
 from service.supermarket import model
+from service.supermarket import store as market_store
 from service.supermarket.model import Line
 from service.supermarket.views import ReturnLineOut, ReturnOut
 
@@ -69,21 +69,19 @@ async def _give_back(
         new.request_hash,
     )
     items = [ReturnLineOut(sku=x.sku, qty=x.qty, points=x.qty * x.points_each) for x in back]
-    row = await conn.fetchrow(
-        q("redemption_return_write"),
+    row = await market_store.write_return(
+        conn,
         community,
         redemption,
         return_id,
         new.request_hash,
         store,
-        [x.sku for x in back],
-        [x.qty for x in back],
+        back,
         items,
         points,
         new.actor,
         ledger.write_document(tx, params),
     )
-    assert row is not None
     ledger.check_written(tx, row["outcome"], row["failure"])
     return ReturnOut(
         id=return_id,
@@ -99,8 +97,7 @@ async def _return(
     conn: Conn, community: str, new: NewReturn, params: RuleParams
 ) -> tuple[str, ReturnOut | None]:
     """The return's id, and the return made (None when that id was made before)."""
-    owner = await conn.fetchrow(q("redemption_return_prepare"), community, new.redemption, new.id)
-    assert owner is not None
+    owner = await market_store.prepare_return(conn, community, new.redemption, new.id)
     if owner["store_id"] is None or (new.store is not None and owner["store_id"] != new.store):
         raise NotFound(f"no redemption {new.redemption!r} in community {community!r}")
     if new.id is not None and owner["return_hash"] is not None:
@@ -125,6 +122,6 @@ async def return_items(
     made, created = await unit_of_work(conn, lambda: _return(conn, community, new, params))
     if created is not None:
         return created, False
-    row = await conn.fetchrow(q("redemption_return_get"), community, new.redemption, made)
+    row = await market_store.get_return(conn, community, new.redemption, made)
     assert row is not None
     return _return_out(new.redemption, row), True

@@ -20,12 +20,12 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
-from service.db import q, unit_of_work
+from service.db import Conn, unit_of_work
 from service.errors import IdempotencyConflict, NotFound
 from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, RuleParams, member_address
-from service.ledger.store import Conn
 from service.supermarket import model
+from service.supermarket import store as market_store
 from service.supermarket.model import Line, StockItem
 from service.supermarket.views import ItemOut, ItemPage, LineOut, RedemptionOut
 
@@ -43,8 +43,7 @@ async def put_item(
     conn: Conn, community: str, store: str, sku: str, name: str, points: int, stock: int
 ) -> tuple[ItemOut, bool]:
     """Creates or replaces a catalogue item; True when it is new."""
-    row = await conn.fetchrow(q("item_upsert"), community, store, sku, name, points, stock)
-    assert row is not None
+    row = await market_store.upsert_item(conn, community, store, sku, name, points, stock)
     values = {k: row[k] for k in ("sku", "name", "points", "stock", "updated_at")}
     return ItemOut(**values), bool(row["created"])
 
@@ -53,7 +52,7 @@ async def list_items(
     conn: Conn, community: str, store: str, cursor: str | None, limit: int
 ) -> ItemPage:
     """A store's items in sku order; the cursor is the last sku seen."""
-    rows = await conn.fetch(q("item_list"), community, store, cursor or "", limit + 1)
+    rows = await market_store.list_items(conn, community, store, cursor or "", limit + 1)
     items = [ItemOut(**dict(r)) for r in rows[:limit]]
     return ItemPage(
         store=store, items=items, next_cursor=items[-1].sku if len(rows) > limit else None
@@ -101,7 +100,7 @@ async def get_redemption(
     conn: Conn, community: str, redemption: str, store: str | None
 ) -> RedemptionOut:
     """One redemption; another store's do not exist for a store key."""
-    row = await conn.fetchrow(q("redemption_get"), community, redemption)
+    row = await market_store.get_redemption(conn, community, redemption)
     if row is None or (store is not None and row["store_id"] != store):
         raise NotFound(f"no redemption {redemption!r} in community {community!r}")
     return _redemption_out(row)
@@ -136,10 +135,9 @@ async def _redeem(
 ) -> RedemptionOut | None:
     """Takes the stock and the points in two statements (sql/functions/supermarket.sql);
     None when the id already exists."""
-    found = await conn.fetchrow(
-        q("redemption_prepare"), community, new.id, new.member, new.store, sorted(new.items)
+    found = await market_store.prepare_redemption(
+        conn, community, new.id, new.member, new.store, sorted(new.items)
     )
-    assert found is not None
     if not found["member_found"]:
         raise NotFound(f"no member {new.member!r} in community {community!r}")
     if found["taken"]:
@@ -147,8 +145,8 @@ async def _redeem(
     lines = model.price(new.items, _shelf(found), new.store)
     points = model.total(lines)
     tx = _redemption_tx(new, lines, points)
-    row = await conn.fetchrow(
-        q("redemption_write"),
+    row = await market_store.write_redemption(
+        conn,
         community,
         new.id,
         new.request_hash,
@@ -156,13 +154,9 @@ async def _redeem(
         new.member,
         points,
         new.actor,
-        [x.sku for x in lines],
-        [x.name for x in lines],
-        [x.qty for x in lines],
-        [x.points_each for x in lines],
+        lines,
         ledger.write_document(tx, params),
     )
-    assert row is not None
     if not row["written"]:
         return None
     ledger.check_written(tx, row["outcome"], row["failure"])
@@ -178,7 +172,7 @@ async def redeem(
     if created is not None:
         return created, False
     # The id was taken: a replay answers as the original did, from what was stored.
-    row = await conn.fetchrow(q("redemption_get"), community, new.id)
+    row = await market_store.get_redemption(conn, community, new.id)
     assert row is not None
     if bytes(row["request_hash"]) != new.request_hash:
         raise IdempotencyConflict(

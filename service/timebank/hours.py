@@ -22,15 +22,15 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
-from service.db import q, unit_of_work
+from service.db import Conn, Queryable, unit_of_work
 from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from service.ledger import service as ledger
-from service.ledger import store as ledger_store
 from service.ledger.model import NewTransaction, Posting, member_address
 from service.rules import service as rules
 from service.rules.book import RuleBook
 from service.rules.engine import EventInput
 from service.rules.periods import countable
+from service.timebank import store
 
 HoursStatus = Literal["pending", "approved", "rejected"]
 Decision = Literal["approved", "rejected"]
@@ -84,7 +84,7 @@ def _hours(row: Any, event: rules.EventResult | None = None) -> Hours:
 
 
 async def log_hours(
-    conn: ledger_store.Conn,
+    conn: Conn,
     book: RuleBook,
     community: str,
     data: LogHours,
@@ -100,8 +100,8 @@ async def log_hours(
 
     async def attempt() -> tuple[Hours, bool]:
         try:
-            row = await conn.fetchrow(
-                q("hours_insert"),
+            row = await store.insert_hours(
+                conn,
                 community,
                 data.id,
                 data.member,
@@ -116,7 +116,7 @@ async def log_hours(
         except asyncpg.ForeignKeyViolationError as err:
             raise NotFound(f"no member {data.member!r} in community {community!r}") from err
         if row is None:
-            existing = await conn.fetchrow(q("hours_get"), community, data.id)
+            existing = await store.get_hours(conn, community, data.id)
             assert existing is not None  # the conflict was on this very key
             if bytes(existing["request_hash"]) != request_hash:
                 raise IdempotencyConflict(
@@ -152,7 +152,7 @@ def _credit(data: LogHours, *, pending: bool, actor: str) -> NewTransaction:
 
 
 async def decide(
-    conn: ledger_store.Conn,
+    conn: Conn,
     book: RuleBook,
     community: str,
     hours_id: str,
@@ -163,7 +163,7 @@ async def decide(
     the same way again is a replay, the other way a 409."""
 
     async def attempt() -> tuple[Hours, bool]:
-        row = await conn.fetchrow(q("hours_lock"), community, hours_id)
+        row = await store.lock_hours(conn, community, hours_id)
         if row is None:
             raise NotFound(f"no volunteer hours {hours_id!r} in community {community!r}")
         if row["status"] == status:
@@ -174,7 +174,7 @@ async def decide(
             await ledger.post(conn, community, credit_id(hours_id), None)
         else:
             await ledger.void(conn, community, credit_id(hours_id), "rejected")
-        row = await conn.fetchrow(q("hours_decide"), community, hours_id, status, actor)
+        row = await store.decide_hours(conn, community, hours_id, status, actor)
         approved = status == "approved"
         event = await _approved_event(conn, book, community, row, actor) if approved else None
         return _hours(row, event), False
@@ -182,15 +182,15 @@ async def decide(
     return await unit_of_work(conn, attempt)
 
 
-async def get_hours(conn: ledger_store.Queryable, community: str, hours_id: str) -> Hours:
-    row = await conn.fetchrow(q("hours_get"), community, hours_id)
+async def get_hours(conn: Queryable, community: str, hours_id: str) -> Hours:
+    row = await store.get_hours(conn, community, hours_id)
     if row is None:
         raise NotFound(f"no volunteer hours {hours_id!r} in community {community!r}")
     return _hours(row)
 
 
 async def _approved_event(
-    conn: ledger_store.Conn, book: RuleBook, community: str, row: Any, actor: str
+    conn: Conn, book: RuleBook, community: str, row: Any, actor: str
 ) -> rules.EventResult:
     event = EventInput(
         id=f"{credit_id(row['id'])}:approved",

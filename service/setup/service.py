@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import msgspec
 
-from service.db import q
+from service.db import Conn, Queryable
 from service.errors import IdempotencyConflict, NotFound, ValidationFailed
 from service.ledger import service as ledger
 from service.ledger.model import (
@@ -19,7 +19,7 @@ from service.ledger.model import (
     RuleParams,
     member_address,
 )
-from service.ledger.store import Conn
+from service.setup import store
 
 
 class Community(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,10 +64,10 @@ async def create_community(
     async with conn.transaction():
         addresses = [f"system:{n}:{a}" for n in sorted(SYSTEM_NAMES) for a in ASSETS]
         assets = [a for _ in SYSTEM_NAMES for a in ASSETS]
-        created = await conn.fetchval(
-            q("community_insert"), ident, name, timezone, request_hash, addresses, assets
+        created = await store.insert_community(
+            conn, ident, name, timezone, request_hash, addresses, assets
         )
-        row = await conn.fetchrow(q("community_get"), ident)
+        row = await store.community(conn, ident)
     assert row is not None
     if not created and bytes(row["request_hash"]) != request_hash:
         raise _conflict("community", ident)
@@ -80,11 +80,16 @@ def _community(row: asyncpg.Record) -> Community:
     )
 
 
-async def get_community(conn: Conn, ident: str) -> Community:
-    row = await conn.fetchrow(q("community_get"), ident)
+async def get_community(conn: Queryable, ident: str) -> Community:
+    row = await store.community(conn, ident)
     if row is None:
         raise NotFound(f"no community {ident!r}")
     return _community(row)
+
+
+async def community_ids(conn: Queryable) -> list[str]:
+    """Every community's id, in id order (for jobs and the audit of all of them)."""
+    return await store.community_ids(conn)
 
 
 async def create_household(
@@ -96,12 +101,12 @@ async def create_household(
     request_hash: bytes,
 ) -> tuple[Household, bool]:
     await get_community(conn, community)
-    inserted = await conn.fetchval(
-        q("household_insert"), community, ident, address, property_company, request_hash
+    inserted = await store.insert_household(
+        conn, community, ident, address, property_company, request_hash
     )
-    row = await conn.fetchrow(q("household_get"), community, ident)
+    row = await store.household(conn, community, ident)
     assert row is not None
-    if inserted is None and bytes(row["request_hash"]) != request_hash:
+    if not inserted and bytes(row["request_hash"]) != request_hash:
         raise _conflict("household", ident)
     household = Household(
         id=row["id"],
@@ -109,11 +114,11 @@ async def create_household(
         property_company=row["property_company"],
         created_at=row["created_at"],
     )
-    return household, inserted is None
+    return household, not inserted
 
 
 async def get_member(conn: Conn, community: str, ident: str) -> Member:
-    row = await conn.fetchrow(q("member_get"), community, ident)
+    row = await store.member(conn, community, ident)
     if row is None:
         raise NotFound(f"no member {ident!r} in community {community!r}")
     return Member(
@@ -136,20 +141,18 @@ async def create_member(
 ) -> tuple[Member, bool]:
     """Adds a member, opens both accounts and posts the baseline opening credit, atomically."""
     async with conn.transaction():
-        if await conn.fetchval(q("household_get"), community, household) is None:
+        if await store.household(conn, community, household) is None:
             raise NotFound(f"no household {household!r} in community {community!r}")
-        inserted = await conn.fetchval(
-            q("member_insert"), community, ident, household, name, request_hash
-        )
-        if inserted is not None:
-            await conn.execute(q("member_open_accounts"), community, ident)
+        inserted = await store.insert_member(conn, community, ident, household, name, request_hash)
+        if inserted:
+            await store.open_member_accounts(conn, community, ident)
             await _post_opening(conn, community, ident, params)
-    if inserted is None:
-        row = await conn.fetchrow(q("member_get"), community, ident)
+    if not inserted:
+        row = await store.member(conn, community, ident)
         assert row is not None
         if bytes(row["request_hash"]) != request_hash:
             raise _conflict("member", ident)
-    return await get_member(conn, community, ident), inserted is None
+    return await get_member(conn, community, ident), not inserted
 
 
 async def _post_opening(conn: Conn, community: str, member: str, params: RuleParams) -> None:

@@ -1,0 +1,1 @@
+"""API keys' rows; issuing, resolving and scope checks are `service.auth`."""
