@@ -38,7 +38,8 @@ SELECT funcname, calls, total_time / calls * 1000 AS total_us, self_time / calls
 """
 
 
-def _document(run: str, i: int) -> str:
+def transfer_write(run: str, i: int, memo: str | None = None) -> store.Write:
+    """The service's write for an issuance -> member transfer of 1 point."""
     postings = (
         Posting(
             source="system:issuance:points",
@@ -52,10 +53,13 @@ def _document(run: str, i: int) -> str:
         postings=postings,
         request_hash=hashlib.sha256(f"{run}-{i}".encode()).digest(),
         actor="bench",
+        memo=memo,
     )
-    return store.document(
-        [store.create_write(tx, plan_create(postings, RuleParams(), pending=False))]
-    )
+    return store.create_write(tx, plan_create(postings, RuleParams(), pending=False))
+
+
+def _document(run: str, i: int) -> str:
+    return store.document([transfer_write(run, i)])
 
 
 async def _round(conn: asyncpg.Connection, run: str, writes: int, one_transaction: bool) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import statistics
 import time
 from pathlib import Path
@@ -25,9 +24,8 @@ import asyncpg
 import msgspec
 
 from bench.pg import Server
+from bench.tools.single_write import transfer_write
 from service.ledger import store
-from service.ledger.model import NewTransaction, Posting, RuleParams
-from service.ledger.posting import plan_create
 
 _AS_JSON = "SELECT cardinality(ledger_writes($1::text::jsonb))"
 _AS_COMPOSITE = "SELECT cardinality($1::ledger_write[])"
@@ -56,25 +54,7 @@ _FIELDS = (
 
 
 def _writes(size: int) -> list[store.Write]:
-    out = []
-    for i in range(size):
-        postings = (
-            Posting(
-                source="system:issuance:points",
-                destination=f"member:m{i % 1000}:points",
-                asset="points",
-                amount=1,
-            ),
-        )
-        tx = NewTransaction(
-            client_id=f"encoding-{i}",
-            postings=postings,
-            request_hash=hashlib.sha256(str(i).encode()).digest(),
-            actor="bench",
-            memo="a memo",
-        )
-        out.append(store.create_write(tx, plan_create(postings, RuleParams(), pending=False)))
-    return out
+    return [transfer_write("encoding", i, memo="a memo") for i in range(size)]
 
 
 def _as_tuple(write: store.Write) -> tuple[Any, ...]:
