@@ -193,7 +193,6 @@ DECLARE
     v_done_status text[] := '{}';
     v_done_reason text[] := '{}';
     v_seal bigint[] := '{}';
-    v_changed boolean := false;
     i integer;
     j integer;
     k integer;
@@ -381,7 +380,6 @@ BEGIN
         END LOOP;
         CONTINUE WHEN v_outcome[i] IS NOT NULL;
         -- Accepted: what it changes, and the rows it writes.
-        v_changed := true;
         p := v_first[i];
         FOREACH c IN ARRAY w.accounts LOOP
             k := v_change[p];
@@ -469,7 +467,7 @@ BEGIN
           FROM unnest(e_tx, e_leg, e_account, e_amount, e_balance)
                AS e(tx, leg, account, amount, balance);
     END IF;
-    IF v_changed AND cardinality(v_id) > 0 THEN
+    IF cardinality(v_new) + cardinality(v_done_id) > 0 AND cardinality(v_id) > 0 THEN
         UPDATE accounts AS a
            SET posted = a.posted + u.posted, held = a.held + u.held
           FROM unnest(v_id, v_posted_change, v_held_change) AS u(id, posted, held)
