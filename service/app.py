@@ -30,7 +30,7 @@ from service.middleware import (
     worker_started,
     worker_stopping,
 )
-from service.outage import TIMED_OUT, UNREACHABLE, fault_of, unavailable
+from service.outage import fault_of, unavailable
 from service.ratelimit import Limits
 from service.rules.book import RuleBook
 from service.scheduler import build_scheduler, sample_pool
@@ -78,9 +78,9 @@ def _data(_: Request[Any, Any, Any], exc: asyncpg.DataError) -> Response[Any]:
     return problem(422, "validation_error", "Validation failed", f"a value was refused: {exc}")
 
 
-def _database(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    """An outage (the database gone, frozen or too slow) is a 503; anything else
-    these exception types carry is a bug."""
+def _failure(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    """An outage (the database gone, frozen or too slow, or an error raised while
+    handling one) is a 503; anything else is a bug."""
     fault = fault_of(exc)
     if fault is None:
         return _unexpected(request, exc)
@@ -187,8 +187,7 @@ def create_app(
             NotFoundException: _http,
             HTTPException: _http,
             asyncpg.DataError: _data,
-            **dict.fromkeys((*TIMED_OUT, *UNREACHABLE), _database),
-            Exception: _unexpected,
+            Exception: _failure,
         },
         openapi_config=OpenAPIConfig(
             title="Community points ledger", version="0.1.0", path="/schema"

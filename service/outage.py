@@ -35,7 +35,24 @@ _WARN_EVERY_S: Final = 10.0
 
 
 def fault_of(exc: BaseException) -> Fault | None:
-    """What kind of outage `exc` reports, or None when it is not one (a bug)."""
+    """What kind of outage `exc` reports, or None when it is not one (a bug).
+
+    An error raised while handling an outage is that outage: the ROLLBACK that a
+    transaction sends after a statement timed out or lost its server fails in turn,
+    and what surfaces is the second error, with the first as its context.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        fault = _fault_of_one(cause)
+        if fault is not None:
+            return fault
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _fault_of_one(exc: BaseException) -> Fault | None:
     if isinstance(exc, TIMED_OUT):
         return "timeout"
     if isinstance(exc, asyncpg.InterfaceError):

@@ -13,9 +13,10 @@ from tests.faults.live import Postgres, serving
 TIMEOUT_S = 1.0  # LEDGER_DB_TIMEOUT_S for these tests
 
 
-def assert_unavailable(ledger_problems: list[object]) -> None:
+def assert_unavailable(ledger_problems: list[object], log: str = "") -> None:
+    """Every problem is an honest 503; on failure, the service log's end says why."""
     for r in ledger_problems:
-        assert r.status_code == 503, (r.status_code, r.text)  # type: ignore[attr-defined]
+        assert r.status_code == 503, (r.status_code, r.text, log[-3000:])  # type: ignore[attr-defined]
         assert r.headers["content-type"] == "application/problem+json"  # type: ignore[attr-defined]
         assert r.json()["code"] == "unavailable"  # type: ignore[attr-defined]
         assert int(r.headers["retry-after"]) >= 1  # type: ignore[attr-defined]
@@ -48,7 +49,7 @@ async def test_postgres_stopped_under_load(own_postgres: Postgres, tmp_path: Pat
                 load(api, seconds=3.0, name="during", into=everything), stop_midway()
             )
             assert during.problems, "the writes went on while the database was down"
-            assert_unavailable(during.problems)
+            assert_unavailable(during.problems, service.log())
             assert during.slowest_s < 2 * TIMEOUT_S + 2, during.slowest_s
             ready = await api.get("/ready")
             assert ready.status_code == 503
@@ -83,7 +84,7 @@ async def test_postgres_frozen(own_postgres: Postgres, tmp_path: Path) -> None:
             finally:
                 Postgres.thaw(frozen)
             assert during.problems and during.acknowledged == acknowledged_before
-            assert_unavailable([*during.problems, balance])
+            assert_unavailable([*during.problems, balance], service.log())
             # The contract: an answer within the database timeout, the pool's wait
             # and the client's one-second grace, not for as long as it is frozen.
             assert during.slowest_s < 2 * TIMEOUT_S + 1.5, during.slowest_s
