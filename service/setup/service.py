@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 import msgspec
 
-from service.db import Conn, Queryable
+from service.db import Conn, Queryable, unit_of_work
 from service.errors import IdempotencyConflict, NotFound, ValidationFailed
 from service.ledger import service as ledger
 from service.ledger.model import (
@@ -61,13 +61,16 @@ def check_timezone(name: str) -> str:
 async def create_community(
     conn: Conn, ident: str, name: str, timezone: str, request_hash: bytes
 ) -> tuple[Community, bool]:
-    async with conn.transaction():
-        addresses = [f"system:{n}:{a}" for n in sorted(SYSTEM_NAMES) for a in ASSETS]
-        assets = [a for _ in SYSTEM_NAMES for a in ASSETS]
+    addresses = [f"system:{n}:{a}" for n in sorted(SYSTEM_NAMES) for a in ASSETS]
+    assets = [a for _ in SYSTEM_NAMES for a in ASSETS]
+
+    async def work() -> tuple[bool, asyncpg.Record | None]:
         created = await store.insert_community(
             conn, ident, name, timezone, request_hash, addresses, assets
         )
-        row = await store.community(conn, ident)
+        return created, await store.community(conn, ident)
+
+    created, row = await unit_of_work(conn, work)
     assert row is not None
     if not created and bytes(row["request_hash"]) != request_hash:
         raise _conflict("community", ident)
@@ -140,13 +143,17 @@ async def create_member(
     params: RuleParams,
 ) -> tuple[Member, bool]:
     """Adds a member, opens both accounts and posts the baseline opening credit, atomically."""
-    async with conn.transaction():
+
+    async def work() -> bool:
         if await store.household(conn, community, household) is None:
             raise NotFound(f"no household {household!r} in community {community!r}")
         inserted = await store.insert_member(conn, community, ident, household, name, request_hash)
         if inserted:
             await store.open_member_accounts(conn, community, ident)
             await _post_opening(conn, community, ident, params)
+        return inserted
+
+    inserted = await unit_of_work(conn, work)
     if not inserted:
         row = await store.member(conn, community, ident)
         assert row is not None
