@@ -124,6 +124,10 @@ async def get_member(conn: Conn, community: str, ident: str) -> Member:
     row = await store.member(conn, community, ident)
     if row is None:
         raise NotFound(f"no member {ident!r} in community {community!r}")
+    return _member(row)
+
+
+def _member(row: asyncpg.Record) -> Member:
     return Member(
         id=row["id"],
         household=row["household_id"],
@@ -154,12 +158,11 @@ async def create_member(
         return inserted
 
     inserted = await unit_of_work(conn, work)
-    if not inserted:
-        row = await store.member(conn, community, ident)
-        assert row is not None
-        if bytes(row["request_hash"]) != request_hash:
-            raise _conflict("member", ident)
-    return await get_member(conn, community, ident), not inserted
+    row = await store.member(conn, community, ident)
+    assert row is not None
+    if not inserted and bytes(row["request_hash"]) != request_hash:
+        raise _conflict("member", ident)
+    return _member(row), not inserted
 
 
 async def _post_opening(conn: Conn, community: str, member: str, params: RuleParams) -> None:
