@@ -76,7 +76,7 @@ SELECT {t0} + g, '{c}',
        CASE WHEN g < {members} THEN 'opening'::bytea
             ELSE decode(lpad(to_hex(g), 32, '0'), 'hex') END,
        CASE WHEN g < {members} THEN 'opening' ELSE 'transfer' END, 'posted',
-       CASE WHEN g < {members} THEN 'opening balance: the baseline score' END,
+       CASE WHEN g < {members} THEN '基础分' END,  -- service/i18n: opening_balance, zh-CN
        CASE WHEN g >= {members} THEN 'env-admin' END, {ts}, {ts}
   FROM generate_series(0, {last_posting}) g
 """

@@ -15,7 +15,18 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
-from service.api import keys, ledger, offsets, ops, reports, rules, setup, supermarket, timebank
+from service.api import (
+    keys,
+    ledger,
+    members,
+    offsets,
+    ops,
+    reports,
+    rules,
+    setup,
+    supermarket,
+    timebank,
+)
 from service.api.deps import authorize, check_authorized
 from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
 from service.auth import KeyResolver
@@ -158,6 +169,7 @@ V1_HANDLERS = [
     *supermarket.HANDLERS,
     *reports.HANDLERS,
     *timebank.HANDLERS,
+    *members.HANDLERS,
 ]
 
 

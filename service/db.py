@@ -16,6 +16,8 @@ import asyncpg
 import msgspec
 import structlog
 
+from service.errors import GUARDS
+
 log = structlog.get_logger(__name__)
 
 # A connection of the pool, for a use case; reads that need no transaction may
@@ -310,6 +312,10 @@ async def unit_of_work(
     spares the BEGIN and COMMIT round trips: for work whose one writing statement
     takes its locks and decides under them (its reads only plan it). A unit of
     work nests in no other: one that would is a bug, refused.
+
+    A refusal by one of the database's own guards (`GUARDS`: a write that got past
+    the service's check of the same rule, e.g. by racing it) comes out as its domain
+    error, from whichever statement of `work` met it.
     """
     if conn.is_in_transaction():
         raise RuntimeError("a unit of work cannot run inside another transaction")
@@ -323,4 +329,9 @@ async def unit_of_work(
             if n == tries - 1:
                 raise
             await asyncio.sleep(random.uniform(0, 0.005 * 2**n))
+        except asyncpg.PostgresError as err:
+            guard = GUARDS.get(getattr(err, "sqlstate", None) or "")
+            if guard is None:
+                raise
+            raise guard(str(err)) from err
     raise AssertionError("unreachable")

@@ -40,9 +40,12 @@ async def _seed(conn: asyncpg.pool.PoolConnectionProxy) -> None:
     await setup.create_community(conn, COMMUNITY, "Demo Gardens", "Asia/Shanghai", b"demo")
     for ident, address, company in HOUSEHOLDS:
         await setup.create_household(conn, COMMUNITY, ident, address, company, b"demo")
-    params = await RuleBook().params(conn, COMMUNITY)
+    book = RuleBook()
+    params, language = await book.params(conn, COMMUNITY), await book.language(conn, COMMUNITY)
     for ident, household, name in MEMBERS:
-        await setup.create_member(conn, COMMUNITY, ident, household, name, b"demo", params)
+        await setup.create_member(
+            conn, COMMUNITY, ident, household, name, b"demo", params, language=language
+        )
     for client_id, member, amount, reason in AWARDS:
         award = NewTransaction(
             client_id=client_id,

@@ -6,7 +6,8 @@ maps to; `app.py` turns them into RFC 9457 problem documents in one place.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final
 
 
 class DomainError(Exception):
@@ -52,6 +53,15 @@ class InvalidState(DomainError):
     title = "Invalid state"
 
 
+class MemberClosed(DomainError):
+    """The member moved out and was closed: its accounts take no more credits,
+    debits or holds, and it stays in the household it left."""
+
+    code = "member_closed"
+    status = 409
+    title = "Member closed"
+
+
 class CapExceeded(DomainError):
     code = "cap_exceeded"
     status = 409
@@ -74,6 +84,11 @@ class Forbidden(DomainError):
     code = "forbidden"
     status = 403
     title = "Forbidden"
+
+
+# The SQLSTATEs that the database's own guards raise for a rule of the domain (the
+# second guard behind a service's check, sql/functions/*.sql): the error each one is.
+GUARDS: Final[Mapping[str, type[DomainError]]] = {"LG409": MemberClosed}
 
 
 class RetryLater(DomainError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Awaitable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Annotated, Any, Final, TypeVar
@@ -16,8 +17,8 @@ from litestar.routes import HTTPRoute
 
 from service import setup
 from service.auth import KeyResolver, Principal, require
-from service.db import Conn, Pool
-from service.errors import Unauthorized, ValidationFailed
+from service.db import Conn, Pool, Queryable
+from service.errors import InsufficientPoints, Unauthorized, ValidationFailed
 from service.inbound import check_json
 from service.ledger.model import COMMUNITY_PATTERN
 from service.ratelimit import Limits
@@ -150,6 +151,15 @@ async def _community_exists(known: set[str], pool: Pool, community: str) -> None
 def rules_of(connection: ASGIConnection[Any, Any, Any, Any]) -> RuleBook:
     book: RuleBook = connection.app.state.rules
     return book
+
+
+async def explaining(conn: Queryable, community: str, write: Awaitable[T]) -> T:
+    """`write`'s result; a refusal for want of points or minutes on a closed member's
+    account is raised as `member_closed` (setup.explained: one read, on refusals only)."""
+    try:
+        return await write
+    except InsufficientPoints as err:
+        raise await setup.explained(conn, community, err) from None
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:

@@ -8,12 +8,14 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
+from service import setup
 from service.api.deps import (
     OPERATOR,
     InstantQuery,
     body,
     changed,
     db,
+    explaining,
     fingerprint,
     instant,
     pool_of,
@@ -38,6 +40,7 @@ from service.ledger import service as ledger
 from service.ledger.batch import Result, create_many, submit_one
 from service.ledger.model import NewTransaction
 from service.ledger.views import TransactionOut, transaction_out
+from service.rules import reversal as reversals
 
 Req = Request[Any, Any, Any]
 TxPath = "/v1/communities/{c:str}/transactions/{tx:str}"
@@ -69,7 +72,8 @@ async def create_transaction(request: Req, c: FromPath[str]) -> Response[Transac
     new = _new_transaction(await body(request, TransactionIn), principal_of(request).key_id)
     pool = pool_of(request)
     params = await rules_of(request).params(pool, c)
-    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
+    write = submit_one(request.app.state.coalescer, pool, c, new, params)
+    tx, replayed = await explaining(pool, c, write)
     return written(transaction_out(tx), replayed)
 
 
@@ -102,9 +106,10 @@ async def create_batch(request: Req, c: FromPath[str]) -> BatchOut:
     (a result per item, in order), or with `atomic: true` all or none."""
     data = await body(request, BatchIn)
     actor = principal_of(request).key_id
-    items = [_decode_item(raw, actor) for raw in data.transactions]
+    decoded = [_decode_item(raw, actor) for raw in data.transactions]
     async with db(request) as conn:
         params = await rules_of(request).params(conn, c)
+        items = await setup.refusing_closed(conn, c, decoded)  # each on its own: member_closed
         results = await create_many(conn, c, items, params, atomic=data.atomic)
     return BatchOut(results=[_item_result(r) for r in results])
 
@@ -140,11 +145,13 @@ async def void_transaction(
 async def reverse_transaction(
     request: Req, c: FromPath[str], tx: FromPath[str]
 ) -> Response[TransactionOut]:
-    """Writes the transaction that undoes a posted one; reversing twice is a replay."""
+    """Writes the transaction that undoes a posted one; reversing twice is a replay.
+    A rule's award or deduction leaves the statistics and the usage it counted in."""
     async with db(request) as conn:
-        params = await rules_of(request).params(conn, c)
+        book = rules_of(request)
+        params = await book.params(conn, c)
         actor = principal_of(request).key_id
-        reversal, replayed = await ledger.reverse_transaction(conn, c, tx, params, actor)
+        reversal, replayed = await reversals.reverse_transaction(conn, book, c, tx, params, actor)
     return written(transaction_out(reversal), replayed)
 
 

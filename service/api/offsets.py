@@ -24,7 +24,7 @@ from service.api.deps import (
 from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, TtlSeconds
 from service.db import Conn
-from service.errors import Forbidden, NotFound, ValidationFailed
+from service.errors import Forbidden, InsufficientPoints, NotFound, ValidationFailed
 from service.offsets import service as offsets
 from service.offsets.model import NewOffset
 from service.offsets.views import OffsetOut, OffsetPage, QuoteOut
@@ -58,16 +58,16 @@ def _company_scope(request: Req) -> str | None:
     return principal.property_company if principal.role == "property" else None
 
 
-async def _company_of(request: Req, conn: Conn, c: str, member: str, household: str) -> str:
-    """The household's company, once the member is known to live there and the key
-    may act for it. Another company's members are 404: existence does not leak."""
+async def _member_of(request: Req, conn: Conn, c: str, member: str, household: str) -> setup.Member:
+    """The member, once it is known to live in the household and the key may act for
+    its company. Another company's members are 404: existence does not leak."""
     found = await setup.get_member(conn, c, member)
     scope = _company_scope(request)
     if scope is not None and found.property_company != scope:
         raise NotFound(f"no member {member!r} in community {c!r}")
     if found.household != household:
         raise ValidationFailed(f"member {member!r} does not live in household {household!r}")
-    return found.property_company
+    return found
 
 
 @post(
@@ -80,7 +80,8 @@ async def quote_offset(request: Req, c: FromPath[str]) -> QuoteOut:
     """How many points one offset of this bill could take now, every cap applied."""
     data = await body(request, QuoteIn)
     async with db(request) as conn:
-        await _company_of(request, conn, c, data.member, data.household)
+        # A member who moved out has nothing to offset: member_closed, not a quote of 0.
+        setup.check_open(await _member_of(request, conn, c, data.member, data.household))
         return await offsets.quote(
             conn, rules_of(request), c, data.member, data.household, data.bill_amount_fen
         )
@@ -95,7 +96,8 @@ async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
     if data.hold_ttl_s is not None and not data.hold:
         raise ValidationFailed("hold_ttl_s is only for a hold (hold: true)")
     async with db(request) as conn:
-        company = await _company_of(request, conn, c, data.member, data.household)
+        found = await _member_of(request, conn, c, data.member, data.household)
+        company = found.property_company
         new = NewOffset(
             id=data.id,
             member=data.member,
@@ -108,7 +110,10 @@ async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
             request_hash=fingerprint(data),
             actor=principal_of(request).key_id,
         )
-        offset, replayed = await offsets.create_offset(conn, rules_of(request), c, new)
+        try:
+            offset, replayed = await offsets.create_offset(conn, rules_of(request), c, new)
+        except InsufficientPoints as err:  # a closed member's: member_closed
+            raise await setup.explained(conn, c, err) from None
     return written(offset, replayed)
 
 

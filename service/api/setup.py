@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
+import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 
-from service import setup
+from service import i18n, setup
 from service.api.deps import (
     OPERATOR,
     READ_MEMBER,
@@ -39,9 +40,19 @@ async def create_community(request: Req) -> Response[setup.Community]:
     setup.check_timezone(data.timezone)
     async with db(request) as conn:
         community, replayed = await setup.create_community(
-            conn, data.id, data.name, data.timezone, fingerprint(data)
+            conn, data.id, data.name, data.timezone, _community_hash(data), data.language
         )
     return written(community, replayed)
+
+
+def _community_hash(data: CommunityIn) -> bytes:
+    """The request's fingerprint, the default language left out: a creation from before
+    communities had a language is replayed by the same body, and leaving `language` out
+    or giving the default is the same request."""
+    fields = msgspec.structs.asdict(data)
+    if data.language == i18n.DEFAULT_LANGUAGE:
+        del fields["language"]
+    return fingerprint(fields)
 
 
 @get("/v1/communities/{c:str}", opt={"roles": ANY_ROLE})
@@ -69,10 +80,12 @@ async def create_household(request: Req, c: FromPath[str]) -> Response[setup.Hou
 )
 async def create_member(request: Req, c: FromPath[str]) -> Response[setup.Member]:
     data = await body(request, MemberIn)
+    book = rules_of(request)
+    request_hash = fingerprint(data)
     async with db(request) as conn:
-        params = await rules_of(request).params(conn, c)
+        params, language = await book.params(conn, c), await book.language(conn, c)
         member, replayed = await setup.create_member(
-            conn, c, data.id, data.household, data.name, fingerprint(data), params
+            conn, c, data.id, data.household, data.name, request_hash, params, language=language
         )
     return written(member, replayed)
 

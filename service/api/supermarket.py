@@ -111,9 +111,10 @@ async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.Re
         request_hash=fingerprint(data),
         actor=principal_of(request).key_id,
     )
+    book = rules_of(request)
     async with db(request) as conn:
-        params = await rules_of(request).params(conn, c)
-        redemption, replayed = await market.redeem(conn, c, new, params)
+        params, language = await book.params(conn, c), await book.language(conn, c)
+        redemption, replayed = await market.redeem(conn, c, new, params, language=language)
     return written(redemption, replayed)
 
 
@@ -143,9 +144,10 @@ async def return_redemption(
         request_hash=fingerprint(data),
         actor=principal_of(request).key_id,
     )
+    book = rules_of(request)
     async with db(request) as conn:
-        params = await rules_of(request).params(conn, c)
-        done, replayed = await returns.return_items(conn, c, new, params)
+        params, language = await book.params(conn, c), await book.language(conn, c)
+        done, replayed = await returns.return_items(conn, c, new, params, language=language)
     return written(done, replayed)
 
 

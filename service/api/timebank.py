@@ -14,6 +14,7 @@ from service.api.deps import (
     body,
     changed,
     db,
+    explaining,
     fingerprint,
     pool_of,
     principal_of,
@@ -80,7 +81,8 @@ async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[Trans
     )
     pool = pool_of(request)
     params = await rules_of(request).params(pool, c)
-    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
+    write = submit_one(request.app.state.coalescer, pool, c, new, params)
+    tx, replayed = await explaining(pool, c, write)
     return written(transaction_out(tx), replayed)
 
 
@@ -94,7 +96,7 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
     data = await body(request, ConversionIn)
     pool = pool_of(request)
     book = rules_of(request)
-    active = await book.active(pool, c)
+    active, language = await book.active(pool, c), await book.language(pool, c)
     request_hash = fingerprint(data)
     try:
         new = timebank.conversion(
@@ -105,6 +107,7 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
             active.version,
             request_hash,
             principal_of(request).key_id,
+            language=language,
         )
     except DomainError:
         # The rate changed since: a repeat of a conversion already made still
@@ -115,7 +118,8 @@ async def create_conversion(request: Req, c: FromPath[str]) -> Response[Transact
             raise
         return written(transaction_out(original), replayed=True)
     params = active.rule_set.to_params()
-    tx, replayed = await submit_one(request.app.state.coalescer, pool, c, new, params)
+    write = submit_one(request.app.state.coalescer, pool, c, new, params)
+    tx, replayed = await explaining(pool, c, write)
     return written(transaction_out(tx), replayed)
 
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from service.i18n import DEFAULT_LANGUAGE, Language
 from service.ledger.model import (
     COMMUNITY_PATTERN,
     ID_PATTERN,
@@ -32,6 +33,8 @@ class CommunityIn(Strict):
     id: CommunityId
     name: Annotated[str, Meta(min_length=1, max_length=200)]
     timezone: Annotated[str, Meta(max_length=64)] = "Asia/Shanghai"
+    # The language of the reasons the service writes (service/i18n); fixed at creation.
+    language: Language = DEFAULT_LANGUAGE
 
 
 class HouseholdIn(Strict):

@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from service import i18n
 from service.db import unit_of_work
 from service.errors import (
     DomainError,
@@ -292,26 +293,43 @@ async def reverse(
 ) -> tuple[Transaction, bool]:
     """Writes the transaction that undoes a posted one, at most once.
 
-    A reversal may take a member below the baseline but not below the floor.
+    A reversal may take a member below the baseline but not below the floor. (The
+    API reverses through `rules.reversal`, which also uncounts what a rule posted.)
     """
     tx, _ = await _fetch(conn, community, client_id)
+    reversal = await reversal_for(conn, community, tx, actor)
+    return await create(conn, community, reversal, params, mode="floor", reversal_of=tx.client_id)
+
+
+async def reversal_for(
+    conn: store.Conn, community: str, tx: Transaction, actor: str | None
+) -> NewTransaction:
+    """The transaction that undoes `tx`, which must be posted; written with
+    `mode="floor"` and `reversal_of=tx.client_id`."""
     if tx.status != "posted":
         raise InvalidState(
-            f"transaction {client_id!r} is {tx.status}; only a posted one can be reversed"
+            f"transaction {tx.client_id!r} is {tx.status}; only a posted one can be reversed"
         )
-    reversal = NewTransaction(
+    return NewTransaction(
         client_id=f"{tx.client_id}:reversal",
         postings=reversed_postings(tx.postings),
         request_hash=b"reversal",
         kind="reversal",
-        reason=f"reversal of {tx.client_id}",
+        reason=i18n.reversal_reason(await i18n.community_language(conn, community), tx),
         actor=actor,
         reversal_of=tx.row_id,
         rule_id=tx.rule_id,
         rule_version=tx.rule_version,
         event_id=tx.event_id,
     )
-    return await create(conn, community, reversal, params, mode="floor", reversal_of=tx.client_id)
+
+
+async def settle_row(
+    conn: store.Conn, community: str, tx: NewTransaction, row: Any, reversal_of: str | None = None
+) -> tuple[Transaction, bool]:
+    """`settle` for the write of `tx` that a use case's own SQL function passed to
+    `ledger_write`, from the row it returned (the columns of `ledger_written`)."""
+    return await settle(conn, community, tx, store.written_of(row), reversal_of)
 
 
 # The ledger's use cases, each its own unit of work: one writing statement that
@@ -341,14 +359,6 @@ async def void_transaction(
     conn: store.Conn, community: str, client_id: str, reason: str = "voided"
 ) -> tuple[Transaction, bool]:
     return await unit_of_work(conn, lambda: void(conn, community, client_id, reason), atomic=False)
-
-
-async def reverse_transaction(
-    conn: store.Conn, community: str, client_id: str, params: RuleParams, actor: str | None
-) -> tuple[Transaction, bool]:
-    return await unit_of_work(
-        conn, lambda: reverse(conn, community, client_id, params, actor), atomic=False
-    )
 
 
 async def expire_due(pool: asyncpg.Pool, now: datetime | None = None, limit: int = 500) -> int:

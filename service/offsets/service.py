@@ -27,6 +27,7 @@ from service.errors import (
     InvalidState,
     NotFound,
 )
+from service.i18n import system_reason, yuan
 from service.ledger import reads
 from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams, member_address
@@ -78,7 +79,12 @@ async def quote(
     )
 
 
-def _transaction(new: NewOffset, active: ActiveRules, offset_fen: int) -> NewTransaction:
+def _transaction(
+    new: NewOffset, active: ActiveRules, offset_fen: int, language: str
+) -> NewTransaction:
+    reason = system_reason(
+        language, "offset", offset=new.id, household=new.household, yuan=yuan(offset_fen)
+    )
     return NewTransaction(
         client_id=transaction_id(new.id),
         postings=(
@@ -93,7 +99,7 @@ def _transaction(new: NewOffset, active: ActiveRules, offset_fen: int) -> NewTra
         kind="offset",
         pending=new.hold,
         ttl_s=(new.hold_ttl_s or DEFAULT_HOLD_TTL_S) if new.hold else None,
-        reason=f"property-fee offset {new.id}: {offset_fen} fen off the bill of {new.household}",
+        reason=reason,
         rule_version=active.version,
         actor=new.actor,
         metadata={
@@ -140,7 +146,7 @@ async def create_offset(
         if replayed is None:
             raise
         return replayed, True
-    tx = _transaction(new, active, new.points * fen)
+    tx = _transaction(new, active, new.points * fen, await book.language(conn, community))
     document = ledger.write_document(tx, rules.to_params())
     row = await unit_of_work(
         conn, lambda: _write(conn, community, new, active, year, document), atomic=False

@@ -1,10 +1,10 @@
 """Which rule set is in force: each process keeps a short-lived copy per community.
 
-A community's versions (and its time zone) are read at most once per `ttl_s` and
-compiled once per version and process. Publishing in this process refreshes its copy at once;
-other processes see a new version within `ttl_s`. A version whose `effective_from`
-is in the future is held until then. Communities that never published run on the
-SPEC default (version 0).
+A community's versions (and its time zone and language) are read at most once per
+`ttl_s` and compiled once per version and process. Publishing in this process refreshes
+its copy at once; other processes see a new version within `ttl_s`. A version whose
+`effective_from` is in the future is held until then. Communities that never published
+run on the SPEC default (version 0).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class ActiveRules(msgspec.Struct, frozen=True, kw_only=True):
 
 class _Community(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str
+    language: str
     versions: tuple[ActiveRules, ...]  # ascending version
 
 
@@ -61,7 +62,7 @@ class RuleBook:
         found = await setup.get_community(conn, community)
         rows = await store.rule_set_versions(conn, community)
         versions = tuple(self._version(community, r) for r in rows)
-        loaded = _Community(timezone=found.timezone, versions=versions)
+        loaded = _Community(timezone=found.timezone, language=found.language, versions=versions)
         self._communities[community] = (time.monotonic() + self._ttl_s, loaded)
         return loaded
 
@@ -94,8 +95,25 @@ class RuleBook:
     async def versions(self, conn: Queryable, community: str) -> tuple[ActiveRules, ...]:
         return (await self._load(conn, community)).versions
 
+    async def version(self, conn: Queryable, community: str, version: int) -> ActiveRules | None:
+        """Version `version` (0: the SPEC default), in force or not; None if it does not
+        exist. One published in another process since this copy was read is read now."""
+        if version == 0:
+            return _DEFAULT
+        for attempt in range(2):
+            if attempt:
+                self.forget(community)
+            for v in await self.versions(conn, community):
+                if v.version == version:
+                    return v
+        return None
+
     async def timezone(self, conn: Queryable, community: str) -> str:
         return (await self._load(conn, community)).timezone
+
+    async def language(self, conn: Queryable, community: str) -> str:
+        """The language of the reasons the service writes for the community (service/i18n)."""
+        return (await self._load(conn, community)).language
 
     async def params(self, conn: Queryable | Conn, community: str) -> RuleParams:
         """The baseline and floor the ledger's limits use now."""

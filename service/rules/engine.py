@@ -194,10 +194,21 @@ def evaluate_scheduled(
     rule = compiled.scheduled[rule_id]
     if period.kind != rule.period_kind:
         raise ValueError(f"rule {rule_id!r} runs every {rule.period_kind}, not {period.kind}")
-    cap = rule.rule.cap
-    counted = periods.period_of(cap.period, period.start, period.tz) if cap else period
     context = _bind(rule, {}, stats, periods.following(period), period)
-    return _decide(compiled.version, rule, context, stats, counted)
+    return _decide(compiled.version, rule, context, stats, settled_period(rule, period))
+
+
+def event_period(rule: CompiledRule, occurred_at: datetime, tz: str) -> Period:
+    """The period `rule`'s amount for an event at `occurred_at` counts in for its cap
+    (`rule_usage`): the one `evaluate` reads as `*_this_period`."""
+    return around(rule.period_kind, occurred_at, tz)[0]
+
+
+def settled_period(rule: CompiledRule, period: Period) -> Period:
+    """The period scheduled `rule`'s amount for the settled `period` counts in for its
+    cap: the cap period containing the start of `period`, else `period` itself."""
+    cap = rule.rule.cap
+    return periods.period_of(cap.period, period.start, period.tz) if cap else period
 
 
 def _bind(

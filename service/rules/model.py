@@ -19,7 +19,7 @@ import msgspec
 
 from service.errors import ValidationFailed
 from service.inbound import check_json
-from service.ledger.model import ID_PATTERN, MAX_AMOUNT, Asset, RuleParams
+from service.ledger.model import ID_PATTERN, MAX_AMOUNT, Asset, RuleParams, parse_address
 from service.rules import cost, expressions
 from service.rules.periods import PERIOD_ORDER, PeriodKind
 from service.rules.yaml_reader import line_of, load_yaml
@@ -53,6 +53,15 @@ class TimeBank(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 class Expiry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     points: Literal["year_end_plus_one", "never"] = "never"
     minutes: Literal["never"] = "never"
+
+
+class MemberClose(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Where the balances of a member who moved out go when it is closed: its points
+    above the baseline (forfeited by default) and its minutes (back to the time
+    bank's pool by default). Each is a `system:` account of its asset."""
+
+    points_to: str = "system:expired:points"
+    minutes_to: str = "system:timebank:minutes"
 
 
 class Cap(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -96,6 +105,7 @@ class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     offset: Offset = msgspec.field(default_factory=Offset)
     time_bank: TimeBank = msgspec.field(default_factory=TimeBank)
     expiry: Expiry = msgspec.field(default_factory=Expiry)
+    member_close: MemberClose = msgspec.field(default_factory=MemberClose)
     rules: Annotated[list[Rule], msgspec.Meta(max_length=MAX_RULES)] = msgspec.field(
         default_factory=list
     )
@@ -171,6 +181,7 @@ def _validated(obj: Any, node: Any, *, uploaded: bool = False, checked: bool = F
 def _check(rule_set: RuleSet, checked: bool) -> None:
     if rule_set.floor > rule_set.baseline:
         raise _Invalid(("floor",), f"must not exceed the baseline ({rule_set.baseline})")
+    _check_member_close(rule_set.member_close)
     seen: dict[str, int] = {}
     total = 0
     for index, rule in enumerate(rule_set.rules):
@@ -196,6 +207,23 @@ def _check_reserved(rule_set: RuleSet) -> None:
                 ("rules", index, "id"),
                 f"{rule.id!r} is reserved: the service's own transaction ids use it",
             )
+
+
+def _check_member_close(closing: MemberClose) -> None:
+    """Both destinations are system accounts of their asset: not a member's (a
+    neighbour's balance is theirs to earn), and not a property company's or a store's,
+    whose flows the reports count as offsets and redemptions."""
+    for field, address, asset in (
+        ("points_to", closing.points_to, "points"),
+        ("minutes_to", closing.minutes_to, "minutes"),
+    ):
+        try:
+            ref = parse_address(address)
+        except ValidationFailed as exc:
+            raise _Invalid(("member_close", field), exc.detail) from None
+        if not address.startswith("system:") or ref.asset != asset:
+            message = f"{address!r} is not a system:<name>:{asset} account"
+            raise _Invalid(("member_close", field), message)
 
 
 def _check_rule(path: Path, rule: Rule, checked: bool) -> int:

@@ -173,3 +173,47 @@ async def expiry_inputs(
     row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)
     assert row is not None
     return row
+
+
+class Uncount(msgspec.Struct, frozen=True, kw_only=True):
+    """What one transaction of a rule counted, to take out again with its reversal
+    (see `reverse_counted`): the undo of one rule's part of a `Counts`."""
+
+    member: str
+    rule_id: str
+    period_key: str  # the rule's period (its usage)
+    amount: int
+    stat_keys: list[str]  # where the member's statistics counted it (points only)
+    earned: int = 0
+    deducted: int = 0
+    # The event's other transactions that counted in the same award (or deduction).
+    siblings: list[str] = msgspec.field(default_factory=list)
+
+
+async def event_counted(conn: Conn, community: str, event_id: str) -> asyncpg.Record | None:
+    """When event `event_id` occurred, and its stored record (`result`)."""
+    return await conn.fetchrow(q("event_counted"), community, event_id)
+
+
+async def reverse_counted(
+    conn: Conn, community: str, document: str, uncount: Uncount
+) -> asyncpg.Record:
+    """Writes the reversal `document` (one ledger write) and, when it is created, takes
+    `uncount` out of the rule's usage and the member's statistics. One round trip;
+    the ledger's row for the write."""
+    u = uncount
+    row = await conn.fetchrow(
+        q("rules_reverse"),
+        community,
+        document,
+        u.member,
+        u.rule_id,
+        u.period_key,
+        u.amount,
+        u.stat_keys,
+        u.earned,
+        u.deducted,
+        u.siblings,
+    )
+    assert row is not None
+    return row

@@ -1,9 +1,20 @@
 """Setup: communities, households and members (SPEC section 4, "Setup").
 
-The use cases are in `service.py`, their SQL in `store.py`; they are named here too,
-so that `from service import setup` reads `setup.create_member(…)`.
+The use cases are in `service.py` (and, for members who move out or change household,
+`lifecycle.py`), their SQL in `store.py`; they are named here too, so that
+`from service import setup` reads `setup.create_member(…)`.
 """
 
+from service.setup.lifecycle import ClosedMember as ClosedMember
+from service.setup.lifecycle import CloseTerms as CloseTerms
+from service.setup.lifecycle import HouseholdHistory as HouseholdHistory
+from service.setup.lifecycle import check_open as check_open
+from service.setup.lifecycle import close_member as close_member
+from service.setup.lifecycle import explained as explained
+from service.setup.lifecycle import household_history as household_history
+from service.setup.lifecycle import move_member as move_member
+from service.setup.lifecycle import refuse_closed as refuse_closed
+from service.setup.lifecycle import refusing_closed as refusing_closed
 from service.setup.service import Community as Community
 from service.setup.service import Household as Household
 from service.setup.service import Member as Member

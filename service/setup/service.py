@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
@@ -10,6 +11,7 @@ import msgspec
 
 from service.db import Conn, Queryable, unit_of_work
 from service.errors import IdempotencyConflict, NotFound, ValidationFailed
+from service.i18n import DEFAULT_LANGUAGE, system_reason
 from service.ledger import service as ledger
 from service.ledger.model import (
     ASSETS,
@@ -26,6 +28,7 @@ class Community(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
     timezone: str
+    language: str  # of the reasons the service writes (service/i18n): zh-CN or en
     created_at: datetime
 
 
@@ -42,6 +45,10 @@ class Member(msgspec.Struct, frozen=True, kw_only=True):
     property_company: str
     name: str | None
     created_at: datetime
+    # "closed" once the member moved out (service/setup/lifecycle.py): then when, and why.
+    status: Literal["active", "closed"] = "active"
+    closed_at: datetime | None = None
+    close_reason: str | None = None
 
 
 def _conflict(kind: str, ident: str) -> IdempotencyConflict:
@@ -59,14 +66,19 @@ def check_timezone(name: str) -> str:
 
 
 async def create_community(
-    conn: Conn, ident: str, name: str, timezone: str, request_hash: bytes
+    conn: Conn,
+    ident: str,
+    name: str,
+    timezone: str,
+    request_hash: bytes,
+    language: str = DEFAULT_LANGUAGE,
 ) -> tuple[Community, bool]:
     addresses = [f"system:{n}:{a}" for n in sorted(SYSTEM_NAMES) for a in ASSETS]
     assets = [a for _ in SYSTEM_NAMES for a in ASSETS]
 
     async def work() -> tuple[bool, asyncpg.Record | None]:
         created = await store.insert_community(
-            conn, ident, name, timezone, request_hash, addresses, assets
+            conn, ident, name, timezone, language, request_hash, addresses, assets
         )
         return created, await store.community(conn, ident)
 
@@ -79,7 +91,11 @@ async def create_community(
 
 def _community(row: asyncpg.Record) -> Community:
     return Community(
-        id=row["id"], name=row["name"], timezone=row["timezone"], created_at=row["created_at"]
+        id=row["id"],
+        name=row["name"],
+        timezone=row["timezone"],
+        language=row["language"],
+        created_at=row["created_at"],
     )
 
 
@@ -134,6 +150,9 @@ def _member(row: asyncpg.Record) -> Member:
         property_company=row["property_company"],
         name=row["name"],
         created_at=row["created_at"],
+        status="active" if row["closed_at"] is None else "closed",
+        closed_at=row["closed_at"],
+        close_reason=row["close_reason"],
     )
 
 
@@ -145,8 +164,11 @@ async def create_member(
     name: str | None,
     request_hash: bytes,
     params: RuleParams,
+    *,
+    language: str,
 ) -> tuple[Member, bool]:
-    """Adds a member, opens both accounts and posts the baseline opening credit, atomically."""
+    """Adds a member, opens both accounts and posts the baseline opening credit, atomically;
+    `language` is the community's, for the opening credit's reason."""
 
     async def work() -> bool:
         if await store.household(conn, community, household) is None:
@@ -154,7 +176,7 @@ async def create_member(
         inserted = await store.insert_member(conn, community, ident, household, name, request_hash)
         if inserted:
             await store.open_member_accounts(conn, community, ident)
-            await _post_opening(conn, community, ident, params)
+            await _post_opening(conn, community, ident, params, language)
         return inserted
 
     inserted = await unit_of_work(conn, work)
@@ -165,7 +187,9 @@ async def create_member(
     return _member(row), not inserted
 
 
-async def _post_opening(conn: Conn, community: str, member: str, params: RuleParams) -> None:
+async def _post_opening(
+    conn: Conn, community: str, member: str, params: RuleParams, language: str
+) -> None:
     if params.baseline <= 0:
         return
     opening = NewTransaction(
@@ -180,6 +204,6 @@ async def _post_opening(conn: Conn, community: str, member: str, params: RulePar
         ),
         request_hash=b"opening",
         kind="opening",
-        reason="opening balance: the baseline score",
+        reason=system_reason(language, "opening_balance"),
     )
     await ledger.create(conn, community, opening, params)

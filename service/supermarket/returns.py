@@ -15,6 +15,7 @@ import msgspec
 
 from service.db import Conn, unit_of_work
 from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
+from service.i18n import system_reason
 from service.ledger import service as ledger
 from service.ledger.model import RuleParams, member_address
 from service.supermarket import model
@@ -54,6 +55,7 @@ async def _give_back(
     back: list[Line],
     owner: asyncpg.Record,
     params: RuleParams,
+    language: str,
 ) -> ReturnOut:
     store, redemption = owner["store_id"], new.redemption
     points = model.total(back)
@@ -63,7 +65,7 @@ async def _give_back(
         member_address(owner["member_id"], "points"),
         points,
         "redemption_return",
-        f"love supermarket {store}: return of redemption {redemption}",
+        system_reason(language, "redemption_return", store=store, redemption=redemption),
         new.actor,
         {"redemption": redemption, "return": return_id},
         new.request_hash,
@@ -94,7 +96,7 @@ async def _give_back(
 
 
 async def _return(
-    conn: Conn, community: str, new: NewReturn, params: RuleParams
+    conn: Conn, community: str, new: NewReturn, params: RuleParams, language: str
 ) -> tuple[str, ReturnOut | None]:
     """The return's id, and the return made (None when that id was made before)."""
     owner = await market_store.prepare_return(conn, community, new.redemption, new.id)
@@ -108,18 +110,22 @@ async def _return(
     if not back:
         raise InvalidState(f"every item of redemption {new.redemption!r} is already back")
     return_id = new.id if new.id is not None else f"auto:{owner['return_count'] + 1}"
-    return return_id, await _give_back(conn, community, new, return_id, back, owner, params)
+    given = await _give_back(conn, community, new, return_id, back, owner, params, language)
+    return return_id, given
 
 
 async def return_items(
-    conn: Conn, community: str, new: NewReturn, params: RuleParams
+    conn: Conn, community: str, new: NewReturn, params: RuleParams, *, language: str
 ) -> tuple[ReturnOut, bool]:
     """Gives back points and stock for some items (or all that are left). With a
-    client id the return happens once (a retry is a replay)."""
+    client id the return happens once (a retry is a replay). `language` is the
+    community's, for the reason."""
     if new.items is not None and not new.items:
         raise ValidationFailed("items, when given, names at least one item")
 
-    made, created = await unit_of_work(conn, lambda: _return(conn, community, new, params))
+    made, created = await unit_of_work(
+        conn, lambda: _return(conn, community, new, params, language)
+    )
     if created is not None:
         return created, False
     row = await market_store.get_return(conn, community, new.redemption, made)

@@ -20,8 +20,10 @@ from datetime import datetime
 import asyncpg
 import msgspec
 
+from service import setup
 from service.db import Conn, unit_of_work
-from service.errors import IdempotencyConflict, NotFound
+from service.errors import IdempotencyConflict, InsufficientPoints, NotFound
+from service.i18n import basket, system_reason
 from service.ledger import service as ledger
 from service.ledger.model import NewTransaction, RuleParams, member_address
 from service.supermarket import model
@@ -106,15 +108,17 @@ async def get_redemption(
     return _redemption_out(row)
 
 
-def _redemption_tx(new: NewRedemption, lines: list[Line], points: int) -> NewTransaction:
-    basket = ", ".join(f"{x.qty} × {x.name}" for x in lines)
+def _redemption_tx(
+    new: NewRedemption, lines: list[Line], points: int, language: str
+) -> NewTransaction:
+    goods = basket(language, ((x.name, x.qty) for x in lines))
     return model.points_tx(
         model.tx_id(new.id),
         member_address(new.member, "points"),
         f"store:{new.store}:redemptions",
         points,
         "redemption",
-        f"love supermarket {new.store}: {basket}",
+        system_reason(language, "redemption", store=new.store, basket=goods),
         new.actor,
         {"redemption": new.id, "store": new.store},
         new.request_hash,
@@ -131,7 +135,7 @@ def _shelf(row: asyncpg.Record) -> dict[str, StockItem]:
 
 
 async def _redeem(
-    conn: Conn, community: str, new: NewRedemption, params: RuleParams
+    conn: Conn, community: str, new: NewRedemption, params: RuleParams, language: str
 ) -> RedemptionOut | None:
     """Takes the stock and the points in two statements (sql/functions/supermarket.sql);
     None when the id already exists."""
@@ -144,7 +148,7 @@ async def _redeem(
         return None
     lines = model.price(new.items, _shelf(found), new.store)
     points = model.total(lines)
-    tx = _redemption_tx(new, lines, points)
+    tx = _redemption_tx(new, lines, points, language)
     row = await market_store.write_redemption(
         conn,
         community,
@@ -164,11 +168,15 @@ async def _redeem(
 
 
 async def redeem(
-    conn: Conn, community: str, new: NewRedemption, params: RuleParams
+    conn: Conn, community: str, new: NewRedemption, params: RuleParams, *, language: str
 ) -> tuple[RedemptionOut, bool]:
-    """Exchanges points for goods once per id: stock and points change together or not at all."""
+    """Exchanges points for goods once per id: stock and points change together or not at
+    all. `language` is the community's, for the reason."""
 
-    created = await unit_of_work(conn, lambda: _redeem(conn, community, new, params))
+    try:
+        created = await unit_of_work(conn, lambda: _redeem(conn, community, new, params, language))
+    except InsufficientPoints as err:  # a closed member's account: member_closed
+        raise await setup.explained(conn, community, err) from None
     if created is not None:
         return created, False
     # The id was taken: a replay answers as the original did, from what was stored.

@@ -22,6 +22,7 @@ from typing import Any, Literal
 import asyncpg
 import msgspec
 
+from service import setup
 from service.db import Conn, Queryable, unit_of_work
 from service.errors import IdempotencyConflict, InvalidState, NotFound, ValidationFailed
 from service.ledger import service as ledger
@@ -125,6 +126,9 @@ async def log_hours(
             return _hours(existing), True
         if not countable_start:
             raise ValidationFailed("started_at is out of range")
+        # A pending credit does not touch the account, so the database's guard would
+        # only refuse it at approval: a member who moved out logs nothing.
+        await setup.refuse_closed(conn, community, data.member)
         credit = _credit(data, pending=not at_once, actor=actor)
         await ledger.create(conn, community, credit, active.rule_set.to_params())
         event = await _approved_event(conn, book, community, row, actor) if at_once else None

@@ -11,6 +11,7 @@ from __future__ import annotations
 from math import gcd
 
 from service.errors import InvalidState, ValidationFailed
+from service.i18n import system_reason
 from service.ledger.model import NewTransaction, Posting, member_address
 
 CONVERSION_MINUTES = "system:conversion:minutes"
@@ -66,8 +67,11 @@ def conversion(
     rule_version: int,
     request_hash: bytes,
     actor: str,
+    *,
+    language: str,
 ) -> NewTransaction:
-    """Minutes out of the member's time account, points into its points account."""
+    """Minutes out of the member's time account, points into its points account; the
+    reason in the community's `language`."""
     points = converted_points(minutes, points_per_hour)
     postings = (
         Posting(
@@ -88,7 +92,9 @@ def conversion(
         postings=postings,
         request_hash=request_hash,
         kind="conversion",
-        reason=f"{minutes} minutes at {points_per_hour} points an hour",
+        reason=system_reason(
+            language, "conversion", minutes=minutes, points_per_hour=points_per_hour
+        ),
         rule_version=rule_version,
         actor=actor,
     )

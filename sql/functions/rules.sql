@@ -129,3 +129,51 @@ BEGIN
      WHERE e.community_id = p_community AND e.id = p_id;
 END
 $$;
+
+-- Writes the reversal of a transaction a rule posted (`p_ledger`, one write for
+-- ledger_write) and, only when that write creates it, takes what the transaction
+-- counted back out (what rules_count added): `p_amount` and one time from the rule's
+-- usage in `p_period_key`, and for points `p_earned` or `p_deducted` from the
+-- member's statistics at `p_stat_keys`. A replay (the reversal exists) or a refusal
+-- subtracts nothing, so a reversal is uncounted once however often it is asked for.
+-- The ledger takes the member's account lock before this function touches a
+-- statistics row, the order every writer of them keeps. One event counts one award
+-- (and one deduction) however many of its rules posted: the event leaves `awards`
+-- only when none of `p_siblings` (its other transactions of the same kind, points)
+-- still stands. Their reversals take the same lock, so the count read here is exact.
+-- Returns the ledger's row for the write.
+CREATE OR REPLACE FUNCTION rules_reverse(
+    p_community text, p_ledger ledger_write[], p_member text, p_rule_id text,
+    p_period_key text, p_amount bigint, p_stat_keys text[], p_earned bigint,
+    p_deducted bigint, p_siblings text[])
+RETURNS ledger_written
+LANGUAGE plpgsql AS $$
+DECLARE
+    r ledger_written;
+    v_last integer;
+BEGIN
+    SELECT * INTO r FROM ledger_write(p_community, p_ledger);
+    IF r.outcome <> 'created' THEN
+        RETURN r;
+    END IF;
+    UPDATE rule_usage u SET amount = u.amount - p_amount, times = u.times - 1
+     WHERE u.community_id = p_community AND u.member_id = p_member
+       AND u.rule_id = p_rule_id AND u.period_key = p_period_key;
+    IF p_earned = 0 AND p_deducted = 0 THEN
+        RETURN r;
+    END IF;
+    SELECT CASE WHEN count(*) = 0 THEN 1 ELSE 0 END INTO v_last
+      FROM transactions t
+     WHERE t.community_id = p_community AND t.client_id = ANY (p_siblings)
+       AND NOT EXISTS (SELECT 1 FROM transactions x
+                        WHERE x.community_id = t.community_id AND x.reversal_of = t.id);
+    UPDATE member_stats s
+       SET earned = s.earned - p_earned,
+           deducted = s.deducted - p_deducted,
+           awards = s.awards - CASE WHEN p_earned > 0 THEN v_last ELSE 0 END,
+           deductions = s.deductions - CASE WHEN p_deducted > 0 THEN v_last ELSE 0 END
+     WHERE s.community_id = p_community AND s.member_id = p_member
+       AND s.period_key = ANY (p_stat_keys);
+    RETURN r;
+END
+$$;

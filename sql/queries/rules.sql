@@ -39,19 +39,37 @@ RETURNING period_key;
 SELECT period_key FROM job_runs WHERE community_id = $1 AND job = $2 AND period_key = ANY ($3::text[]);
 
 -- name: member_ids_page
-SELECT id FROM members WHERE community_id = $1 AND id > $2 ORDER BY id LIMIT $3;
+-- The members scheduled rules and expiry visit: not those who moved out, whose
+-- closed accounts take nothing more (sql/functions/setup.sql).
+SELECT id FROM members
+ WHERE community_id = $1 AND id > $2 AND closed_at IS NULL
+ ORDER BY id LIMIT $3;
 
 -- name: expiry_inputs
 -- For year-end expiry: what the member earned through rules up to year $3, what
 -- left its points account before $4 other than by expiry, and what has expired.
+-- The reversal of an award that took it out of `earned` (marked `uncounted`) is not
+-- spending as well.
 SELECT
     (SELECT coalesce(sum(s.earned), 0)::bigint FROM member_stats s
       WHERE s.community_id = $1 AND s.member_id = $2
         AND s.period_key ~ '^[0-9]{4}$' AND s.period_key <= $3) AS earned,
     coalesce(-sum(e.amount) FILTER (WHERE e.amount < 0 AND t.kind <> 'expiry'
-                                    AND e.created_at < $4), 0)::bigint AS spent,
+                                    AND e.created_at < $4
+                                    AND NOT (t.kind = 'reversal' AND t.metadata ? 'uncounted')),
+             0)::bigint AS spent,
     coalesce(-sum(e.amount) FILTER (WHERE t.kind = 'expiry'), 0)::bigint AS expired
   FROM accounts a
   JOIN entries e ON e.community_id = a.community_id AND e.account_id = a.id
   JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
  WHERE a.community_id = $1 AND a.address = 'member:' || $2 || ':points';
+
+-- name: event_counted
+-- What an event's reversals need to know of it: when it occurred, and its record
+-- (which rules posted which transactions).
+SELECT occurred_at, result FROM events WHERE community_id = $1 AND id = $2;
+
+-- name: rules_reverse
+-- See rules_reverse (sql/functions/rules.sql): the reversal written, and what the
+-- reversed transaction counted taken out of the statistics when it is created.
+SELECT * FROM rules_reverse($1, ledger_writes($2::text::jsonb), $3, $4, $5, $6, $7, $8, $9, $10);

@@ -9,6 +9,7 @@ import asyncpg
 import msgspec
 
 from service.db import q
+from service.i18n import DEFAULT_LANGUAGE
 from service.ledger.model import RuleParams
 from service.supermarket import returns
 from service.supermarket import service as market
@@ -107,15 +108,19 @@ async def test_a_redemption_is_two_statements_between_begin_and_commit(
     async with pool.acquire() as conn:
         # Statements prepared once per connection (and asyncpg's look-up of their
         # types) are not what each redemption costs.
-        await market.redeem(conn, "green", warm_up, RuleParams())
-        await market.redeem(conn, "green", warm_up, RuleParams())
+        await market.redeem(conn, "green", warm_up, RuleParams(), language=DEFAULT_LANGUAGE)
+        await market.redeem(conn, "green", warm_up, RuleParams(), language=DEFAULT_LANGUAGE)
         conn.add_query_logger(log)
         try:
-            created, created_replayed = await market.redeem(conn, "green", new, RuleParams())
+            created, created_replayed = await market.redeem(
+                conn, "green", new, RuleParams(), language=DEFAULT_LANGUAGE
+            )
             await asyncio.sleep(0)  # loggers are called soon, not at once
             assert sent == ["BEGIN", q("redemption_prepare"), q("redemption_write"), "COMMIT"]
             sent.clear()
-            replay, replayed = await market.redeem(conn, "green", new, RuleParams())
+            replay, replayed = await market.redeem(
+                conn, "green", new, RuleParams(), language=DEFAULT_LANGUAGE
+            )
             await asyncio.sleep(0)
             assert sent == ["BEGIN", q("redemption_prepare"), "COMMIT", q("redemption_get")]
         finally:
@@ -128,7 +133,9 @@ async def test_a_redemption_is_two_statements_between_begin_and_commit(
     r = await client.post(f"{C}/redemptions/r1/return", json={"items": [{"sku": "soap", "qty": 1}]})
     assert r.status_code == 201, r.text
     async with pool.acquire() as conn:
-        replay, replayed = await market.redeem(conn, "green", new, RuleParams())
+        replay, replayed = await market.redeem(
+            conn, "green", new, RuleParams(), language=DEFAULT_LANGUAGE
+        )
     assert (replay, replayed) == (created, True)
     got = await client.get(f"{C}/redemptions/r1")
     assert (got.json()["returned_points"], got.json()["items"][1]["returned"]) == (5, 1)
@@ -154,16 +161,21 @@ async def test_a_return_is_two_statements_between_begin_and_commit(
         sent.append(query.query.strip().rstrip(";"))
 
     async with pool.acquire() as conn:
-        await returns.return_items(conn, "green", first, RuleParams())  # prepares the statements
-        await returns.return_items(conn, "green", first, RuleParams())
+        # A return and its replay prepare their statements before any is counted.
+        await returns.return_items(conn, "green", first, RuleParams(), language=DEFAULT_LANGUAGE)
+        await returns.return_items(conn, "green", first, RuleParams(), language=DEFAULT_LANGUAGE)
         conn.add_query_logger(log)
         try:
-            made, replayed = await returns.return_items(conn, "green", second, RuleParams())
+            made, replayed = await returns.return_items(
+                conn, "green", second, RuleParams(), language=DEFAULT_LANGUAGE
+            )
             await asyncio.sleep(0)
             prepare, write = q("redemption_return_prepare"), q("redemption_return_write")
             assert (sent, replayed) == (["BEGIN", prepare, write, "COMMIT"], False)
             sent.clear()
-            again, replayed = await returns.return_items(conn, "green", second, RuleParams())
+            again, replayed = await returns.return_items(
+                conn, "green", second, RuleParams(), language=DEFAULT_LANGUAGE
+            )
             await asyncio.sleep(0)
             get = q("redemption_return_get")
             assert (sent, replayed) == (["BEGIN", prepare, "COMMIT", get], True)

@@ -117,7 +117,9 @@ async def test_a_duplicate_written_meanwhile(pool: asyncpg.Pool, other_commits: 
         await create_community(setup, "green", "Green", "Asia/Shanghai", b"c")
         await create_household(setup, "green", "h0", None, "acme", b"h")
         for m in range(5):
-            await create_member(setup, "green", f"m{m}", "h0", None, b"m", RuleParams())
+            await create_member(
+                setup, "green", f"m{m}", "h0", None, b"m", RuleParams(), language="zh-CN"
+            )
     # Only accounts the community opened with it: the other writer locks nothing
     # and opens nothing that the batch would wait for before it checks client ids.
     dup = _planned("dup", ISSUANCE, "system:adjustments:points", 7)

@@ -175,8 +175,10 @@ async def test_an_id_written_meanwhile_with_another_basket(
         writer = other.transaction()
         await writer.start()
         # The use case's work without its unit of work, so that it stays open.
-        await market._redeem(other, "green", soap, RuleParams())
-        racing = asyncio.create_task(market.redeem(conn, "green", oil, RuleParams()))
+        await market._redeem(other, "green", soap, RuleParams(), "zh-CN")
+        racing = asyncio.create_task(
+            market.redeem(conn, "green", oil, RuleParams(), language="zh-CN")
+        )
         await waiting_on_a_transaction(pool, conn.get_server_pid(), "redemption")
         await (writer.commit() if other_commits else writer.rollback())
         if other_commits:

@@ -30,7 +30,7 @@ async def _community(conn: asyncpg.Connection, name: str) -> None:
     await create_community(conn, name, name, "Asia/Shanghai", b"c")
     await create_household(conn, name, "h0", None, "acme", b"h")
     for m in range(MEMBERS):
-        await create_member(conn, name, f"m{m}", "h0", None, b"m", PARAMS)
+        await create_member(conn, name, f"m{m}", "h0", None, b"m", PARAMS, language="zh-CN")
         if m % 3:  # balances of 100, 100 + 7, 100 + 14, …
             await _write_one(conn, name, f"a{m}", ISSUANCE, f"member:m{m}:points", 7 * (m % 3))
 
