@@ -18,6 +18,7 @@ from litestar.plugins.prometheus import PrometheusController
 from service.api import (
     keys,
     ledger,
+    lots,
     members,
     offsets,
     ops,
@@ -148,6 +149,7 @@ V1_HANDLERS = [
     setup.get_member,
     setup.member_balance,
     setup.member_statement,
+    *lots.HANDLERS,
     ledger.create_transaction,
     ledger.create_batch,
     ledger.get_transaction,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -30,6 +31,7 @@ from service.api.wire import (
     BatchIn,
     BatchOut,
     ItemResult,
+    LotIn,
     PostIn,
     TransactionIn,
     postings_in,
@@ -59,7 +61,22 @@ def _new_transaction(data: TransactionIn, actor: str) -> NewTransaction:
         memo=data.memo,
         metadata=data.metadata,
         actor=actor,
+        **_lot_terms(data.lot),
     )
+
+
+def _lot_terms(lot: LotIn | None) -> dict[str, Any]:
+    if lot is None:
+        return {}
+    for name, at in (("earned_at", lot.earned_at), ("expires_at", lot.expires_at)):
+        if at is not None and at.tzinfo is None:
+            raise ValidationFailed(f"lot.{name} needs a time zone offset")
+    if lot.earned_at is not None and lot.earned_at > datetime.now(UTC):
+        raise ValidationFailed("lot.earned_at is in the future")
+    if lot.earned_at and lot.expires_at and lot.expires_at <= lot.earned_at:
+        raise ValidationFailed("lot.expires_at must be after lot.earned_at")
+    expires = None if lot.expires_at is None else f"at:{lot.expires_at.isoformat()}"
+    return {"lot_earned_at": lot.earned_at, "lot_expires": expires}
 
 
 @post(

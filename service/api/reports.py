@@ -16,6 +16,7 @@ from service.api.deps import (
     db,
     instant,
     principal_of,
+    rules_of,
 )
 from service.api.openapi import json_body
 from service.api.wire import Strict
@@ -38,10 +39,14 @@ async def summary(
     start: FromQueryInstant = None,
     end: ToQueryInstant = None,
 ) -> reports.Summary:
-    """Per asset: issued, deducted, offset, redeemed, expired, converted, outstanding."""
+    """Per asset: issued, deducted, offset, redeemed, expired, converted, outstanding;
+    and, as of now, the liability and what expires in the next 90 days."""
     since, until = instant(start, "from"), instant(end, "to")
     async with db(request) as conn:
-        return await reports.summary(conn, c, since or _FAR_PAST, until or _FAR_FUTURE)
+        active = await rules_of(request).active(conn, c)
+        return await reports.summary(
+            conn, c, since or _FAR_PAST, until or _FAR_FUTURE, active.rule_set, datetime.now(UTC)
+        )
 
 
 @get("/v1/communities/{c:str}/reports/leaderboard", opt={"roles": OPERATOR})

@@ -13,6 +13,7 @@ from service.api.deps import (
     OPERATOR,
     READ_MEMBER,
     FromQueryInstant,
+    InstantQuery,
     ToQueryInstant,
     body,
     db,
@@ -26,8 +27,8 @@ from service.api.openapi import json_body
 from service.api.wire import CommunityIn, HouseholdIn, MemberIn
 from service.db import Conn
 from service.errors import NotFound
-from service.ledger import reads
-from service.ledger.model import MemberBalance, member_address
+from service.ledger import lots, reads
+from service.ledger.model import member_address
 
 ANY_ROLE: Final = frozenset({"operator", "property", "volunteer_app", "store", "resident"})
 ADMIN_ONLY: Final = frozenset[str]()
@@ -103,7 +104,7 @@ async def _readable_member(request: Req, conn: Conn, c: str, m: str) -> setup.Me
     return member
 
 
-async def _may_read(request: Req, conn: Conn, c: str, m: str) -> None:
+async def may_read(request: Req, conn: Conn, c: str, m: str) -> None:
     """`_readable_member`'s refusals, with a round trip only where the member's
     household decides (property keys): reads of an unknown member answer 404
     from their own query."""
@@ -121,10 +122,17 @@ async def get_member(request: Req, c: FromPath[str], m: FromPath[str]) -> setup.
 
 
 @get("/v1/communities/{c:str}/members/{m:str}/balance", opt={"roles": READ_MEMBER})
-async def member_balance(request: Req, c: FromPath[str], m: FromPath[str]) -> MemberBalance:
+async def member_balance(
+    request: Req, c: FromPath[str], m: FromPath[str], as_of: InstantQuery = None
+) -> lots.MemberBalance:
+    """Now, with what expires next; or the posted balances at `as_of` (in the past)."""
+    at = instant(as_of, "as_of")
     async with db(request) as conn:
-        await _may_read(request, conn, c, m)
-        return await reads.member_balance(conn, c, m, await rules_of(request).params(conn, c))
+        await may_read(request, conn, c, m)
+        if at is not None:
+            params = (await rules_of(request).active(conn, c, at)).rule_set.to_params()
+            return await lots.member_balance_as_of(conn, c, m, at, params)
+        return await lots.member_balance(conn, c, m, await rules_of(request).params(conn, c))
 
 
 @get(
@@ -144,7 +152,7 @@ async def member_statement(
     """The member's entries, newest first, each saying why it exists."""
     since, until = instant(start, "from"), instant(end, "to")
     async with db(request) as conn:
-        await _may_read(request, conn, c, m)
+        await may_read(request, conn, c, m)
         return await reads.entries_page(
             conn, c, member_address(m, asset), cursor=cursor, limit=limit, start=since, end=until
         )

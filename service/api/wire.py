@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -60,12 +61,21 @@ class PendingIn(Strict):
     ttl_s: TtlSeconds | None = None
 
 
+class LotIn(Strict):
+    """The lots a transaction's credits to members create (imports of balances kept
+    on paper): earned then instead of now, expiring then instead of by the rule set."""
+
+    earned_at: datetime | None = None
+    expires_at: datetime | None = None
+
+
 class TransactionIn(Strict):
     id: ClientId
     postings: Annotated[list[PostingIn], Meta(min_length=1, max_length=MAX_POSTINGS)]
     memo: Text | None = None
     metadata: dict[str, Any] | None = None
     pending: PendingIn | None = None
+    lot: LotIn | None = None
 
 
 MAX_BATCH = 1000

@@ -48,6 +48,29 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         "final transaction {client_id} ({status}) is neither sealed nor queued for sealing",
     ),
     ("hash_chain", "audit_chain", "seal {seq} (transaction row {tx_id}): {problem}"),
+    (
+        "lots",
+        "audit_lots_cover",
+        "{address} has posted {posted}, held {held}, uncovered {uncovered}, "
+        "but its lots have {remaining} remaining and {holds} held",
+    ),
+    (
+        "lot_uses",
+        "audit_lot_uses",
+        "lot {id} of {amount} has {remaining} remaining and {held} held, "
+        "but its uses net {used} and its holds {holds}",
+    ),
+    (
+        "lot_consumption",
+        "audit_tx_lots",
+        "transaction {client_id} changes {address} by {net}, "
+        "but made lots of {made} and consumed {used}",
+    ),
+    (
+        "lot_undo",
+        "audit_undo_lots",
+        "undoing {client_id} gave lot {lot_id} back {restored}; it consumed {consumed}",
+    ),
 )
 
 

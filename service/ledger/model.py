@@ -87,6 +87,13 @@ class NewTransaction(msgspec.Struct, frozen=True, kw_only=True):
     event_id: str | None = None
     actor: str | None = None
     reversal_of: int | None = None
+    # What it undoes (a return its redemption, a cancel its offset): its credits
+    # give back exactly the lots that one consumed (SPEC section 9).
+    undoes: int | None = None
+    # The lots its credits create: earned then (default: now), and expiring by
+    # this policy instead of the rule set's (see `LotPolicy`).
+    lot_earned_at: datetime | None = None
+    lot_expires: str | None = None
 
 
 TxStatus = Literal["pending", "posted", "voided"]
@@ -136,6 +143,9 @@ class RuleParams(msgspec.Struct, frozen=True, kw_only=True):
 
     baseline: int = 100
     floor: int = 0
+    # When the lots of credits expire, per asset: a `LotPolicy`.
+    expiry_points: str = "never"
+    expiry_minutes: str = "never"
 
 
 class PointsBalance(msgspec.Struct, frozen=True, kw_only=True):

@@ -27,8 +27,9 @@ from service.ledger.model import (
 )
 
 # How a debit of a member's points is limited: a spend keeps the baseline; a
-# reversal (or, later, a clamped deduction) may go down to the floor.
-LimitMode = Literal["spend", "floor"]
+# reversal (or, later, a clamped deduction) may go down to the floor; expiry takes
+# exactly what its lots hold, whatever the balance (minutes never go below 0).
+LimitMode = Literal["spend", "floor", "expiry"]
 
 
 class AccountChange(msgspec.Struct, frozen=True, kw_only=True):
@@ -52,6 +53,9 @@ class Leg(msgspec.Struct, frozen=True):
 class Plan(msgspec.Struct, frozen=True, kw_only=True):
     accounts: list[AccountChange]
     legs: list[Leg]
+    # The rule set's expiry policy per asset for the lots of member credits; None
+    # when nothing it credits expires.
+    lot_policy: dict[str, str] | None = None
 
     @property
     def locks(self) -> list[str]:
@@ -90,6 +94,8 @@ def _minimum(ref: AccountRef, params: RuleParams, mode: LimitMode) -> int | None
         return None
     if ref.asset == "minutes":
         return 0
+    if mode == "expiry":
+        return None
     return params.baseline if mode == "spend" else params.floor
 
 
@@ -140,8 +146,21 @@ def plan_create(
     minimum = {a: _minimum(ref, params, mode) for a, ref in refs.items() if ref.limited}
     if pending:
         held = {a: -d for a, d in net.items() if d < 0 and refs[a].limited}
-        return _plan(refs, {}, held, minimum, ())
-    return _plan(refs, net, {}, minimum, postings)
+        plan = _plan(refs, {}, held, minimum, ())
+    else:
+        plan = _plan(refs, net, {}, minimum, postings)
+    policy = _lot_policy(params, refs, postings)
+    return plan if policy is None else msgspec.structs.replace(plan, lot_policy=policy)
+
+
+def _lot_policy(
+    params: RuleParams, refs: dict[str, AccountRef], postings: tuple[Posting, ...]
+) -> dict[str, str] | None:
+    policy = {"points": params.expiry_points, "minutes": params.expiry_minutes}
+    credited = {p.asset for p in postings if refs[p.destination].limited}
+    if all(policy[asset] == "never" for asset in credited):
+        return None
+    return policy
 
 
 def _release(reserved: tuple[Posting, ...], refs: dict[str, AccountRef]) -> dict[str, int]:

@@ -318,6 +318,7 @@ async def reversal_for(
         reason=i18n.reversal_reason(await i18n.community_language(conn, community), tx),
         actor=actor,
         reversal_of=tx.row_id,
+        undoes=tx.row_id,
         rule_id=tx.rule_id,
         rule_version=tx.rule_version,
         event_id=tx.event_id,

@@ -41,6 +41,8 @@ class Write(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     reversal_of: int | None = None
     ttl_s: int | None = None
     void_reason: str | None = None
+    undoes: int | None = None
+    lot_terms: dict[str, str] | None = None
 
 
 class Written(msgspec.Struct, frozen=True, kw_only=True):
@@ -83,7 +85,22 @@ def create_write(tx: NewTransaction, plan: Plan) -> Write:
         actor=tx.actor,
         reversal_of=tx.reversal_of,
         ttl_s=tx.ttl_s,
+        undoes=tx.undoes,
+        lot_terms=lot_terms(tx, plan),
     )
+
+
+def lot_terms(tx: NewTransaction, plan: Plan) -> dict[str, str] | None:
+    """The terms of the lots `tx` creates, as `ledger_lots` reads them: the rule
+    set's policy per asset, the transaction's own `expires` and `earned_at`."""
+    if plan.lot_policy is None and tx.lot_expires is None and tx.lot_earned_at is None:
+        return None
+    terms = dict(plan.lot_policy or {})
+    if tx.lot_expires is not None:
+        terms["expires"] = tx.lot_expires
+    if tx.lot_earned_at is not None:
+        terms["earned_at"] = tx.lot_earned_at.isoformat()
+    return terms
 
 
 def finish_write(row_id: int, plan: Plan, *, void_reason: str | None = None) -> Write:

@@ -17,6 +17,15 @@ non-member accounts, leave the members' total unchanged or untouched):
   so the identity below visibly holds;
 - `opening_outstanding` / `outstanding`: members' posted balances at `from` / `to`.
 
+And, whatever the window, two numbers of now (SPEC section 9), members who moved out
+left out:
+
+- `liability`: what members could redeem: points above the baseline and not held, at
+  the active rule set's `fen_per_point` (`{points, fen}`); minutes not held
+  (`{minutes}`);
+- `expiring_next_90_days`: what of their open lots (less what is held) expires in
+  (now, now + 90 days].
+
 So `outstanding = opening_outstanding + issued − deducted − offset − redeemed −
 expired + adjusted + transferred + converted` (points) or `… − converted` (minutes).
 """
@@ -24,7 +33,7 @@ expired + adjusted + transferred + converted` (points) or `… − converted` (m
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 import msgspec
@@ -33,6 +42,7 @@ from service.db import Conn
 from service.errors import NotFound, ValidationFailed
 from service.ledger.model import ASSETS
 from service.reports import store
+from service.rules.model import RuleSet
 
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 # How each flow's net change of member balances turns into the reported (positive) number.
@@ -45,6 +55,16 @@ _SIGN = {
     "adjusted": 1,
     "transfer": 1,
 }
+EXPIRING_WINDOW = timedelta(days=90)
+
+
+class Liability(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What members could redeem of one asset: `{points, fen}` (the points at the
+    active rule set's `fen_per_point`) for points, `{minutes}` for minutes."""
+
+    points: int | None = None
+    fen: int | None = None
+    minutes: int | None = None
 
 
 class AssetSummary(msgspec.Struct, kw_only=True):
@@ -60,6 +80,8 @@ class AssetSummary(msgspec.Struct, kw_only=True):
     transferred: int = 0
     outstanding: int
     held_now: int
+    liability: Liability
+    expiring_next_90_days: int
 
 
 class Summary(msgspec.Struct, kw_only=True):
@@ -84,8 +106,11 @@ def _by_asset(rows: list[asyncpg.Record]) -> dict[str, int]:
     return {r[0]: r[1] for r in rows}
 
 
-async def summary(conn: Conn, community: str, start: datetime, end: datetime) -> Summary:
-    """Per-asset flows in [start, end), read in one snapshot so they reconcile exactly."""
+async def summary(
+    conn: Conn, community: str, start: datetime, end: datetime, rule_set: RuleSet, now: datetime
+) -> Summary:
+    """Per-asset flows in [start, end), read in one snapshot so they reconcile exactly;
+    the liability and what expires soon as of `now`, valued by `rule_set` (the active one)."""
     if end <= start:
         raise ValidationFailed("`to` must be after `from`")
     async with conn.transaction(isolation="repeatable_read", readonly=True):
@@ -93,12 +118,21 @@ async def summary(conn: Conn, community: str, start: datetime, end: datetime) ->
         opening = _by_asset(await store.outstanding(conn, community, start))
         closing = _by_asset(await store.outstanding(conn, community, end))
         held = _by_asset(await store.held(conn, community))
+        redeemable = _by_asset(await store.liability(conn, community, rule_set.baseline))
+        expiring = _by_asset(await store.expiring(conn, community, now, now + EXPIRING_WINDOW))
+    points = redeemable.get("points", 0)
+    liability = {
+        "points": Liability(points=points, fen=points * rule_set.fen_per_point),
+        "minutes": Liability(minutes=redeemable.get("minutes", 0)),
+    }
     assets = {
         a: AssetSummary(
             asset=a,
             opening_outstanding=opening.get(a, 0),
             outstanding=closing.get(a, 0),
             held_now=held.get(a, 0),
+            liability=liability[a],
+            expiring_next_90_days=expiring.get(a, 0),
         )
         for a in ASSETS
     }

@@ -24,6 +24,18 @@ async def held(conn: Conn, community: str) -> list[asyncpg.Record]:
     return await conn.fetch(q("report_held"), community)
 
 
+async def liability(conn: Conn, community: str, baseline: int) -> list[asyncpg.Record]:
+    """What members who have not moved out could redeem now, per asset."""
+    return await conn.fetch(q("report_liability"), community, baseline)
+
+
+async def expiring(
+    conn: Conn, community: str, after: datetime, until: datetime
+) -> list[asyncpg.Record]:
+    """What members' open lots would expire in (after, until], per asset."""
+    return await conn.fetch(q("report_expiring"), community, after, until)
+
+
 async def leaderboard(conn: Conn, community: str, period: str, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(q("report_leaderboard"), community, period, limit)
 

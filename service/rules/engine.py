@@ -27,7 +27,7 @@ import msgspec
 from service.ledger.model import Asset
 from service.rules import expressions, periods
 from service.rules.expressions import EvaluationFailed, Expression
-from service.rules.model import Rule, RuleSet
+from service.rules.model import Rule, RuleSet, policy_text
 from service.rules.periods import Period, PeriodKind, around, local_fixed
 
 DEFAULT_PERIOD: Final[PeriodKind] = "month"
@@ -106,6 +106,7 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True):
     reason: str
     skipped: SkipCode | None = None
     why: str | None = None
+    expires: str | None = None  # the rule's own lot expiry (`policy_text`), if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +271,7 @@ def _decide(
         amount=0,
         period_key=counted.key,
         reason=rule.reason,
+        expires=None if rule.expires is None else policy_text(rule.expires),
     )
     try:
         if compiled.when and not expressions.evaluate_condition(compiled.when, context):

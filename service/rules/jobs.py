@@ -1,4 +1,4 @@
-"""Scheduled rules and point expiry: run by the scheduler, safe to run anywhere.
+"""Scheduled rules and expiry of lots: run by the scheduler, safe to run anywhere.
 
 Each posting a job makes has a client id built from (rule, period, member), so a
 job run twice, or by two processes at once, posts nothing twice: the second writer
@@ -17,8 +17,9 @@ import structlog
 
 from service import setup
 from service.db import Conn, unit_of_work
+from service.i18n import system_reason
 from service.ledger import service as ledger
-from service.ledger.model import NewTransaction, Posting, member_address
+from service.ledger.model import Asset, NewTransaction, Posting, RuleParams, member_address
 from service.rules import store
 from service.rules.book import ActiveRules, RuleBook
 from service.rules.engine import evaluate_scheduled
@@ -26,9 +27,6 @@ from service.rules.periods import (
     Period,
     current_keys,
     ended_between,
-    expiry_of,
-    period_from_key,
-    period_of,
     stat_keys,
 )
 from service.rules.service import clamp, transaction_for
@@ -50,8 +48,7 @@ async def run_all(pool: asyncpg.Pool, book: RuleBook, now: datetime | None = Non
             tz = await book.timezone(conn, community)
         for rule_id in active.compiled.scheduled:
             posted += await _scheduled_rule(pool, community, active, rule_id, tz, now)
-        if active.rule_set.expiry.points == "year_end_plus_one":
-            posted += await _expiry(pool, community, active, tz, now)
+        posted += await _expiry(pool, book, community, now)
     return posted
 
 
@@ -124,60 +121,48 @@ async def _settle_member(
     return 1
 
 
-async def _expiry(
-    pool: asyncpg.Pool, community: str, active: ActiveRules, tz: str, now: datetime
-) -> int:
-    """Points earned in year Y expire at the end of Y+1, oldest first (FIFO): spending
-    before that moment used the oldest points; what is left of Y's goes."""
-    this_year = period_of("year", now, tz)
-    years = [str(int(this_year.key) - n) for n in range(MAX_CATCH_UP // 2, 1, -1)]
+async def _expiry(pool: asyncpg.Pool, book: RuleBook, community: str, now: datetime) -> int:
+    """Every lot that reached its instant expires: per member, asset and instant one
+    posting of exactly what is left of those lots (SPEC section 9)."""
     async with pool.acquire() as conn:
-        done = await store.jobs_done(conn, community, "expiry:points", years)
+        due = await store.lots_due(conn, community, now)
+        language = await book.language(conn, community)
     posted = 0
-    for year in (y for y in years if y not in done):
-        cutoff = expiry_of(period_from_key(year, tz).start, tz)
-        for member in await _members(pool, community):
-            async with pool.acquire() as conn:
-                posted += await unit_of_work(
-                    conn, partial(_expire_member, conn, community, active, year, cutoff, member)
-                )
+    for member, asset in due:
         async with pool.acquire() as conn:
-            await store.claim_job(conn, community, "expiry:points", year)
+            posted += await unit_of_work(
+                conn, partial(_expire_member, conn, community, member, asset, now, language)
+            )
     return posted
 
 
 async def _expire_member(
-    conn: Conn,
-    community: str,
-    active: ActiveRules,
-    year: str,
-    cutoff: datetime,
-    member: str,
+    conn: Conn, community: str, member: str, asset: Asset, now: datetime, language: str
 ) -> int:
-    locked = await store.lock_member(conn, community, member, [])
-    if locked is None:
+    """Under the member's locks, what its due lots hold, instant by instant (the
+    earliest first, as every debit consumes them): a run racing this one, or a
+    spend, sees what this one left."""
+    if await store.lock_member(conn, community, member, []) is None:
         return 0
-    row = await store.expiry_inputs(conn, community, member, year, cutoff)
-    left = row["earned"] - row["spent"] - row["expired"]
-    redeemable = locked.posted - locked.held - active.rule_set.baseline
-    amount = min(left, redeemable)
-    if amount <= 0:
-        return 0
-    account = member_address(member, "points")
-    tx = NewTransaction(
-        client_id=f"expiry:{year}:{member}",
-        postings=(
-            Posting(
-                source=account, destination="system:expired:points", asset="points", amount=amount
+    account = member_address(member, asset)
+    posted = 0
+    for instant, amount, round_ in await store.lots_due_of(conn, community, account, now):
+        key = f"expiry:{asset}:{instant.astimezone(UTC):%Y%m%dT%H%M%SZ}:{member}"
+        tx = NewTransaction(
+            client_id=key if round_ == 0 else f"{key}:{round_ + 1}",
+            postings=(
+                Posting(
+                    source=account,
+                    destination=f"system:expired:{asset}",
+                    asset=asset,
+                    amount=amount,
+                ),
             ),
-        ),
-        request_hash=b"expiry",
-        kind="expiry",
-        reason=f"points earned in {year} expired at the end of {int(year) + 1}",
-        rule_version=active.version,
-        metadata={"earned_through_year": row["earned"], "spent_before_cutoff": row["spent"]},
-    )
-    _, replayed = await ledger.create(
-        conn, community, tx, active.rule_set.to_params(), mode="floor"
-    )
-    return 0 if replayed else 1
+            request_hash=b"expiry",
+            kind="expiry",
+            reason=system_reason(language, "expiry"),
+            metadata={"expires_at": instant.isoformat()},
+        )
+        _, replayed = await ledger.create(conn, community, tx, RuleParams(), mode="expiry")
+        posted += 0 if replayed else 1
+    return posted

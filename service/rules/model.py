@@ -50,9 +50,28 @@ class TimeBank(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     points_per_hour: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)] = 10
 
 
+class ExpireMonths(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Lots expire at the end of the `months`-th calendar month after the month
+    they were earned in, in the community's time zone."""
+
+    months: Annotated[int, msgspec.Meta(ge=1, le=1200)]
+
+
+# When lots expire (SPEC section 9): `year_end_plus_one` is 1 January of the
+# second year after the one earned in (local time).
+ExpiryPolicy = Literal["never", "year_end_plus_one"] | ExpireMonths
+
+
+def policy_text(policy: ExpiryPolicy) -> str:
+    """The policy as the write engine's `ledger_lot_expiry` reads it."""
+    return f"months:{policy.months}" if isinstance(policy, ExpireMonths) else policy
+
+
 class Expiry(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    points: Literal["year_end_plus_one", "never"] = "never"
-    minutes: Literal["never"] = "never"
+    points: ExpiryPolicy = "never"
+    minutes: ExpiryPolicy = "never"
+    # How many days before its instant the `points.expiring` notice goes out.
+    notice_days: Annotated[int, msgspec.Meta(ge=0, le=366)] = 30
 
 
 class MemberClose(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -86,6 +105,8 @@ class Rule(
     cap: Cap | None = None
     reason: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
     asset: Asset = "points"
+    # The lots of its awards expire so, instead of by the rule set's `expiry`.
+    expires: ExpiryPolicy | None = None
 
     @property
     def kind(self) -> Literal["award", "deduct"]:
@@ -112,7 +133,12 @@ class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
     def to_params(self) -> RuleParams:
         """The part of the rule set the ledger's limits depend on."""
-        return RuleParams(baseline=self.baseline, floor=self.floor)
+        return RuleParams(
+            baseline=self.baseline,
+            floor=self.floor,
+            expiry_points=policy_text(self.expiry.points),
+            expiry_minutes=policy_text(self.expiry.minutes),
+        )
 
 
 DEFAULT_RULE_SET: Final = RuleSet()

@@ -121,9 +121,16 @@ def _postings(d: Decision, member: str, amount: int) -> tuple[Posting, ...]:
 
 
 def transaction_for(
-    client_id: str, member: str, event_id: str | None, d: Decision, applied: int, actor: str | None
+    client_id: str,
+    member: str,
+    event_id: str | None,
+    d: Decision,
+    applied: int,
+    actor: str | None,
+    earned_at: datetime | None = None,
 ) -> NewTransaction:
-    """The transaction that carries out decision `d` for `member`, explained."""
+    """The transaction that carries out decision `d` for `member`, explained; an
+    award's lot is earned when its event occurred (`earned_at`)."""
     return NewTransaction(
         client_id=client_id,
         postings=_postings(d, member, applied),
@@ -135,6 +142,8 @@ def transaction_for(
         event_id=event_id,
         actor=actor,
         metadata={"requested": d.requested, "applied": applied},
+        lot_earned_at=earned_at if d.kind == "award" else None,
+        lot_expires=d.expires,
     )
 
 
@@ -147,7 +156,7 @@ def event_tx_id(event_id: str, rule_id: str) -> str:
 
 def _transaction(event: EventInput, d: Decision, applied: int, actor: str | None) -> NewTransaction:
     tx_id = event_tx_id(event.id, d.rule_id)
-    return transaction_for(tx_id, event.member_id, event.id, d, applied, actor)
+    return transaction_for(tx_id, event.member_id, event.id, d, applied, actor, event.occurred_at)
 
 
 def clamp(decisions: list[Decision], room: int) -> list[tuple[Decision, int, str | None]]:

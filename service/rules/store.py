@@ -10,6 +10,7 @@ import asyncpg
 import msgspec
 
 from service.db import Conn, Queryable, q
+from service.ledger.model import Asset
 from service.rules.engine import MemberStats, PeriodStats, RuleUsage
 
 
@@ -165,14 +166,19 @@ async def member_ids(conn: Queryable, community: str, after: str, limit: int) ->
     return [r["id"] for r in await conn.fetch(q("member_ids_page"), community, after, limit)]
 
 
-async def expiry_inputs(
-    conn: Conn, community: str, member: str, year: str, cutoff: datetime
-) -> asyncpg.Record:
-    """For year-end expiry: what `member` earned through rules up to `year`, spent
-    before `cutoff`, and has had expired."""
-    row = await conn.fetchrow(q("expiry_inputs"), community, member, year, cutoff)
-    assert row is not None
-    return row
+async def lots_due(conn: Queryable, community: str, now: datetime) -> list[tuple[str, Asset]]:
+    """The (member, asset) accounts with lots that reached their instant by `now`."""
+    rows = await conn.fetch(q("lots_due"), community, now)
+    return [(r["member_id"], r["asset"]) for r in rows]
+
+
+async def lots_due_of(
+    conn: Conn, community: str, account: str, now: datetime
+) -> list[tuple[datetime, int, int]]:
+    """Under the account's lock: (instant, what its lots there hold, expiries made at
+    it already), earliest first."""
+    rows = await conn.fetch(q("lots_due_of"), community, account, now)
+    return [(r["expires_at"], r["amount"], r["rounds"]) for r in rows]
 
 
 class Uncount(msgspec.Struct, frozen=True, kw_only=True):

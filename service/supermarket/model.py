@@ -110,6 +110,7 @@ def points_tx(
     actor: str | None,
     metadata: dict[str, Any],
     request_hash: bytes,
+    undoes: int | None = None,
 ) -> NewTransaction:
     """The ledger transaction of a redemption or a return: one posting of points."""
     posting = Posting(source=source, destination=destination, asset="points", amount=amount)
@@ -121,4 +122,5 @@ def points_tx(
         reason=reason,
         actor=actor,
         metadata=metadata,
+        undoes=undoes,
     )

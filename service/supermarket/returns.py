@@ -69,6 +69,7 @@ async def _give_back(
         new.actor,
         {"redemption": redemption, "return": return_id},
         new.request_hash,
+        undoes=owner["tx_row"],
     )
     items = [ReturnLineOut(sku=x.sku, qty=x.qty, points=x.qty * x.points_each) for x in back]
     row = await market_store.write_return(

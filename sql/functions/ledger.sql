@@ -193,6 +193,11 @@ DECLARE
     v_done_status text[] := '{}';
     v_done_reason text[] := '{}';
     v_seal bigint[] := '{}';
+    -- Member accounts' debt beyond their lots, and what the writes do to lots.
+    v_uncovered bigint[];
+    v_moves ledger_lot_move[] := '{}';
+    v_locked_undoes bigint[];
+    v_locked_terms jsonb[];
     i integer;
     j integer;
     k integer;
@@ -234,16 +239,18 @@ BEGIN
     -- Locks: the transactions to finish, then the member accounts.
     IF cardinality(v_finish_ids) > 0 THEN
         IF p_skip_locked THEN
-            SELECT array_agg(t.id), array_agg(t.status), array_agg(t.expires_at)
-              INTO v_locked_tx, v_locked_status, v_locked_expires
-              FROM (SELECT t.id, t.status, t.expires_at FROM transactions t
+            SELECT array_agg(t.id), array_agg(t.status), array_agg(t.expires_at),
+                   array_agg(t.undoes), array_agg(t.lot_terms)
+              INTO v_locked_tx, v_locked_status, v_locked_expires, v_locked_undoes, v_locked_terms
+              FROM (SELECT t.id, t.status, t.expires_at, t.undoes, t.lot_terms FROM transactions t
                      WHERE t.community_id = p_community AND t.id = ANY (v_finish_ids)
                      ORDER BY t.id
                        FOR UPDATE SKIP LOCKED) t;
         ELSE
-            SELECT array_agg(t.id), array_agg(t.status), array_agg(t.expires_at)
-              INTO v_locked_tx, v_locked_status, v_locked_expires
-              FROM (SELECT t.id, t.status, t.expires_at FROM transactions t
+            SELECT array_agg(t.id), array_agg(t.status), array_agg(t.expires_at),
+                   array_agg(t.undoes), array_agg(t.lot_terms)
+              INTO v_locked_tx, v_locked_status, v_locked_expires, v_locked_undoes, v_locked_terms
+              FROM (SELECT t.id, t.status, t.expires_at, t.undoes, t.lot_terms FROM transactions t
                      WHERE t.community_id = p_community AND t.id = ANY (v_finish_ids)
                      ORDER BY t.id
                        FOR UPDATE) t;
@@ -252,18 +259,18 @@ BEGIN
     IF cardinality(v_member_addr) > 0 THEN
         IF p_skip_locked THEN
             SELECT array_agg(l.address), array_agg(l.id), array_agg(l.posted),
-                   array_agg(l.posted - l.held)
-              INTO v_locked_addr, v_id, v_posted, v_available
-              FROM (SELECT acc.address, acc.id, acc.posted, acc.held FROM accounts acc
+                   array_agg(l.posted - l.held), array_agg(l.uncovered)
+              INTO v_locked_addr, v_id, v_posted, v_available, v_uncovered
+              FROM (SELECT acc.address, acc.id, acc.posted, acc.held, acc.uncovered FROM accounts acc
                      WHERE acc.community_id = p_community AND acc.address = ANY (v_member_addr)
                        AND acc.member_id IS NOT NULL
                      ORDER BY acc.address COLLATE "C"
                        FOR UPDATE SKIP LOCKED) l;
         ELSE
             SELECT array_agg(l.address), array_agg(l.id), array_agg(l.posted),
-                   array_agg(l.posted - l.held)
-              INTO v_locked_addr, v_id, v_posted, v_available
-              FROM (SELECT acc.address, acc.id, acc.posted, acc.held FROM accounts acc
+                   array_agg(l.posted - l.held), array_agg(l.uncovered)
+              INTO v_locked_addr, v_id, v_posted, v_available, v_uncovered
+              FROM (SELECT acc.address, acc.id, acc.posted, acc.held, acc.uncovered FROM accounts acc
                      WHERE acc.community_id = p_community AND acc.address = ANY (v_member_addr)
                        AND acc.member_id IS NOT NULL
                      ORDER BY acc.address COLLATE "C"
@@ -400,6 +407,35 @@ BEGIN
             v_done_status := v_done_status || CASE WHEN w.op = 'post' THEN 'posted' ELSE 'voided' END;
             v_done_reason := v_done_reason || w.void_reason;
         END IF;
+        -- What it does to its member accounts' lots (ledger_lots).
+        p := v_first[i];
+        j := CASE WHEN w.op <> 'create' THEN array_position(v_locked_tx, w.tx_id) END;
+        FOREACH c IN ARRAY w.accounts LOOP
+            k := v_change[p];
+            p := p + 1;
+            CONTINUE WHEN NOT c.member;
+            IF w.op = 'create' AND w.pending THEN
+                IF c.held > 0 THEN
+                    v_moves := v_moves || ROW(v_tx[i], k, c.asset, 'hold', c.held, NULL, NULL)::ledger_lot_move;
+                END IF;
+            ELSIF w.op = 'create' THEN
+                IF c.posted <> 0 THEN
+                    v_moves := v_moves || ROW(v_tx[i], k, c.asset,
+                        CASE WHEN c.posted > 0 THEN 'credit' ELSE 'debit' END, abs(c.posted),
+                        w.undoes, w.lot_terms)::ledger_lot_move;
+                END IF;
+            ELSE
+                IF c.held < 0 THEN
+                    v_moves := v_moves || ROW(v_tx[i], k, c.asset, 'settle',
+                        CASE WHEN w.op = 'post' THEN greatest(-c.posted, 0) ELSE 0 END,
+                        NULL, NULL)::ledger_lot_move;
+                END IF;
+                IF c.posted > 0 THEN
+                    v_moves := v_moves || ROW(v_tx[i], k, c.asset, 'credit', c.posted,
+                        v_locked_undoes[j], v_locked_terms[j])::ledger_lot_move;
+                END IF;
+            END IF;
+        END LOOP;
         CONTINUE WHEN w.op = 'create' AND w.pending;
         -- Final now: sealed; if posted, its entries, a member entry with the
         -- balance it leaves.
@@ -429,12 +465,12 @@ BEGIN
             INSERT INTO transactions AS t
                 (community_id, client_id, request_hash, kind, status, pending_postings,
                  memo, metadata, reason, rule_id, rule_version, event_id, actor,
-                 reversal_of, expires_at, finalized_at)
+                 reversal_of, undoes, lot_terms, expires_at, finalized_at)
             SELECT p_community, x.client_id, x.request_hash, x.kind,
                    CASE WHEN x.pending THEN 'pending' ELSE 'posted' END,
                    CASE WHEN x.pending THEN x.reserved END, x.memo, x.metadata, x.reason,
                    x.rule_id, x.rule_version, x.event_id, x.actor, x.reversal_of,
-                   now() + make_interval(secs => x.ttl_s),
+                   x.undoes, x.lot_terms, now() + make_interval(secs => x.ttl_s),
                    CASE WHEN NOT x.pending THEN now() END
               FROM unnest(v_new) AS x
             ON CONFLICT (community_id, client_id) DO NOTHING
@@ -467,12 +503,16 @@ BEGIN
           FROM unnest(e_tx, e_leg, e_account, e_amount, e_balance)
                AS e(tx, leg, account, amount, balance);
     END IF;
+    IF cardinality(v_moves) > 0 THEN
+        v_uncovered := ledger_lots(p_community, v_moves, v_id, v_uncovered, v_new_ids);
+    END IF;
     IF cardinality(v_new) + cardinality(v_done_id) > 0 AND cardinality(v_id) > 0 THEN
         UPDATE accounts AS a
-           SET posted = a.posted + u.posted, held = a.held + u.held
-          FROM unnest(v_id, v_posted_change, v_held_change) AS u(id, posted, held)
+           SET posted = a.posted + u.posted, held = a.held + u.held, uncovered = u.uncovered
+          FROM unnest(v_id, v_posted_change, v_held_change, v_uncovered)
+               AS u(id, posted, held, uncovered)
          WHERE a.community_id = p_community AND a.id = u.id
-           AND (u.posted <> 0 OR u.held <> 0);
+           AND (u.posted <> 0 OR u.held <> 0 OR u.uncovered <> a.uncovered);
     END IF;
     IF cardinality(v_done_id) > 0 THEN
         UPDATE transactions AS t
@@ -519,14 +559,17 @@ LANGUAGE sql STABLE AS $$
          GROUP BY e.tx_id
     )
     SELECT u.tx_id,
-           sha256(convert_to(jsonb_build_array(
+           sha256(convert_to((jsonb_build_array(
                t.id, t.client_id, encode(t.request_hash, 'hex'), t.kind, t.status,
                t.pending_postings, t.memo, t.metadata, t.reason, t.rule_id, t.rule_version,
                t.event_id, t.actor, t.reversal_of,
                (extract(epoch FROM t.created_at) * 1000000)::bigint,
                (extract(epoch FROM t.expires_at) * 1000000)::bigint,
                (extract(epoch FROM t.finalized_at) * 1000000)::bigint,
-               t.void_reason, l.legs)::text, 'UTF8'))
+               t.void_reason, l.legs)
+               -- Fields added later, only when set: older digests stay as sealed.
+               || CASE WHEN t.undoes IS NULL AND t.lot_terms IS NULL THEN '[]'::jsonb
+                       ELSE jsonb_build_array(t.undoes, t.lot_terms) END)::text, 'UTF8'))
       FROM unnest(p_tx_ids) WITH ORDINALITY AS u(tx_id, ord)
       JOIN transactions t ON t.community_id = p_community AND t.id = u.tx_id
       LEFT JOIN legs l ON l.tx_id = u.tx_id
@@ -633,5 +676,261 @@ BEGIN
         problem := 'chain head does not match the last seal';
         RETURN NEXT;
     END IF;
+END
+$$;
+
+-- Lots (SPEC section 9; the tables and their invariants: sql/migrations/0005_lots.sql).
+
+CREATE OR REPLACE TRIGGER lot_uses_append_only BEFORE UPDATE OR DELETE ON lot_uses
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change();
+
+-- When a lot earned at `p_earned` expires under `p_policy` ('never',
+-- 'year_end_plus_one', 'months:N', 'at:<timestamp>'), in time zone `p_tz`:
+-- year_end_plus_one is 1 January of the second year after; months:N the end of
+-- the Nth calendar month after the month earned. Null: never.
+CREATE OR REPLACE FUNCTION ledger_lot_expiry(p_policy text, p_earned timestamptz, p_tz text)
+RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    SELECT CASE
+        WHEN p_policy IS NULL OR p_policy = 'never' THEN NULL
+        WHEN p_policy = 'year_end_plus_one'
+            THEN (date_trunc('year', p_earned AT TIME ZONE p_tz) + interval '2 years')
+                 AT TIME ZONE p_tz
+        WHEN p_policy LIKE 'months:%'
+            THEN (date_trunc('month', p_earned AT TIME ZONE p_tz)
+                  + make_interval(months => substr(p_policy, 8)::integer + 1)) AT TIME ZONE p_tz
+        WHEN p_policy LIKE 'at:%' THEN substr(p_policy, 4)::timestamptz
+    END
+$$;
+
+-- Applies the moves of one call of `ledger_write` to the lots of its member
+-- accounts (slots of `p_ids`, whose `uncovered` is `p_uncovered`), in order;
+-- returns each slot's `uncovered` after them. Temporary transaction ids (minus
+-- the place among the new) are those of `p_new_ids`. A move is
+--   credit  amount: gives back first what transaction `undoes` consumed on the
+--           account, latest first; then pays `uncovered`; the rest is a new lot
+--           on the terms of `terms`;
+--   debit   amount: takes `undoes`'s own lot first (reversing a credit), then free
+--           lots in the fixed order; what no lot has raises `uncovered`;
+--   hold    amount: holds free lots in the fixed order for a pending debit;
+--   settle  amount: the pending transaction's holds on the account go; the first
+--           `amount` of them is consumed (posted), the rest is free again.
+-- The lots needed are read in one statement, decided over arrays, and written
+-- in one statement.
+CREATE OR REPLACE FUNCTION ledger_lots(
+    p_community text, p_moves ledger_lot_move[], p_ids bigint[], p_uncovered bigint[],
+    p_new_ids bigint[])
+RETURNS bigint[]
+LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+DECLARE
+    mv ledger_lot_move;
+    v_unc bigint[] := p_uncovered;
+    v_need bigint[] := '{}';      -- accounts whose lots are read
+    v_undone bigint[] := '{}';
+    v_settled bigint[] := '{}';
+    -- Lots read or made: id, slot, expiry, earned, remaining, held, transaction,
+    -- whether changed, whether new (and then its amount).
+    l_id bigint[]; l_slot integer[]; l_exp timestamptz[]; l_earned timestamptz[];
+    l_rem bigint[]; l_held bigint[]; l_tx bigint[]; l_dirty boolean[]; l_new boolean[];
+    l_amount bigint[];
+    -- What undone transactions consumed, net, latest first.
+    u_of bigint[]; u_acc bigint[]; u_lot bigint[]; u_net bigint[];
+    -- Holds of the pending transactions settled.
+    h_tx bigint[]; h_acc bigint[]; h_lot bigint[]; h_amount bigint[];
+    -- Rows to write.
+    w_acc bigint[] := '{}'; w_lot bigint[] := '{}'; w_tx bigint[] := '{}';
+    w_amount bigint[] := '{}'; w_undoes bigint[] := '{}';
+    n_tx bigint[] := '{}'; n_ord smallint[] := '{}'; n_acc bigint[] := '{}';
+    n_lot bigint[] := '{}'; n_amount bigint[] := '{}';
+    v_tx bigint;
+    v_left bigint;
+    v_take bigint;
+    v_best integer;
+    v_earned timestamptz;
+    v_mine boolean;
+    v_mine_best boolean;
+    v_policy text;
+    v_tz text;  -- the community's, read once when a lot expires
+    i integer;
+    k integer;
+BEGIN
+    IF coalesce(cardinality(p_moves), 0) = 0 THEN
+        RETURN v_unc;
+    END IF;
+    FOREACH mv IN ARRAY p_moves LOOP
+        IF mv.op <> 'credit' THEN
+            v_need := v_need || p_ids[mv.slot];
+        END IF;
+        IF mv.undoes IS NOT NULL THEN
+            v_need := v_need || p_ids[mv.slot];
+            v_undone := v_undone || mv.undoes;
+        END IF;
+        IF mv.op = 'settle' THEN
+            v_settled := v_settled || CASE WHEN mv.tx < 0 THEN p_new_ids[-mv.tx] ELSE mv.tx END;
+        END IF;
+    END LOOP;
+    IF cardinality(v_undone) > 0 THEN
+        SELECT array_agg(x.of_tx ORDER BY x.last DESC), array_agg(x.account_id ORDER BY x.last DESC),
+               array_agg(x.lot_id ORDER BY x.last DESC), array_agg(x.net ORDER BY x.last DESC)
+          INTO u_of, u_acc, u_lot, u_net
+          FROM (SELECT coalesce(u.undoes, u.tx_id) AS of_tx, u.account_id, u.lot_id,
+                       sum(u.amount) AS net, max(u.id) AS last
+                  FROM lot_uses u
+                 WHERE u.community_id = p_community AND u.account_id = ANY (v_need)
+                   AND ((u.tx_id = ANY (v_undone) AND u.undoes IS NULL AND u.amount > 0)
+                        OR u.undoes = ANY (v_undone))
+                 GROUP BY 1, 2, 3
+                HAVING sum(u.amount) > 0) x;
+    END IF;
+    IF cardinality(v_need) > 0 THEN
+        SELECT array_agg(l.id), array_agg(array_position(p_ids, l.account_id)),
+               array_agg(l.expires_at), array_agg(l.earned_at), array_agg(l.remaining),
+               array_agg(l.held), array_agg(l.transaction_id), array_agg(false),
+               array_agg(false), array_agg(l.amount)
+          INTO l_id, l_slot, l_exp, l_earned, l_rem, l_held, l_tx, l_dirty, l_new, l_amount
+          FROM lots l
+         WHERE l.community_id = p_community AND l.account_id = ANY (v_need)
+           AND (l.remaining > 0 OR l.id = ANY (coalesce(u_lot, '{}')));
+    END IF;
+    l_id := coalesce(l_id, '{}');
+    IF cardinality(v_settled) > 0 THEN
+        SELECT array_agg(h.tx_id ORDER BY h.tx_id, h.ord), array_agg(h.account_id ORDER BY h.tx_id, h.ord),
+               array_agg(h.lot_id ORDER BY h.tx_id, h.ord), array_agg(h.amount ORDER BY h.tx_id, h.ord)
+          INTO h_tx, h_acc, h_lot, h_amount
+          FROM lot_holds h
+         WHERE h.community_id = p_community AND h.tx_id = ANY (v_settled);
+    END IF;
+    FOREACH mv IN ARRAY p_moves LOOP
+        v_tx := CASE WHEN mv.tx < 0 THEN p_new_ids[-mv.tx] ELSE mv.tx END;
+        v_left := mv.amount;
+        k := mv.slot;
+        IF mv.op = 'credit' THEN
+            -- Give back what the undone transaction consumed here, latest first.
+            FOR i IN 1 .. CASE WHEN mv.undoes IS NULL THEN 0 ELSE coalesce(cardinality(u_of), 0) END LOOP
+                EXIT WHEN v_left = 0;
+                CONTINUE WHEN u_of[i] <> mv.undoes OR u_acc[i] <> p_ids[k] OR u_net[i] = 0;
+                IF u_lot[i] IS NULL THEN
+                    v_take := least(u_net[i], v_left, v_unc[k]);
+                    v_unc[k] := v_unc[k] - v_take;
+                ELSE
+                    v_take := least(u_net[i], v_left);
+                    v_best := array_position(l_id, u_lot[i]);
+                    l_rem[v_best] := l_rem[v_best] + v_take;
+                    l_dirty[v_best] := true;
+                END IF;
+                CONTINUE WHEN v_take = 0;
+                u_net[i] := u_net[i] - v_take;
+                v_left := v_left - v_take;
+                w_acc := w_acc || p_ids[k]; w_lot := w_lot || u_lot[i]; w_tx := w_tx || v_tx;
+                w_amount := w_amount || -v_take; w_undoes := w_undoes || mv.undoes;
+            END LOOP;
+            -- Pay what earlier debits could not take from lots.
+            v_take := least(v_left, v_unc[k]);
+            IF v_take > 0 THEN
+                v_unc[k] := v_unc[k] - v_take;
+                v_left := v_left - v_take;
+                w_acc := w_acc || p_ids[k]; w_lot := w_lot || NULL::bigint; w_tx := w_tx || v_tx;
+                w_amount := w_amount || -v_take; w_undoes := w_undoes || NULL::bigint;
+            END IF;
+            IF v_left > 0 THEN
+                v_earned := coalesce((mv.terms ->> 'earned_at')::timestamptz, now());
+                l_id := l_id || nextval('lot_seq');
+                l_slot := l_slot || k;
+                v_policy := coalesce(mv.terms ->> 'expires', mv.terms ->> mv.asset, 'never');
+                IF v_tz IS NULL AND v_policy <> 'never' THEN
+                    SELECT c.timezone INTO v_tz FROM communities c WHERE c.id = p_community;
+                END IF;
+                l_exp := l_exp || ledger_lot_expiry(v_policy, v_earned, v_tz);
+                l_earned := l_earned || v_earned;
+                l_rem := l_rem || v_left;
+                l_held := l_held || 0::bigint;
+                l_tx := l_tx || v_tx;
+                l_dirty := l_dirty || false;
+                l_new := l_new || true;
+                l_amount := l_amount || v_left;
+            END IF;
+        ELSIF mv.op = 'settle' THEN
+            FOR i IN 1 .. coalesce(cardinality(h_tx), 0) LOOP
+                CONTINUE WHEN h_tx[i] <> v_tx OR h_acc[i] <> p_ids[k];
+                v_take := least(h_amount[i], v_left);
+                v_left := v_left - v_take;
+                IF h_lot[i] IS NULL THEN
+                    v_unc[k] := v_unc[k] + v_take;
+                ELSE
+                    v_best := array_position(l_id, h_lot[i]);
+                    l_held[v_best] := l_held[v_best] - h_amount[i];
+                    l_rem[v_best] := l_rem[v_best] - v_take;
+                    l_dirty[v_best] := true;
+                END IF;
+                IF v_take > 0 THEN
+                    w_acc := w_acc || p_ids[k]; w_lot := w_lot || h_lot[i]; w_tx := w_tx || v_tx;
+                    w_amount := w_amount || v_take; w_undoes := w_undoes || NULL::bigint;
+                END IF;
+            END LOOP;
+        ELSE
+            -- debit or hold: free lots, the undone credit's own first, then in order.
+            WHILE v_left > 0 LOOP
+                v_best := NULL;
+                FOR i IN 1 .. cardinality(l_id) LOOP
+                    CONTINUE WHEN l_slot[i] <> k OR l_rem[i] - l_held[i] <= 0;
+                    v_mine := l_tx[i] IS NOT DISTINCT FROM mv.undoes;
+                    IF v_best IS NULL OR (v_mine AND NOT v_mine_best)
+                       OR (v_mine = v_mine_best
+                           AND (coalesce(l_exp[i], 'infinity'), l_earned[i], l_id[i])
+                             < (coalesce(l_exp[v_best], 'infinity'), l_earned[v_best], l_id[v_best]))
+                    THEN
+                        v_best := i;
+                        v_mine_best := v_mine;
+                    END IF;
+                END LOOP;
+                EXIT WHEN v_best IS NULL;
+                v_take := least(v_left, l_rem[v_best] - l_held[v_best]);
+                v_left := v_left - v_take;
+                l_dirty[v_best] := true;
+                IF mv.op = 'hold' THEN
+                    l_held[v_best] := l_held[v_best] + v_take;
+                    n_tx := n_tx || v_tx; n_ord := n_ord || (cardinality(n_tx))::smallint; n_acc := n_acc || p_ids[k];
+                    n_lot := n_lot || l_id[v_best]; n_amount := n_amount || v_take;
+                ELSE
+                    l_rem[v_best] := l_rem[v_best] - v_take;
+                    w_acc := w_acc || p_ids[k]; w_lot := w_lot || l_id[v_best]; w_tx := w_tx || v_tx;
+                    w_amount := w_amount || v_take; w_undoes := w_undoes || NULL::bigint;
+                END IF;
+            END LOOP;
+            IF v_left > 0 AND mv.op = 'hold' THEN
+                n_tx := n_tx || v_tx; n_ord := n_ord || (cardinality(n_tx))::smallint; n_acc := n_acc || p_ids[k];
+                n_lot := n_lot || NULL::bigint; n_amount := n_amount || v_left;
+            ELSIF v_left > 0 THEN
+                v_unc[k] := v_unc[k] + v_left;
+                w_acc := w_acc || p_ids[k]; w_lot := w_lot || NULL::bigint; w_tx := w_tx || v_tx;
+                w_amount := w_amount || v_left; w_undoes := w_undoes || NULL::bigint;
+            END IF;
+        END IF;
+    END LOOP;
+    -- Written at once: new lots, changed lots, uses, holds made and holds gone.
+    WITH made AS (
+        INSERT INTO lots (community_id, id, account_id, transaction_id, earned_at, expires_at,
+                          amount, remaining, held)
+        SELECT p_community, l.id, p_ids[l.slot], l.tx, l.earned, l.exp, l.amount, l.rem, l.held
+          FROM unnest(l_id, l_slot, l_tx, l_earned, l_exp, l_amount, l_rem, l_held, l_new)
+               AS l(id, slot, tx, earned, exp, amount, rem, held, new)
+         WHERE l.new
+    ), changed AS (
+        UPDATE lots AS t SET remaining = l.rem, held = l.held
+          FROM unnest(l_id, l_rem, l_held, l_dirty, l_new) AS l(id, rem, held, dirty, new)
+         WHERE l.dirty AND NOT l.new AND t.community_id = p_community AND t.id = l.id
+    ), gone AS (
+        DELETE FROM lot_holds h
+         WHERE cardinality(v_settled) > 0 AND h.community_id = p_community
+           AND h.tx_id = ANY (v_settled)
+    ), held AS (
+        INSERT INTO lot_holds (community_id, tx_id, ord, account_id, lot_id, amount)
+        SELECT p_community, h.tx, h.ord, h.acc, h.lot, h.amount
+          FROM unnest(n_tx, n_ord, n_acc, n_lot, n_amount) AS h(tx, ord, acc, lot, amount)
+    )
+    INSERT INTO lot_uses (community_id, account_id, lot_id, tx_id, amount, undoes)
+    SELECT p_community, u.acc, u.lot, u.tx, u.amount, u.undoes
+      FROM unnest(w_acc, w_lot, w_tx, w_amount, w_undoes) AS u(acc, lot, tx, amount, undoes);
+    RETURN v_unc;
 END
 $$;

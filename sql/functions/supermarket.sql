@@ -91,12 +91,12 @@ $$;
 -- Statement 1 of a return: the redemption locked (nothing else happens when it
 -- does not exist), then, under its lock and so seeing every earlier return: the
 -- request hash of the return `p_return_id` if it exists (and then nothing more),
--- the number of returns when the client gave no id, and the lines as
--- redemption_get reads them.
+-- the number of returns when the client gave no id, the lines as
+-- redemption_get reads them, and the row id of the redemption's transaction.
 CREATE OR REPLACE FUNCTION redemption_return_prepare(
     p_community text, p_redemption text, p_return_id text,
     OUT store_id text, OUT member_id text, OUT return_hash bytea, OUT return_count bigint,
-    OUT lines jsonb)
+    OUT lines jsonb, OUT tx_row bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
     SELECT r.store_id, r.member_id INTO store_id, member_id
@@ -106,6 +106,10 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
+    -- The redemption's ledger transaction: a return undoes it (its lots come back).
+    SELECT t.id INTO tx_row
+      FROM transactions t
+     WHERE t.community_id = p_community AND t.client_id = 'redemption:' || p_redemption;
     IF p_return_id IS NOT NULL THEN
         SELECT x.request_hash INTO return_hash
           FROM redemption_returns x

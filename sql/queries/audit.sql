@@ -76,3 +76,64 @@ SELECT t.client_id, t.status
 
 -- name: audit_chain
 SELECT seq, tx_id, problem FROM ledger_verify_chain($1);
+
+-- name: audit_lots_cover
+-- Member accounts whose open lots, less what is uncovered, are not their posted
+-- balance, or whose holds are not what they hold.
+SELECT a.address, a.posted, a.held, a.uncovered,
+       coalesce(l.remaining, 0) AS remaining, coalesce(h.amount, 0) AS holds
+  FROM accounts a
+  LEFT JOIN (SELECT account_id, sum(remaining) AS remaining FROM lots
+              WHERE community_id = $1 GROUP BY account_id) l ON l.account_id = a.id
+  LEFT JOIN (SELECT account_id, sum(amount) AS amount FROM lot_holds
+              WHERE community_id = $1 GROUP BY account_id) h ON h.account_id = a.id
+ WHERE a.community_id = $1 AND a.member_id IS NOT NULL
+   AND (coalesce(l.remaining, 0) - a.uncovered <> a.posted OR coalesce(h.amount, 0) <> a.held);
+
+-- name: audit_lot_uses
+-- Lots whose remaining is not their amount less the net of their uses, or whose
+-- held is not what pending transactions hold of them.
+SELECT l.id, l.amount, l.remaining, l.held,
+       coalesce(u.used, 0) AS used, coalesce(h.amount, 0) AS holds
+  FROM lots l
+  LEFT JOIN (SELECT lot_id, sum(amount) AS used FROM lot_uses
+              WHERE community_id = $1 AND lot_id IS NOT NULL GROUP BY lot_id) u ON u.lot_id = l.id
+  LEFT JOIN (SELECT lot_id, sum(amount) AS amount FROM lot_holds
+              WHERE community_id = $1 AND lot_id IS NOT NULL GROUP BY lot_id) h ON h.lot_id = l.id
+ WHERE l.community_id = $1
+   AND (l.remaining <> l.amount - coalesce(u.used, 0) OR l.held <> coalesce(h.amount, 0));
+
+-- name: audit_tx_lots
+-- Transactions whose change to a member account is not the lots they made less
+-- what they consumed (consumption records sum to each debit).
+WITH nets AS (
+    SELECT e.tx_id, e.account_id, sum(e.amount) AS net
+      FROM entries e
+      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+     WHERE e.community_id = $1 AND a.member_id IS NOT NULL
+       AND e.tx_id >= coalesce((SELECT first_tx FROM lot_epochs WHERE community_id = $1), 0)
+     GROUP BY e.tx_id, e.account_id
+)
+SELECT t.client_id, a.address, n.net, coalesce(l.made, 0) AS made, coalesce(u.used, 0) AS used
+  FROM nets n
+  JOIN transactions t ON t.community_id = $1 AND t.id = n.tx_id
+  JOIN accounts a ON a.community_id = $1 AND a.id = n.account_id
+  LEFT JOIN (SELECT transaction_id, account_id, sum(amount) AS made FROM lots
+              WHERE community_id = $1 GROUP BY 1, 2) l
+         ON l.transaction_id = n.tx_id AND l.account_id = n.account_id
+  LEFT JOIN (SELECT tx_id, account_id, sum(amount) AS used FROM lot_uses
+              WHERE community_id = $1 GROUP BY 1, 2) u
+         ON u.tx_id = n.tx_id AND u.account_id = n.account_id
+ WHERE n.net <> coalesce(l.made, 0) - coalesce(u.used, 0);
+
+-- name: audit_undo_lots
+-- Undos that gave a lot back more than the undone transaction consumed of it.
+SELECT t.client_id, r.lot_id, r.restored, coalesce(c.consumed, 0) AS consumed
+  FROM (SELECT undoes, account_id, lot_id, -sum(amount) AS restored FROM lot_uses
+         WHERE community_id = $1 AND undoes IS NOT NULL GROUP BY 1, 2, 3) r
+  LEFT JOIN (SELECT tx_id, account_id, lot_id, sum(amount) AS consumed FROM lot_uses
+              WHERE community_id = $1 AND amount > 0 AND undoes IS NULL GROUP BY 1, 2, 3) c
+         ON c.tx_id = r.undoes AND c.account_id = r.account_id
+        AND c.lot_id IS NOT DISTINCT FROM r.lot_id
+  JOIN transactions t ON t.community_id = $1 AND t.id = r.undoes
+ WHERE r.restored > coalesce(c.consumed, 0);

@@ -45,25 +45,6 @@ SELECT id FROM members
  WHERE community_id = $1 AND id > $2 AND closed_at IS NULL
  ORDER BY id LIMIT $3;
 
--- name: expiry_inputs
--- For year-end expiry: what the member earned through rules up to year $3, what
--- left its points account before $4 other than by expiry, and what has expired.
--- The reversal of an award that took it out of `earned` (marked `uncounted`) is not
--- spending as well.
-SELECT
-    (SELECT coalesce(sum(s.earned), 0)::bigint FROM member_stats s
-      WHERE s.community_id = $1 AND s.member_id = $2
-        AND s.period_key ~ '^[0-9]{4}$' AND s.period_key <= $3) AS earned,
-    coalesce(-sum(e.amount) FILTER (WHERE e.amount < 0 AND t.kind <> 'expiry'
-                                    AND e.created_at < $4
-                                    AND NOT (t.kind = 'reversal' AND t.metadata ? 'uncounted')),
-             0)::bigint AS spent,
-    coalesce(-sum(e.amount) FILTER (WHERE t.kind = 'expiry'), 0)::bigint AS expired
-  FROM accounts a
-  JOIN entries e ON e.community_id = a.community_id AND e.account_id = a.id
-  JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
- WHERE a.community_id = $1 AND a.address = 'member:' || $2 || ':points';
-
 -- name: event_counted
 -- What an event's reversals need to know of it: when it occurred, and its record
 -- (which rules posted which transactions).
@@ -73,3 +54,41 @@ SELECT occurred_at, result FROM events WHERE community_id = $1 AND id = $2;
 -- See rules_reverse (sql/functions/rules.sql): the reversal written, and what the
 -- reversed transaction counted taken out of the statistics when it is created.
 SELECT * FROM rules_reverse($1, ledger_writes($2::text::jsonb), $3, $4, $5, $6, $7, $8, $9, $10);
+
+-- name: lots_due
+-- The member accounts of community $1 with lots that reached their instant by $2
+-- and still hold something (members who moved out take nothing more).
+SELECT DISTINCT m.id AS member_id, a.asset
+  FROM lots l
+  JOIN accounts a ON a.community_id = l.community_id AND a.id = l.account_id
+  JOIN members m ON m.community_id = a.community_id AND m.id = a.member_id
+ WHERE l.community_id = $1 AND l.expires_at <= $2 AND l.remaining > l.held
+   AND l.expires_at IS NOT NULL AND m.closed_at IS NULL
+ ORDER BY 1, 2;
+
+-- name: lots_due_of
+-- Under the account's lock: per instant reached by $3, earliest first, what the
+-- lots of account $2 at it still hold, and how many expiry transactions that
+-- instant already has (a lot given back after it expired expires again): the
+-- first is `expiry:<asset>:<instant>:<member>`, the nth adds `:<n>`; they are
+-- counted by probing the client ids one by one on the unique index, so a member
+-- id that another begins with, or one with `_` or `%` in it, counts only its own.
+SELECT d.expires_at, d.amount,
+       (WITH RECURSIVE r(n) AS (
+            SELECT 1 WHERE EXISTS (
+                SELECT 1 FROM transactions t WHERE t.community_id = $1 AND t.client_id = d.key)
+            UNION ALL
+            SELECT r.n + 1 FROM r WHERE EXISTS (
+                SELECT 1 FROM transactions t
+                 WHERE t.community_id = $1 AND t.client_id = d.key || ':' || (r.n + 1)))
+        SELECT count(*) FROM r) AS rounds
+  FROM (SELECT l.expires_at, sum(l.remaining - l.held)::bigint AS amount,
+               'expiry:' || a.asset || ':'
+               || to_char(l.expires_at AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"')
+               || ':' || a.member_id AS key
+          FROM lots l
+          JOIN accounts a ON a.community_id = l.community_id AND a.id = l.account_id
+         WHERE l.community_id = $1 AND a.address = $2 AND l.expires_at <= $3
+           AND l.remaining > l.held
+         GROUP BY l.expires_at, a.asset, a.member_id) d
+ ORDER BY d.expires_at;

@@ -48,8 +48,9 @@ SELECT id, request_hash, items, points, created_at FROM redemption_returns
  WHERE community_id = $1 AND redemption_id = $2 AND id = $3;
 
 -- name: redemption_return_prepare
--- A return's first statement: the redemption locked, the return id, the lines.
-SELECT store_id, member_id, return_hash, return_count, lines
+-- A return's first statement: the redemption locked, the return id, the lines,
+-- and the row id of the transaction the return undoes.
+SELECT store_id, member_id, return_hash, return_count, lines, tx_row
   FROM redemption_return_prepare($1, $2, $3);
 
 -- name: redemption_return_write

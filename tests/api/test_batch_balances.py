@@ -132,6 +132,7 @@ async def test_pending_items_of_a_batch_hold_and_can_be_posted(client: Client) -
         "held": 20,
         "baseline": 100,
         "redeemable": 10,
+        "expiring": [],
     }
     assert (await entries(client, "property:acme:offsets")) == []
     assert (await client.post(f"{C}/transactions/h0/post")).status_code == 200

@@ -86,6 +86,7 @@ async def test_hold_apply_then_cancel_gives_points_back(client: Client) -> None:
         "held": 30,
         "baseline": 100,
         "redeemable": 20,
+        "expiring": [],
     }
     applied = await client.post(f"{OFFSETS}/bill-1/apply")
     assert applied.status_code == 200 and applied.json()["status"] == "applied"

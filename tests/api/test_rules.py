@@ -50,6 +50,7 @@ async def test_publish_read_and_versions(client: Client) -> None:
         "held": 0,
         "baseline": 120,
         "redeemable": 0,
+        "expiring": [],
     }
 
 

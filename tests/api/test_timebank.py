@@ -30,8 +30,8 @@ async def test_a_time_transfer_moves_minutes_once(client: Client) -> None:
         {"source": "member:m0:minutes", "destination": "member:m1:minutes", "asset": "minutes",
          "amount": 25}
     ]  # fmt: skip
-    assert (await balance(client, "m0"))["minutes"] == {"balance": 35, "held": 0}
-    assert (await balance(client, "m1"))["minutes"] == {"balance": 25, "held": 0}
+    assert (await balance(client, "m0"))["minutes"] == {"balance": 35, "held": 0, "expiring": []}
+    assert (await balance(client, "m1"))["minutes"] == {"balance": 25, "held": 0, "expiring": []}
     again = await client.post(f"{C}/time-transfers", json=_gift("g1", 25, memo="shopping help"))
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
     other = await client.post(f"{C}/time-transfers", json=_gift("g1", 5))
@@ -56,7 +56,7 @@ async def test_time_transfers_refused_whole_and_changing_nothing(client: Client)
     for bad in (_gift("g4", 0), _gift("g5", 1.5), _gift("g6", 1, extra=1), _gift("a b", 1)):
         r = await client.post(f"{C}/time-transfers", json=bad)
         assert r.status_code == 422, (bad, r.text)
-    assert (await balance(client, "m0"))["minutes"] == {"balance": 10, "held": 0}
+    assert (await balance(client, "m0"))["minutes"] == {"balance": 10, "held": 0, "expiring": []}
     for tx_id in ("g1", "g2", "g3"):
         assert (await client.get(f"{C}/transactions/{tx_id}")).status_code == 404
 

@@ -15,8 +15,8 @@ async def test_transfer_moves_points_and_statement_explains(client: Client) -> N
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "posted"
     assert await balance(client, "m0") == {
-        "points": {"score": 120, "held": 0, "baseline": 100, "redeemable": 20},
-        "minutes": {"balance": 0, "held": 0},
+        "points": {"score": 120, "held": 0, "baseline": 100, "redeemable": 20, "expiring": []},
+        "minutes": {"balance": 0, "held": 0, "expiring": []},
     }
     page = (await client.get(f"{C}/members/m0/statement")).json()
     assert [(e["transaction_id"], e["amount"], e["balance_after"]) for e in page["entries"]] == [
@@ -82,6 +82,7 @@ async def test_pending_post_partial_then_void_refused(client: Client) -> None:
         "held": 40,
         "baseline": 100,
         "redeemable": 10,
+        "expiring": [],
     }
     r = await client.post(f"{C}/transactions/h1/post", json={"amount": 25})
     assert r.status_code == 200 and r.json()["status"] == "posted"
@@ -91,6 +92,7 @@ async def test_pending_post_partial_then_void_refused(client: Client) -> None:
         "held": 0,
         "baseline": 100,
         "redeemable": 25,
+        "expiring": [],
     }
     r = await client.post(f"{C}/transactions/h1/void")
     assert r.status_code == 409 and r.json()["code"] == "invalid_state"

@@ -47,7 +47,7 @@ async def test_hours_wait_for_approval_then_credit_minutes_and_points(client: Cl
     awarded = sum(t["postings"][0]["amount"] for t in event["transactions"])
     assert awarded == 90 // 6  # the example scheme's volunteer-points rule
     after = await balance(client, "m0")
-    assert after["minutes"] == {"balance": 90, "held": 0}
+    assert after["minutes"] == {"balance": 90, "held": 0, "expiring": []}
     assert after["points"]["score"] == 100 + awarded
     again = await client.post(f"{C}/volunteer-hours/vh1/approve")
     assert again.status_code == 200 and again.headers["idempotent-replayed"] == "true"
@@ -111,6 +111,6 @@ async def test_hours_the_rules_could_never_count_are_refused_at_once(client: Cli
         assert r.status_code == 422, (at, r.text)
         assert r.json()["code"] == "validation_error"
         assert (await client.get(f"{C}/volunteer-hours/{hours_id}")).status_code == 404
-    assert (await balance(client, "m0"))["minutes"] == {"balance": 0, "held": 0}
+    assert (await balance(client, "m0"))["minutes"] == {"balance": 0, "held": 0, "expiring": []}
     r = await client.post(f"{C}/volunteer-hours", json=log_body("vh1"))
     assert r.status_code == 201, r.text

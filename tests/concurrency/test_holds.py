@@ -58,6 +58,7 @@ async def test_post_and_void_race_has_one_winner_per_hold(api: httpx.AsyncClient
         "held": 0,
         "baseline": 100,
         "redeemable": 50 - 4 * posted,
+        "expiring": [],
     }
     assert (await api.get(f"{C}/accounts/{ACME_OFFSETS}")).json()["posted"] == 4 * posted
 
@@ -99,6 +100,7 @@ async def test_holds_and_spends_together_never_exceed_redeemable(api: httpx.Asyn
         "held": 5 * len(held),
         "baseline": 100,
         "redeemable": 0,
+        "expiring": [],
     }
     more = [transfer(f"late{i}", "member:m0:points", STORE, 1) for i in range(10)]
     posts = asyncio.gather(*(finish(api, tx_id, "post") for tx_id in held))
@@ -111,6 +113,7 @@ async def test_holds_and_spends_together_never_exceed_redeemable(api: httpx.Asyn
         "held": 0,
         "baseline": 100,
         "redeemable": 0,
+        "expiring": [],
     }
 
 
@@ -152,4 +155,5 @@ async def test_posting_races_the_expiry_job(api: httpx.AsyncClient, pool: asyncp
         "held": 0,
         "baseline": 100,
         "redeemable": 100 - 2 * posted,
+        "expiring": [],
     }

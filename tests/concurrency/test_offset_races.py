@@ -122,6 +122,7 @@ async def test_apply_and_cancel_racing_end_consistent(api: httpx.AsyncClient) ->
         "held": 0,
         "baseline": 100,
         "redeemable": 100 - 10 * applied,
+        "expiring": [],
     }
 
 
@@ -168,4 +169,5 @@ async def test_concurrent_applies_of_one_hold_apply_it_once(api: httpx.AsyncClie
         "held": 0,
         "baseline": 100,
         "redeemable": 90,
+        "expiring": [],
     }

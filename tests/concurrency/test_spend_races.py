@@ -28,6 +28,7 @@ async def test_forty_spends_of_five_take_exactly_the_fifty_redeemable(
         "held": 0,
         "baseline": 100,
         "redeemable": 0,
+        "expiring": [],
     }
     assert (await api.get(f"{C}/accounts/{STORE}")).json()["posted"] == 50
     lookups = await asyncio.gather(*(api.get(f"{C}/transactions/{i}") for i in refused))

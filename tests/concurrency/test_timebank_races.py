@@ -32,7 +32,7 @@ async def test_twelve_conversions_race_for_five(api: httpx.AsyncClient) -> None:
     assert Counter(r.status_code for r in responses) == {201: 5, 409: 7}
     assert {r.json()["code"] for r in responses if r.status_code == 409} == {"insufficient_points"}
     after = await balance(api, "m0")
-    assert after["minutes"] == {"balance": 0, "held": 0}
+    assert after["minutes"] == {"balance": 0, "held": 0, "expiring": []}
     assert after["points"]["score"] == 100 + 5 * 2  # 12 minutes at 10 points an hour
 
 

@@ -55,6 +55,7 @@ async def test_expiry_voids_a_due_hold_and_releases_it(client: Client, pool: asy
         "held": 10,
         "baseline": 100,
         "redeemable": 40,
+        "expiring": [],
     }
     for tx_id in ("later", "no-ttl"):
         assert (await client.get(f"{C}/transactions/{tx_id}")).json()["status"] == "pending"
@@ -81,6 +82,7 @@ async def test_an_expired_hold_cannot_be_posted_before_the_job_runs(
         "held": 0,
         "baseline": 100,
         "redeemable": 50,
+        "expiring": [],
     }
 
 
@@ -107,6 +109,7 @@ async def test_two_expiry_processes_void_each_hold_once(client: Client, dsn: str
             "held": 0,
             "baseline": 100,
             "redeemable": 50,
+            "expiring": [],
         }
 
 

@@ -95,8 +95,8 @@ async def test_close_forfeits_redeemable_points_and_keeps_the_baseline(client: C
         (POOL, "minutes", 90),
     }
     assert await balance(client, "m0") == {
-        "points": {"score": 100, "held": 0, "baseline": 100, "redeemable": 0},
-        "minutes": {"balance": 0, "held": 0},
+        "points": {"score": 100, "held": 0, "baseline": 100, "redeemable": 0, "expiring": []},
+        "minutes": {"balance": 0, "held": 0, "expiring": []},
     }
     assert await posted(client, EXPIRED) == 50
     shown = (await client.get(f"{C}/members/m0")).json()
@@ -249,8 +249,8 @@ async def test_a_closed_member_is_neither_spent_nor_credited(client: Client) -> 
     items = (await client.get(f"{C}/stores/s1/items")).json()["items"]
     assert [(i["sku"], i["stock"]) for i in items] == [("soap", 3)]
     assert await balance(client, "m1") == {
-        "points": {"score": 100, "held": 0, "baseline": 50, "redeemable": 50},
-        "minutes": {"balance": 10, "held": 0},
+        "points": {"score": 100, "held": 0, "baseline": 50, "redeemable": 50, "expiring": []},
+        "minutes": {"balance": 10, "held": 0, "expiring": []},
     }
 
 

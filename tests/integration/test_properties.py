@@ -560,8 +560,13 @@ class Walk:
                     "held": held,
                     "baseline": BASELINE,
                     "redeemable": max(0, score - held - BASELINE),
+                    "expiring": [],
                 },
-                "minutes": {"balance": model.posted[minutes], "held": model.held[minutes]},
+                "minutes": {
+                    "balance": model.posted[minutes],
+                    "held": model.held[minutes],
+                    "expiring": [],
+                },
             }
             assert got == expected, f"{m} after {self.log[-1:]}"
             assert got["points"]["redeemable"] >= 0

@@ -61,7 +61,7 @@ async def test_monthly_rule_catches_up_once_even_when_run_twice_at_once(
     assert entries[0]["reason"] == "遵守小区公约"
 
 
-async def test_points_expire_at_the_end_of_the_next_year_oldest_first(
+async def test_points_expire_at_the_end_of_the_next_year_soonest_first(
     client: Client, pool: asyncpg.Pool
 ) -> None:
     await community(client, members=1)
@@ -77,14 +77,20 @@ async def test_points_expire_at_the_end_of_the_next_year_oldest_first(
     assert (await client.post(f"{C}/transactions", json=spend)).status_code == 201
     assert (await balance(client, "m0"))["points"]["score"] == 150
 
-    # 2024's 40 points expire when 2026 begins; the spend came later, from 2025's.
+    # The spend (today, after 2024's lots reached their instant but before the job
+    # expired them) took the soonest-expiring lots: 2024's. Their other 30 expire
+    # when the job runs; 2025's 20 stay.
     assert await run_all(pool, RuleBook(), datetime.fromisoformat("2026-01-01T00:00:01+08:00")) == 1
-    assert (await balance(client, "m0"))["points"]["score"] == 110
+    assert (await balance(client, "m0"))["points"]["score"] == 120
     assert await run_all(pool, RuleBook(), datetime.fromisoformat("2026-06-01T00:00:00+08:00")) == 0
-    # 2025's 20, less the 10 spent, expire when 2027 begins.
+    # 2025's 20 expire when 2027 begins.
     assert await run_all(pool, RuleBook(), datetime.fromisoformat("2027-01-01T00:00:01+08:00")) == 1
     assert (await balance(client, "m0"))["points"]["score"] == 100
     r = await client.get(f"{C}/accounts/system:expired:points")
     assert r.json()["posted"] == 50
     entries = (await client.get(f"{C}/members/m0/statement")).json()["entries"]
-    assert entries[0]["kind"] == "expiry" and "2025" in entries[0]["reason"]
+    assert [(e["transaction_id"], e["amount"]) for e in entries if e["kind"] == "expiry"] == [
+        ("expiry:points:20261231T160000Z:m0", -20),
+        ("expiry:points:20251231T160000Z:m0", -30),
+    ]
+    assert entries[0]["reason"] == "积分过期"
