@@ -715,8 +715,9 @@ $$;
 --   hold    amount: holds free lots in the fixed order for a pending debit;
 --   settle  amount: the pending transaction's holds on the account go; the first
 --           `amount` of them is consumed (posted), the rest is free again.
--- The lots needed are read in one statement, decided over arrays, and written
--- in one statement.
+-- The lots named by undone or settled transactions are read in one statement,
+-- each debited account's free lots in the fixed order only as far as its debits
+-- reach; decided over arrays, and written in one statement.
 CREATE OR REPLACE FUNCTION ledger_lots(
     p_community text, p_moves ledger_lot_move[], p_ids bigint[], p_uncovered bigint[],
     p_new_ids bigint[])
@@ -726,6 +727,9 @@ DECLARE
     mv ledger_lot_move;
     v_unc bigint[] := p_uncovered;
     v_need bigint[] := '{}';      -- accounts whose lots are read
+    v_want bigint[];              -- per slot: what its debits and holds take
+    v_cover bigint;
+    r record;
     v_undone bigint[] := '{}';
     v_settled bigint[] := '{}';
     -- Lots read or made: id, slot, expiry, earned, remaining, held, transaction,
@@ -757,9 +761,13 @@ BEGIN
     IF coalesce(cardinality(p_moves), 0) = 0 THEN
         RETURN v_unc;
     END IF;
+    v_want := array_fill(0::bigint, ARRAY[cardinality(p_ids)]);
     FOREACH mv IN ARRAY p_moves LOOP
         IF mv.op <> 'credit' THEN
             v_need := v_need || p_ids[mv.slot];
+        END IF;
+        IF mv.op IN ('debit', 'hold') THEN
+            v_want[mv.slot] := v_want[mv.slot] + mv.amount;
         END IF;
         IF mv.undoes IS NOT NULL THEN
             v_need := v_need || p_ids[mv.slot];
@@ -782,6 +790,15 @@ BEGIN
                  GROUP BY 1, 2, 3
                 HAVING sum(u.amount) > 0) x;
     END IF;
+    IF cardinality(v_settled) > 0 THEN
+        SELECT array_agg(h.tx_id ORDER BY h.tx_id, h.ord), array_agg(h.account_id ORDER BY h.tx_id, h.ord),
+               array_agg(h.lot_id ORDER BY h.tx_id, h.ord), array_agg(h.amount ORDER BY h.tx_id, h.ord)
+          INTO h_tx, h_acc, h_lot, h_amount
+          FROM lot_holds h
+         WHERE h.community_id = p_community AND h.tx_id = ANY (v_settled);
+    END IF;
+    -- The lots named: those undone consumption goes back to, those held by the
+    -- settled, and the undone credits' own.
     IF cardinality(v_need) > 0 THEN
         SELECT array_agg(l.id), array_agg(array_position(p_ids, l.account_id)),
                array_agg(l.expires_at), array_agg(l.earned_at), array_agg(l.remaining),
@@ -790,16 +807,36 @@ BEGIN
           INTO l_id, l_slot, l_exp, l_earned, l_rem, l_held, l_tx, l_dirty, l_new, l_amount
           FROM lots l
          WHERE l.community_id = p_community AND l.account_id = ANY (v_need)
-           AND (l.remaining > 0 OR l.id = ANY (coalesce(u_lot, '{}')));
+           AND (l.id = ANY (coalesce(u_lot, '{}') || coalesce(h_lot, '{}'))
+                OR (l.transaction_id = ANY (v_undone) AND l.remaining > 0));
     END IF;
-    l_id := coalesce(l_id, '{}');
-    IF cardinality(v_settled) > 0 THEN
-        SELECT array_agg(h.tx_id ORDER BY h.tx_id, h.ord), array_agg(h.account_id ORDER BY h.tx_id, h.ord),
-               array_agg(h.lot_id ORDER BY h.tx_id, h.ord), array_agg(h.amount ORDER BY h.tx_id, h.ord)
-          INTO h_tx, h_acc, h_lot, h_amount
-          FROM lot_holds h
-         WHERE h.community_id = p_community AND h.tx_id = ANY (v_settled);
-    END IF;
+    l_id := coalesce(l_id, '{}'); l_slot := coalesce(l_slot, '{}'); l_exp := coalesce(l_exp, '{}');
+    l_earned := coalesce(l_earned, '{}'); l_rem := coalesce(l_rem, '{}');
+    l_held := coalesce(l_held, '{}'); l_tx := coalesce(l_tx, '{}');
+    l_dirty := coalesce(l_dirty, '{}'); l_new := coalesce(l_new, '{}');
+    l_amount := coalesce(l_amount, '{}');
+    -- Then each debited account's free lots in the fixed order, only as far as
+    -- its debits and holds can reach: a member with many lots costs a debit the
+    -- few it takes, not all of them (the index lots_open is in this order).
+    FOR k IN 1 .. cardinality(p_ids) LOOP
+        CONTINUE WHEN v_want[k] = 0;
+        v_cover := 0;
+        FOR r IN SELECT l.id, l.expires_at, l.earned_at, l.remaining, l.held,
+                        l.transaction_id, l.amount
+                   FROM lots l
+                  WHERE l.community_id = p_community AND l.account_id = p_ids[k]
+                    AND l.remaining > 0
+                  ORDER BY l.expires_at, l.earned_at, l.id
+        LOOP
+            CONTINUE WHEN r.id = ANY (l_id);
+            l_id := l_id || r.id; l_slot := l_slot || k; l_exp := l_exp || r.expires_at;
+            l_earned := l_earned || r.earned_at; l_rem := l_rem || r.remaining;
+            l_held := l_held || r.held; l_tx := l_tx || r.transaction_id;
+            l_dirty := l_dirty || false; l_new := l_new || false; l_amount := l_amount || r.amount;
+            v_cover := v_cover + r.remaining - r.held;
+            EXIT WHEN v_cover >= v_want[k];
+        END LOOP;
+    END LOOP;
     FOREACH mv IN ARRAY p_moves LOOP
         v_tx := CASE WHEN mv.tx < 0 THEN p_new_ids[-mv.tx] ELSE mv.tx END;
         v_left := mv.amount;
