@@ -23,7 +23,7 @@ from service.db import Conn, Queryable
 from service.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from service.keys import store
 
-Role = Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
+Role = Literal["admin", "operator", "property", "volunteer_app", "organiser", "store", "resident"]
 _PREFIX: Final = "plk"
 # What `new_key_id` makes. A presented id of any other shape (a NUL, 5,000 letters)
 # cannot be a key, so it is refused as one without a query.
@@ -37,6 +37,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     property_company: str | None = None
     store: str | None = None
     member: str | None = None
+    # An organiser's teams; None: all teams of its community.
+    teams: tuple[str, ...] | None = None
 
 
 def _hash(secret: str) -> bytes:
@@ -59,6 +61,7 @@ def check_scope_fields(principal: Principal) -> None:
         "admin": (),
         "operator": ("community",),
         "volunteer_app": ("community",),
+        "organiser": ("community",),
         "property": ("community", "property_company"),
         "store": ("community", "store"),
         "resident": ("community", "member"),
@@ -68,6 +71,8 @@ def check_scope_fields(principal: Principal) -> None:
         if present != (field in needs):
             verb = "needs" if field in needs else "takes no"
             raise ValidationFailed(f"a {principal.role} key {verb} {field!r}")
+    if principal.teams is not None and principal.role != "organiser":
+        raise ValidationFailed(f"a {principal.role} key takes no 'teams'")
 
 
 def _split(presented: str) -> tuple[str, str] | None:
@@ -129,6 +134,7 @@ class KeyResolver:
             property_company=row["property_company"],
             store=row["store"],
             member=row["member_id"],
+            teams=None if row["teams"] is None else tuple(row["teams"]),
         )
 
 
@@ -145,6 +151,7 @@ async def issue(conn: Conn, scope: Principal, secret_hash: bytes, issuer: str) -
         scope.property_company,
         scope.store,
         scope.member,
+        None if scope.teams is None else list(scope.teams),
         issuer,
     )
 

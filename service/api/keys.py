@@ -29,6 +29,7 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
         property_company=data.property_company,
         store=data.store,
         member=data.member,
+        teams=None if data.teams is None else tuple(sorted(set(data.teams))),
     )
     auth.check_scope_fields(scope)
     if caller.role != "admin" and (data.role == "admin" or data.community != caller.community):
@@ -44,6 +45,7 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
         property_company=scope.property_company,
         store=scope.store,
         member=scope.member,
+        teams=None if scope.teams is None else list(scope.teams),
     )
     return Response(out, status_code=201, headers={"Cache-Control": "no-store"})
 

@@ -110,11 +110,15 @@ class PostIn(Strict):
 
 
 class ApiKeyIn(Strict):
-    role: Literal["admin", "operator", "property", "volunteer_app", "store", "resident"]
+    role: Literal[
+        "admin", "operator", "property", "volunteer_app", "organiser", "store", "resident"
+    ]
     community: CommunityId | None = None
     property_company: ClientId | None = None
     store: ClientId | None = None
     member: ClientId | None = None
+    # An organiser's volunteer teams (SPEC section 11); omitted: all teams.
+    teams: Annotated[list[ClientId], msgspec.Meta(min_length=1, max_length=50)] | None = None
 
 
 class ApiKeyOut(msgspec.Struct, kw_only=True):
@@ -125,6 +129,7 @@ class ApiKeyOut(msgspec.Struct, kw_only=True):
     property_company: str | None
     store: str | None
     member: str | None
+    teams: list[str] | None = None
 
 
 def postings_in(items: list[PostingIn]) -> tuple[Posting, ...]:

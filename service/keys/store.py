@@ -16,6 +16,7 @@ async def insert_key(
     property_company: str | None,
     store: str | None,
     member: str | None,
+    teams: list[str] | None,
     created_by: str,
 ) -> None:
     await conn.execute(
@@ -27,6 +28,7 @@ async def insert_key(
         property_company,
         store,
         member,
+        teams,
         created_by,
     )
 

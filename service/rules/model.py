@@ -48,6 +48,19 @@ class Offset(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 class TimeBank(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     approval_required: bool = True
     points_per_hour: Annotated[int, msgspec.Meta(ge=0, le=MAX_AMOUNT)] = 10
+    # Distinct organiser or operator keys whose approvals make hours approved (SPEC 11).
+    approvals: Annotated[int, msgspec.Meta(ge=1, le=10)] = 1
+
+
+ConsentPolicy = Literal["required", "none"]
+
+
+class Consent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Whether a store's redemption and a property company's offset need the
+    resident's consent (SPEC section 10); operator and admin keys never do."""
+
+    redemption: ConsentPolicy = "required"
+    offset: ConsentPolicy = "required"
 
 
 class ExpireMonths(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -125,6 +138,7 @@ class RuleSet(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     fen_per_point: Count = 10
     offset: Offset = msgspec.field(default_factory=Offset)
     time_bank: TimeBank = msgspec.field(default_factory=TimeBank)
+    consent: Consent = msgspec.field(default_factory=Consent)
     expiry: Expiry = msgspec.field(default_factory=Expiry)
     member_close: MemberClose = msgspec.field(default_factory=MemberClose)
     rules: Annotated[list[Rule], msgspec.Meta(max_length=MAX_RULES)] = msgspec.field(
