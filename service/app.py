@@ -16,12 +16,14 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusController
 
 from service.api import (
+    consent,
     keys,
     ledger,
     lots,
     members,
     offsets,
     ops,
+    people,
     reports,
     rules,
     setup,
@@ -172,6 +174,8 @@ V1_HANDLERS = [
     *reports.HANDLERS,
     *timebank.HANDLERS,
     *members.HANDLERS,
+    *people.HANDLERS,
+    *consent.HANDLERS,
 ]
 
 

@@ -86,6 +86,16 @@ class Forbidden(DomainError):
     title = "Forbidden"
 
 
+class ConsentRequired(DomainError):
+    """A store's redemption or a property company's offset without the member's
+    consent, or with consent that is wrong, expired, used or too small (SPEC
+    section 10); `detail` says which."""
+
+    code = "consent_required"
+    status = 403
+    title = "Consent required"
+
+
 # The SQLSTATEs that the database's own guards raise for a rule of the domain (the
 # second guard behind a service's check, sql/functions/*.sql): the error each one is.
 GUARDS: Final[Mapping[str, type[DomainError]]] = {"LG409": MemberClosed}

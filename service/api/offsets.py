@@ -81,9 +81,16 @@ async def quote_offset(request: Req, c: FromPath[str]) -> QuoteOut:
     data = await body(request, QuoteIn)
     async with db(request) as conn:
         # A member who moved out has nothing to offset: member_closed, not a quote of 0.
-        setup.check_open(await _member_of(request, conn, c, data.member, data.household))
+        found = setup.check_open(await _member_of(request, conn, c, data.member, data.household))
         return await offsets.quote(
-            conn, rules_of(request), c, data.member, data.household, data.bill_amount_fen
+            conn,
+            rules_of(request),
+            c,
+            data.member,
+            data.household,
+            data.bill_amount_fen,
+            found.property_company,
+            principal_of(request).role,
         )
 
 
@@ -109,6 +116,7 @@ async def create_offset(request: Req, c: FromPath[str]) -> Response[OffsetOut]:
             hold_ttl_s=data.hold_ttl_s,
             request_hash=fingerprint(data),
             actor=principal_of(request).key_id,
+            role=principal_of(request).role,
         )
         try:
             offset, replayed = await offsets.create_offset(conn, rules_of(request), c, new)

@@ -20,7 +20,7 @@ from service.api.deps import (
 )
 from service.api.openapi import json_body
 from service.api.wire import Strict
-from service.errors import NotFound
+from service.people import service as people
 from service.reports import service as reports
 
 Req = Request[Any, Any, Any]
@@ -61,6 +61,23 @@ async def leaderboard(
         return await reports.leaderboard(conn, c, period, limit)
 
 
+@get(
+    "/v1/communities/{c:str}/reports/teams",
+    opt={"roles": frozenset({"operator", "organiser"})},
+)
+async def teams(
+    request: Req,
+    c: FromPath[str],
+    period: Annotated[str, QueryParameter(max_length=7)],
+) -> reports.TeamsReport:
+    """Per volunteer team, a month's approved hours (by when the work started, in the
+    community's time zone), their minutes and volunteers, and the points the rules
+    awarded for them; an organiser limited to teams sees only its own."""
+    async with db(request) as conn:
+        tz = await rules_of(request).timezone(conn, c)
+        return await reports.teams(conn, c, period, tz, principal_of(request).teams)
+
+
 @patch(
     "/v1/communities/{c:str}/members/{m:str}",
     opt={"roles": frozenset({"operator", "resident"})},
@@ -69,13 +86,12 @@ async def leaderboard(
 async def patch_member(
     request: Req, c: FromPath[str], m: FromPath[str]
 ) -> reports.LeaderboardChoice:
-    """Sets `leaderboard_opt_out` (an operator for anyone; a resident for itself)."""
-    principal = principal_of(request)
-    if principal.role == "resident" and principal.member != m:
-        raise NotFound(f"no member {m!r} in community {c!r}")
-    data = await body(request, MemberPatchIn)
+    """Sets `leaderboard_opt_out` (an operator for anyone; a resident for itself,
+    not for those it is a proxy of)."""
     async with db(request) as conn:
+        await people.only_itself(conn, principal_of(request), c, m, "change its leaderboard choice")
+        data = await body(request, MemberPatchIn)
         return await reports.set_opt_out(conn, c, m, data.leaderboard_opt_out)
 
 
-HANDLERS: Final = [summary, leaderboard, patch_member]
+HANDLERS: Final = [summary, leaderboard, teams, patch_member]

@@ -29,6 +29,7 @@ from service.db import Conn
 from service.errors import NotFound
 from service.ledger import lots, reads
 from service.ledger.model import member_address
+from service.people import service as people
 
 ANY_ROLE: Final = frozenset({"operator", "property", "volunteer_app", "store", "resident"})
 ADMIN_ONLY: Final = frozenset[str]()
@@ -92,13 +93,13 @@ async def create_member(request: Req, c: FromPath[str]) -> Response[setup.Member
 
 
 async def _readable_member(request: Req, conn: Conn, c: str, m: str) -> setup.Member:
-    """The member, if this key may read it: residents themselves, property companies
-    the members of households they serve. Others' members are 404, not 403, so a
-    key cannot probe which members exist."""
+    """The member, if this key may read it: residents themselves and the members
+    they are a proxy of with `read` (people.acting_for), property companies the
+    members of households they serve. Others' members are 404, not 403, so a key
+    cannot probe which members exist."""
     principal = principal_of(request)
+    await people.acting_for(conn, principal, c, m, "read")
     member = await setup.get_member(conn, c, m)
-    if principal.role == "resident" and principal.member != m:
-        raise NotFound(f"no member {m!r} in community {c!r}")
     if principal.role == "property" and principal.property_company != member.property_company:
         raise NotFound(f"no member {m!r} in community {c!r}")
     return member
@@ -106,13 +107,13 @@ async def _readable_member(request: Req, conn: Conn, c: str, m: str) -> setup.Me
 
 async def may_read(request: Req, conn: Conn, c: str, m: str) -> None:
     """`_readable_member`'s refusals, with a round trip only where the member's
-    household decides (property keys): reads of an unknown member answer 404
-    from their own query."""
+    household decides (property keys) or a resident reads for another member (its
+    proxy grant): reads of an unknown member answer 404 from their own query."""
     principal = principal_of(request)
     if principal.role == "property":
         await _readable_member(request, conn, c, m)
-    elif principal.role == "resident" and principal.member != m:
-        raise NotFound(f"no member {m!r} in community {c!r}")
+    else:
+        await people.acting_for(conn, principal, c, m, "read")
 
 
 @get("/v1/communities/{c:str}/members/{m:str}", opt={"roles": READ_MEMBER})

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final
 
+import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Meta
 
 from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
 from service.api.openapi import json_body
-from service.api.wire import Amount, ClientId, Strict
+from service.api.wire import Amount, ClientId, ConsentIn, Strict
+from service.consent import service as consent
 from service.errors import Forbidden, ValidationFailed
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
 from service.supermarket import model, returns, views
@@ -41,6 +43,8 @@ class RedemptionIn(Strict):
     store: ClientId
     member: ClientId
     items: Annotated[list[BasketItem], Meta(min_length=1, max_length=100)]
+    # The member's consent, which a store key needs (SPEC section 10).
+    consent: ConsentIn | None = None
 
 
 class ReturnIn(Strict):
@@ -103,17 +107,25 @@ async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.Re
     """Exchanges a member's points for goods: points and stock change together or not at all."""
     data = await body(request, RedemptionIn)
     _own_store(request, data.store)
-    new = market.NewRedemption(
-        id=data.id,
-        store=data.store,
-        member=data.member,
-        items=model.basket((i.sku, i.qty) for i in data.items),
-        request_hash=fingerprint(data),
-        actor=principal_of(request).key_id,
-    )
+    principal = principal_of(request)
     book = rules_of(request)
     async with db(request) as conn:
-        params, language = await book.params(conn, c), await book.language(conn, c)
+        active = await book.active(conn, c)
+        code_hash = None
+        if consent.needed(principal.role, active.rule_set.consent.redemption):
+            code_hash = await consent.redemption_consent(conn, c, data.member, data.consent)
+        new = market.NewRedemption(
+            id=data.id,
+            store=data.store,
+            member=data.member,
+            items=model.basket((i.sku, i.qty) for i in data.items),
+            # The consent is not part of what a replay must repeat, and a PIN
+            # must not be recoverable from the stored digest.
+            request_hash=fingerprint(msgspec.structs.replace(data, consent=None)),
+            actor=principal.key_id,
+            code_hash=code_hash,
+        )
+        params, language = active.rule_set.to_params(), await book.language(conn, c)
         redemption, replayed = await market.redeem(conn, c, new, params, language=language)
     return written(redemption, replayed)
 

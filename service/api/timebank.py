@@ -1,13 +1,14 @@
-"""Time bank endpoints (volunteer apps, residents, operators): volunteer hours and
-their approval, time transfers, and conversions of minutes to points."""
+"""Time bank endpoints (volunteer apps, organisers, residents, operators): volunteer
+hours, their queue and approval, time transfers, and conversions of minutes to points."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any, Final
 
+import msgspec
 from litestar import Request, Response, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Meta
 
 from service.api.deps import (
@@ -23,16 +24,20 @@ from service.api.deps import (
 )
 from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, Text
-from service.errors import DomainError, Forbidden
+from service.errors import DomainError
 from service.ledger import service as ledger
 from service.ledger.batch import submit_one
 from service.ledger.views import TransactionOut, transaction_out
+from service.people import service as people
 from service.timebank import hours
 from service.timebank import service as timebank
 
 Req = Request[Any, Any, Any]
 TRANSFERS: Final = frozenset({"operator", "volunteer_app", "resident"})
 VOLUNTEERING: Final = frozenset({"operator", "volunteer_app"})
+# Approvals are for organisers and operators only (SPEC 11), never the logging key.
+DECIDING: Final = frozenset({"operator", "organiser"})
+HOURS_READERS: Final = frozenset({"operator", "volunteer_app", "organiser"})
 HoursPath = "/v1/communities/{c:str}/volunteer-hours/{h:str}"
 
 
@@ -43,6 +48,7 @@ class HoursIn(Strict):
     started_at: Annotated[datetime, Meta(tz=True)]
     minutes: Annotated[int, Meta(ge=1, le=24 * 60)]
     organiser: ClientId | None = None
+    team: ClientId | None = None
 
 
 class TimeTransferIn(Strict):
@@ -65,11 +71,12 @@ class ConversionIn(Strict):
     operation_class=json_body(TimeTransferIn),
 )
 async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
-    """Moves minutes between two members; a resident key gives only its own."""
+    """Moves minutes between two members; a resident key gives its own, or those of
+    a member it is a proxy of with `time` (recorded as `on_behalf_of`)."""
     data = await body(request, TimeTransferIn)
     principal = principal_of(request)
-    if principal.role == "resident" and principal.member != data.from_member:
-        raise Forbidden("a resident key may only give its own member's minutes")
+    pool = pool_of(request)
+    on_behalf_of = await people.acting_for(pool, principal, c, data.from_member, "time")
     new = timebank.time_transfer(
         data.id,
         data.from_member,
@@ -78,8 +85,8 @@ async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[Trans
         data.memo,
         fingerprint(data),
         principal.key_id,
+        on_behalf_of=on_behalf_of,
     )
-    pool = pool_of(request)
     params = await rules_of(request).params(pool, c)
     write = submit_one(request.app.state.coalescer, pool, c, new, params)
     tx, replayed = await explaining(pool, c, write)
@@ -139,41 +146,79 @@ async def log_hours(request: Req, c: FromPath[str]) -> Response[hours.Hours]:
         started_at=data.started_at,
         minutes=data.minutes,
         organiser=data.organiser,
+        team=data.team,
     )
     async with db(request) as conn:
         result, replayed = await hours.log_hours(
-            conn, rules_of(request), c, log, fingerprint(data), principal_of(request).key_id
+            conn, rules_of(request), c, log, _hours_hash(data), principal_of(request).key_id
         )
     return written(result, replayed)
+
+
+def _hours_hash(data: HoursIn) -> bytes:
+    """The request's fingerprint; without a team, the one it had before hours had
+    teams, so that a repeat of a request logged then is still a replay."""
+    if data.team is not None:
+        return fingerprint(data)
+    fields = msgspec.structs.asdict(data)
+    del fields["team"]
+    return fingerprint(fields)
+
+
+@get("/v1/communities/{c:str}/volunteer-hours", opt={"roles": HOURS_READERS})
+async def list_hours(
+    request: Req,
+    c: FromPath[str],
+    status: FromQuery[hours.HoursStatus | None] = None,
+    team: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    member: Annotated[str | None, QueryParameter(max_length=64)] = None,
+    cursor: Annotated[str | None, QueryParameter(max_length=512)] = None,
+    limit: Annotated[int, QueryParameter(ge=1, le=hours.MAX_LIMIT)] = 50,
+) -> hours.HoursPage:
+    """The queue: hours oldest first, by `status` (all when omitted), `team` and
+    `member`; an organiser limited to teams sees only its teams' hours."""
+    async with db(request) as conn:
+        return await hours.hours_page(
+            conn,
+            c,
+            principal_of(request),
+            status=status,
+            team=team,
+            member=member,
+            cursor=cursor,
+            limit=limit,
+        )
 
 
 async def _decide(request: Req, c: str, h: str, status: hours.Decision) -> Response[hours.Hours]:
     async with db(request) as conn:
         result, replayed = await hours.decide(
-            conn, rules_of(request), c, h, status, principal_of(request).key_id
+            conn, rules_of(request), c, h, status, principal_of(request)
         )
     return changed(result, replayed)
 
 
-@post(f"{HoursPath}/approve", opt={"roles": VOLUNTEERING}, status_code=200)
+@post(f"{HoursPath}/approve", opt={"roles": DECIDING}, status_code=200)
 async def approve_hours(request: Req, c: FromPath[str], h: FromPath[str]) -> Response[hours.Hours]:
-    """Posts the minutes and runs the rules on `volunteer.approved`, together."""
+    """Records this key's approval; the last one needed posts the minutes and runs the
+    rules on `volunteer.approved`, together."""
     return await _decide(request, c, h, "approved")
 
 
-@post(f"{HoursPath}/reject", opt={"roles": VOLUNTEERING}, status_code=200)
+@post(f"{HoursPath}/reject", opt={"roles": DECIDING}, status_code=200)
 async def reject_hours(request: Req, c: FromPath[str], h: FromPath[str]) -> Response[hours.Hours]:
     """Voids the pending minutes."""
     return await _decide(request, c, h, "rejected")
 
 
-@get(HoursPath, opt={"roles": VOLUNTEERING})
+@get(HoursPath, opt={"roles": HOURS_READERS})
 async def get_hours(request: Req, c: FromPath[str], h: FromPath[str]) -> hours.Hours:
-    return await hours.get_hours(pool_of(request), c, h)
+    return await hours.get_hours(pool_of(request), c, h, principal_of(request))
 
 
 HANDLERS: Final = [
     log_hours,
+    list_hours,
     approve_hours,
     reject_hours,
     get_hours,

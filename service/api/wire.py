@@ -109,6 +109,14 @@ class PostIn(Strict):
     amount: Amount | None = None
 
 
+class ConsentIn(Strict):
+    """A member's consent to a store's redemption (SPEC section 10): the spend code
+    the resident's phone shows, or the PIN typed at the till."""
+
+    spend_code: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    pin: Annotated[str, Meta(pattern="^[0-9]{6}$")] | None = None
+
+
 class ApiKeyIn(Strict):
     role: Literal[
         "admin", "operator", "property", "volunteer_app", "organiser", "store", "resident"

@@ -86,6 +86,8 @@ class NewTransaction(msgspec.Struct, frozen=True, kw_only=True):
     rule_version: int | None = None
     event_id: str | None = None
     actor: str | None = None
+    # The member a proxy's key acted for (SPEC section 11); `actor` is that key.
+    on_behalf_of: str | None = None
     reversal_of: int | None = None
     # What it undoes (a return its redemption, a cancel its offset): its credits
     # give back exactly the lots that one consumed (SPEC section 9).
@@ -136,6 +138,7 @@ class Transaction(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: datetime | None
     finalized_at: datetime | None
     void_reason: str | None
+    on_behalf_of: str | None = None
 
 
 class RuleParams(msgspec.Struct, frozen=True, kw_only=True):

@@ -49,6 +49,8 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True):
     rule_version: int | None
     event_id: str | None
     actor: str | None
+    # The member a proxy acted for, with its key as `actor` (SPEC section 11).
+    on_behalf_of: str | None
     created_at: datetime
 
 
@@ -183,6 +185,7 @@ async def entries_page(
             rule_version=r["rule_version"],
             event_id=r["event_id"],
             actor=r["actor"],
+            on_behalf_of=r["on_behalf_of"],
             created_at=r["created_at"],
         )
         for r in rows[:limit]

@@ -111,6 +111,7 @@ def written(tx: NewTransaction, done: store.Written, reversal_of: str | None) ->
         rule_version=tx.rule_version,
         event_id=tx.event_id,
         actor=tx.actor,
+        on_behalf_of=tx.on_behalf_of,
         reversal_of=reversal_of,
         created_at=done.created_at,
         expires_at=done.expires_at,

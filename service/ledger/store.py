@@ -38,6 +38,7 @@ class Write(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     rule_version: int | None = None
     event_id: str | None = None
     actor: str | None = None
+    on_behalf_of: str | None = None
     reversal_of: int | None = None
     ttl_s: int | None = None
     void_reason: str | None = None
@@ -83,6 +84,7 @@ def create_write(tx: NewTransaction, plan: Plan) -> Write:
         rule_version=tx.rule_version,
         event_id=tx.event_id,
         actor=tx.actor,
+        on_behalf_of=tx.on_behalf_of,
         reversal_of=tx.reversal_of,
         ttl_s=tx.ttl_s,
         undoes=tx.undoes,
@@ -177,6 +179,7 @@ def _transaction(row: asyncpg.Record) -> Transaction:
         rule_version=row["rule_version"],
         event_id=row["event_id"],
         actor=row["actor"],
+        on_behalf_of=row["on_behalf_of"],
         reversal_of=row["reversal_of"],
         created_at=row["created_at"],
         expires_at=row["expires_at"],

@@ -50,6 +50,9 @@ class NewOffset(msgspec.Struct, frozen=True, kw_only=True):
     hold_ttl_s: int | None
     request_hash: bytes
     actor: str | None
+    # The role of the key asking: a property key's offset needs the member's
+    # mandate where the rule set requires consent (SPEC section 10).
+    role: str
 
 
 def caps(rule_set: RuleSet, bill_amount_fen: int, household_used_fen: int) -> Caps:

@@ -3,8 +3,10 @@
 Creating an offset is one database transaction, with locks always taken in this
 order: the offset's own row (its id is the idempotency key, so a concurrent
 duplicate waits here holding nothing), the household row (serialises the offsets of
-one household, so its yearly cap counts every other offset, committed or not), then
-the member's points account (taken by the ledger's write, which checks
+one household, so its yearly cap counts every other offset, committed or not), the
+member's mandate for the company when a property key needs one (SPEC section 10:
+its ceilings per bill and per year are checked under it), then the member's
+points account (taken by the ledger's write, which checks
 `redeemable`). No writer takes a household after a member account, so this order
 cannot deadlock with other ledger writes. The transaction is one statement, the
 function `offset_create` (sql/functions/offsets.sql), whose steps each read after the locks
@@ -19,9 +21,11 @@ from typing import NoReturn
 import asyncpg
 import msgspec
 
+from service.consent import service as consent
 from service.db import Conn, unit_of_work
 from service.errors import (
     CapExceeded,
+    ConsentRequired,
     IdempotencyConflict,
     InsufficientPoints,
     InvalidState,
@@ -49,7 +53,8 @@ from service.rules.periods import period_of
 DEFAULT_HOLD_TTL_S = 86_400
 
 
-async def _year(book: RuleBook, conn: Conn, community: str) -> str:
+async def offset_year(book: RuleBook, conn: Conn, community: str) -> str:
+    """The key of the year offsets count in now (the community's time zone)."""
     return period_of("year", datetime.now(UTC), await book.timezone(conn, community)).key
 
 
@@ -60,15 +65,24 @@ async def quote(
     member: str,
     household: str,
     bill_amount_fen: int,
+    company: str,
+    role: str,
 ) -> QuoteOut:
-    """What one offset of this bill could take now (nothing is reserved)."""
+    """What one offset of this bill could take now (nothing is reserved); for a
+    key that needs the member's mandate, within it (0 without one)."""
     active = await book.active(conn, community)
     balance = await reads.member_balance(conn, community, member, active.rule_set.to_params())
-    used = await store.household_used_fen(
-        conn, community, household, await _year(book, conn, community)
-    )
+    year = await offset_year(book, conn, community)
+    used = await store.household_used_fen(conn, community, household, year)
     limits = model.caps(active.rule_set, bill_amount_fen, used)
     most = model.max_points(limits, balance.points.redeemable)
+    mandate = None
+    needs = consent.needed(role, active.rule_set.consent.offset)
+    if needs:
+        found = await consent.list_mandates(conn, community, member, year, company=company)
+        mandate = found[0] if found else None
+        most = min(most, _mandate_left(mandate))
+        most = most if most >= limits.min_points else 0
     return QuoteOut(
         redeemable_points=balance.points.redeemable,
         max_points=most,
@@ -76,7 +90,19 @@ async def quote(
         fen_per_point=limits.fen_per_point,
         min_points=limits.min_points,
         household_left_fen=limits.household_left_fen,
+        mandate_required=needs,
+        mandate=mandate,
     )
+
+
+def _mandate_left(mandate: consent.MandateOut | None) -> int:
+    """The most points one offset may take under `mandate` now."""
+    if mandate is None:
+        return 0
+    left = mandate.max_points_per_bill
+    if mandate.max_points_per_year is not None:
+        left = min(left, max(0, mandate.max_points_per_year - mandate.used_points_this_year))
+    return left
 
 
 def _transaction(
@@ -115,7 +141,28 @@ def _refuse(
     new: NewOffset, active: ActiveRules, tx: NewTransaction, row: asyncpg.Record
 ) -> NoReturn:
     """Raises the error for an offset the database refused (and left no trace of)."""
-    if row["outcome"] == "household_cap":
+    outcome = row["outcome"]
+    if outcome == "no_mandate":
+        raise ConsentRequired(
+            f"member {new.member!r} has no mandate for {new.property_company!r} in force: "
+            "the resident grants one (PUT …/members/{m}/mandates/{company})",
+            consent="mandate",
+            reason="missing",
+        )
+    if outcome in ("mandate_bill", "mandate_year"):
+        per = "bill" if outcome == "mandate_bill" else "year"
+        left = row["mandate_cap"] - (row["mandate_used"] or 0)
+        raise ConsentRequired(
+            f"{new.points} points exceed the member's mandate for {new.property_company!r}: "
+            f"at most {row['mandate_cap']} points per {per}"
+            + (f", {max(0, left)} left this year" if per == "year" else ""),
+            consent="mandate",
+            reason=f"per_{per}",
+            mandate=row["mandate_id"],
+            limit=row["mandate_cap"],
+            requested=new.points,
+        )
+    if outcome == "household_cap":
         # Checked by the database with what it summed under the household's lock;
         # the model names the cap and what is left.
         limits = model.caps(active.rule_set, new.bill_amount_fen, row["used_fen"])
@@ -134,7 +181,7 @@ async def create_offset(
     """Holds or applies an offset once per id, every cap checked under the locks:
     one statement (offset_create), and one read more for a replay."""
     active = await book.active(conn, community)
-    year = await _year(book, conn, community)
+    year = await offset_year(book, conn, community)
     rules = active.rule_set
     fen = rules.fen_per_point
     # The caps that need no lock first: an offset beyond its bill is never inserted.
@@ -157,7 +204,8 @@ async def create_offset(
         return replayed, True
     if row["outcome"] != "created":
         _refuse(new, active, tx, row)
-    return created_view(new, fen, active.version, row["created_at"], row["expires_at"]), False
+    view = created_view(new, fen, active.version, row["created_at"], row["expires_at"])
+    return msgspec.structs.replace(view, mandate_id=row["mandate_id"]), False
 
 
 async def _write(
@@ -172,6 +220,7 @@ async def _write(
         year=year,
         rule_version=active.version,
         household_cap_fen=active.rule_set.offset.max_fen_per_household_per_year,
+        mandate=consent.needed(new.role, active.rule_set.consent.offset),
         document=document,
     )
 

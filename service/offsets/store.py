@@ -19,9 +19,11 @@ async def create_offset(
     year: str,
     rule_version: int,
     household_cap_fen: int | None,
+    mandate: bool,
     document: str,
 ) -> asyncpg.Record:
-    """offset_create: the offset, the household's lock and yearly cap, and the
+    """offset_create: the offset, the household's lock and yearly cap, the
+    member's mandate for the company (when `mandate`) and its ceilings, and the
     ledger write of `document`, in one statement that leaves nothing if refused."""
     row = await conn.fetchrow(
         q("offset_create"),
@@ -40,6 +42,7 @@ async def create_offset(
         rule_version,
         new.actor,
         household_cap_fen,
+        mandate,
         document,
     )
     assert row is not None

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import asyncpg
 import msgspec
 
+from service.consent.service import MandateOut
 from service.offsets.model import NewOffset, OffsetStatus, status_of
 
 
@@ -26,6 +27,9 @@ class OffsetOut(msgspec.Struct, kw_only=True):
     expires_at: datetime | None
     applied_at: datetime | None
     cancelled_at: datetime | None
+    # The member's mandate it was made under (SPEC section 10); None for an
+    # operator's offset or where the rule set needs no consent.
+    mandate_id: str | None = None
 
 
 class OffsetTotals(msgspec.Struct, kw_only=True):
@@ -52,6 +56,10 @@ class QuoteOut(msgspec.Struct, kw_only=True):
     fen_per_point: int
     min_points: int
     household_left_fen: int | None
+    # Whether this key's offsets need the member's mandate, and the one in force
+    # (max_points stays within it).
+    mandate_required: bool = False
+    mandate: MandateOut | None = None
 
 
 def transaction_id(offset_id: str) -> str:
@@ -81,6 +89,7 @@ def offset_out(row: asyncpg.Record, now: datetime | None = None) -> OffsetOut:
         expires_at=row["expires_at"],
         applied_at=finalized if row["tx_status"] == "posted" else None,
         cancelled_at=row["reversed_at"] or (finalized if row["tx_status"] == "voided" else None),
+        mandate_id=row["mandate_id"],
     )
 
 

@@ -1,4 +1,5 @@
-"""The scheme summary (reconciled with the ledger) and the monthly leaderboard.
+"""The scheme summary (reconciled with the ledger), the monthly leaderboard, and the
+monthly report of volunteer teams.
 
 Summary definitions, per asset, over transactions posted in [from, to): every
 posting with a member account on one side moves member balances, and the account on
@@ -43,6 +44,7 @@ from service.errors import NotFound, ValidationFailed
 from service.ledger.model import ASSETS
 from service.reports import store
 from service.rules.model import RuleSet
+from service.rules.periods import period_from_key
 
 _PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 # How each flow's net change of member balances turns into the reported (positive) number.
@@ -158,6 +160,52 @@ async def leaderboard(conn: Conn, community: str, period: str, limit: int) -> Le
         leaders=[
             Leader(rank=i + 1, member=r["member_id"], name=r["name"], earned=r["earned"])
             for i, r in enumerate(rows)
+        ],
+    )
+
+
+class TeamReport(msgspec.Struct, kw_only=True):
+    """One team's month: `hours` approved entries, their `minutes`, the distinct
+    members who served (`volunteers`), and the net `points` the rules posted for
+    their approvals. `team` null: hours logged without a team."""
+
+    team: str | None
+    hours: int
+    minutes: int
+    volunteers: int
+    points: int
+
+
+class TeamsReport(msgspec.Struct, kw_only=True):
+    period: str
+    teams: list[TeamReport]
+
+
+async def teams(
+    conn: Conn, community: str, period: str, tz: str, limited_to: tuple[str, ...] | None
+) -> TeamsReport:
+    """Per team, the approved hours whose work started in month `period` (the
+    community's time zone `tz`); only the teams `limited_to` names, if it does."""
+    if not _PERIOD.match(period):
+        raise ValidationFailed("period is a month: YYYY-MM")
+    if not 2 <= int(period[:4]) <= 9998:
+        # Hours start only in years whose periods exist (hours.log_hours), and the
+        # ends of a month of year 1 or 9999 may not be instants at all.
+        raise ValidationFailed("period is out of range (years 0002 … 9998)")
+    month = period_from_key(period, tz)
+    scope = None if limited_to is None else list(limited_to)
+    rows = await store.teams(conn, community, month.start, month.end, scope)
+    return TeamsReport(
+        period=period,
+        teams=[
+            TeamReport(
+                team=r["team"],
+                hours=r["hours"],
+                minutes=r["minutes"],
+                volunteers=r["volunteers"],
+                points=r["points"],
+            )
+            for r in rows
         ],
     )
 

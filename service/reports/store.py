@@ -44,3 +44,10 @@ async def set_leaderboard_opt_out(
     conn: Conn, community: str, member: str, opt_out: bool
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(q("member_set_leaderboard_opt_out"), community, member, opt_out)
+
+
+async def teams(
+    conn: Conn, community: str, start: datetime, end: datetime, teams: list[str] | None
+) -> list[asyncpg.Record]:
+    """Per team: approved hours that started in [start, end), and what they earned."""
+    return await conn.fetch(q("report_teams"), community, start, end, teams)

@@ -1,8 +1,9 @@
 """Supermarket use cases: catalogue and redemptions (returns: returns.py).
 
 A redemption (or a return) is one database transaction. Locks are always taken
-in this order: the redemption row (returns), the basket's items in sku order, then
-the member's points account (taken by the ledger's write, which checks
+in this order: the redemption row (returns), the basket's items in sku order, the
+spend code consenting to a redemption (SPEC section 10), then the member's points
+account (taken by the ledger's write, which checks
 `redeemable`). Stock and points therefore change together or not at all, and no
 two writers wait on each other in opposite orders.
 
@@ -21,6 +22,7 @@ import asyncpg
 import msgspec
 
 from service import setup
+from service.consent.service import code_refusal
 from service.db import Conn, unit_of_work
 from service.errors import IdempotencyConflict, InsufficientPoints, NotFound
 from service.i18n import basket, system_reason
@@ -39,6 +41,9 @@ class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
     items: dict[str, int]
     request_hash: bytes
     actor: str | None
+    # The SHA-256 of the spend code consenting to it, used up by it; None when the
+    # redemption needs no code (an operator's, consent by PIN, or consent: none).
+    code_hash: bytes | None = None
 
 
 async def put_item(
@@ -159,8 +164,11 @@ async def _redeem(
         points,
         new.actor,
         lines,
+        new.code_hash,
         ledger.write_document(tx, params),
     )
+    if row["consent"] is not None:
+        raise code_refusal(row["consent"], row["consent_max"], points)
     if not row["written"]:
         return None
     ledger.check_written(tx, row["outcome"], row["failure"])

@@ -52,9 +52,11 @@ async def write_redemption(
     points: int,
     actor: str | None,
     lines: Sequence[Line],
+    code_hash: bytes | None,
     document: str,
 ) -> asyncpg.Record:
-    """The redemption, its lines, the stock and the ledger's write of `document`."""
+    """The spend code used up (`code_hash`, if one is needed), the redemption, its
+    lines, the stock and the ledger's write of `document`."""
     row = await conn.fetchrow(
         q("redemption_write"),
         community,
@@ -68,6 +70,7 @@ async def write_redemption(
         [x.name for x in lines],
         [x.qty for x in lines],
         [x.points_each for x in lines],
+        code_hash,
         document,
     )
     assert row is not None

@@ -26,8 +26,11 @@ def time_transfer(
     memo: str | None,
     request_hash: bytes,
     actor: str,
+    *,
+    on_behalf_of: str | None = None,
 ) -> NewTransaction:
-    """Minutes from one member to another (help given, or a donation)."""
+    """Minutes from one member to another (help given, or a donation); by a proxy's
+    key (`actor`) `on_behalf_of` the giver."""
     if from_member == to_member:
         raise ValidationFailed("a time transfer needs two different members")
     posting = Posting(
@@ -43,6 +46,7 @@ def time_transfer(
         kind="time_transfer",
         memo=memo,
         actor=actor,
+        on_behalf_of=on_behalf_of,
     )
 
 

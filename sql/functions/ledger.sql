@@ -465,12 +465,12 @@ BEGIN
             INSERT INTO transactions AS t
                 (community_id, client_id, request_hash, kind, status, pending_postings,
                  memo, metadata, reason, rule_id, rule_version, event_id, actor,
-                 reversal_of, undoes, lot_terms, expires_at, finalized_at)
+                 on_behalf_of, reversal_of, undoes, lot_terms, expires_at, finalized_at)
             SELECT p_community, x.client_id, x.request_hash, x.kind,
                    CASE WHEN x.pending THEN 'pending' ELSE 'posted' END,
                    CASE WHEN x.pending THEN x.reserved END, x.memo, x.metadata, x.reason,
-                   x.rule_id, x.rule_version, x.event_id, x.actor, x.reversal_of,
-                   x.undoes, x.lot_terms, now() + make_interval(secs => x.ttl_s),
+                   x.rule_id, x.rule_version, x.event_id, x.actor, x.on_behalf_of,
+                   x.reversal_of, x.undoes, x.lot_terms, now() + make_interval(secs => x.ttl_s),
                    CASE WHEN NOT x.pending THEN now() END
               FROM unnest(v_new) AS x
             ON CONFLICT (community_id, client_id) DO NOTHING
@@ -569,7 +569,11 @@ LANGUAGE sql STABLE AS $$
                t.void_reason, l.legs)
                -- Fields added later, only when set: older digests stay as sealed.
                || CASE WHEN t.undoes IS NULL AND t.lot_terms IS NULL THEN '[]'::jsonb
-                       ELSE jsonb_build_array(t.undoes, t.lot_terms) END)::text, 'UTF8'))
+                       ELSE jsonb_build_array(t.undoes, t.lot_terms) END
+               -- (one element, so it never reads as the two above)
+               || CASE WHEN t.on_behalf_of IS NULL THEN '[]'::jsonb
+                       ELSE jsonb_build_array(jsonb_build_object('on_behalf_of', t.on_behalf_of))
+                  END)::text, 'UTF8'))
       FROM unnest(p_tx_ids) WITH ORDINALITY AS u(tx_id, ord)
       JOIN transactions t ON t.community_id = p_community AND t.id = u.tx_id
       LEFT JOIN legs l ON l.tx_id = u.tx_id

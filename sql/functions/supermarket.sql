@@ -3,13 +3,14 @@
 --
 --   1. redemption_prepare: the member exists; the basket's items, locked in sku
 --      order; then, under those locks, whether the redemption id is taken.
---   2. redemption_write: the redemption and its lines, the stock taken, and the
---      ledger write (ledger_write), all at once.
+--   2. redemption_write: the spend code consenting to it, locked and used up;
+--      the redemption and its lines, the stock taken, and the ledger write
+--      (ledger_write), all at once.
 --
 -- Between them the service prices the basket (service/supermarket/model.py) and
 -- plans the ledger write. The lock order is that of
--- service/supermarket/service.py: the basket's items in sku order, then the
--- member's points account (the ledger's write). A statement reads in one snapshot
+-- service/supermarket/service.py: the basket's items in sku order, the spend
+-- code, then the member's points account (the ledger's write). A statement reads in one snapshot
 -- taken when it starts, so a read that must see what the holder of a lock just
 -- committed has to be a later statement: these are PL/pgSQL functions because
 -- each statement of a volatile function takes a fresh snapshot.
@@ -50,19 +51,44 @@ END
 $$;
 
 -- Statement 2 of a redemption, under the item locks of statement 1: the lines are
--- the priced basket (sku order), `p_ledger` the ledger's write. `written`
--- is false when a concurrent redemption with the same id (another basket, so not
--- held back by the item locks) committed first: then nothing is written. Otherwise
--- outcome, tx_id and failure are the ledger's, and a refusal among them is raised
--- by the caller, whose rollback undoes this statement.
+-- the priced basket (sku order), `p_ledger` the ledger's write. `p_code` is the
+-- SHA-256 of the spend code consenting to it (null: no code needed): locked
+-- next, so two tills presenting one code take turns, and checked (`consent`
+-- says what is wrong with it: 'unknown', 'used', 'expired', 'member', 'store',
+-- 'ceiling' with `consent_max`; then nothing is written). `written` is false
+-- when a concurrent redemption with the same id (another basket, so not held
+-- back by the item locks) committed first: then nothing is written and the code
+-- is left as it was. Otherwise the code is used up by this redemption, and
+-- outcome, tx_id and failure are the ledger's; a refusal among them is raised by
+-- the caller, whose rollback undoes this statement (the code's use with it).
 CREATE OR REPLACE FUNCTION redemption_write(
     p_community text, p_id text, p_hash bytea, p_store text, p_member text, p_points bigint,
     p_actor text, p_skus text[], p_names text[], p_qtys bigint[], p_points_each bigint[],
-    p_ledger ledger_write[],
+    p_code bytea, p_ledger ledger_write[],
     OUT written boolean, OUT created_at timestamptz, OUT outcome text, OUT tx_id bigint,
-    OUT failure jsonb)
+    OUT failure jsonb, OUT consent text, OUT consent_max bigint)
 LANGUAGE plpgsql AS $$
+DECLARE
+    v_code spend_codes;
 BEGIN
+    IF p_code IS NOT NULL THEN
+        SELECT * INTO v_code FROM spend_codes c
+         WHERE c.community_id = p_community AND c.code_hash = p_code
+           FOR NO KEY UPDATE;
+        consent := CASE
+            WHEN v_code.code_hash IS NULL THEN 'unknown'
+            WHEN v_code.used_by IS NOT NULL THEN 'used'
+            WHEN v_code.expires_at <= clock_timestamp() THEN 'expired'
+            WHEN v_code.member_id <> p_member THEN 'member'
+            WHEN v_code.store IS NOT NULL AND v_code.store <> p_store THEN 'store'
+            WHEN v_code.max_points < p_points THEN 'ceiling'
+        END;
+        IF consent IS NOT NULL THEN
+            consent_max := CASE WHEN consent = 'ceiling' THEN v_code.max_points END;
+            written := false;
+            RETURN;
+        END IF;
+    END IF;
     INSERT INTO redemptions AS r
            (community_id, id, request_hash, store_id, member_id, points, actor)
     VALUES (p_community, p_id, p_hash, p_store, p_member, p_points, p_actor)
@@ -71,6 +97,10 @@ BEGIN
     written := FOUND;
     IF NOT written THEN
         RETURN;
+    END IF;
+    IF p_code IS NOT NULL THEN
+        UPDATE spend_codes c SET used_by = p_id, used_at = now()
+         WHERE c.community_id = p_community AND c.code_hash = p_code;
     END IF;
     INSERT INTO redemption_lines (community_id, redemption_id, sku, name, qty, points_each)
     SELECT p_community, p_id, l.sku, l.name, l.qty, l.points_each

@@ -119,3 +119,18 @@ CREATE TABLE hours_approvals (
     PRIMARY KEY (community_id, hours_id, key_id),
     FOREIGN KEY (community_id, hours_id) REFERENCES volunteer_hours (community_id, id)
 );
+
+-- The signatures of the writes that check consent change: the functions files
+-- create them anew.
+DROP FUNCTION IF EXISTS redemption_write(
+    text, text, bytea, text, text, bigint, text, text[], text[], bigint[], bigint[],
+    ledger_write[]);
+DROP FUNCTION IF EXISTS offset_create(
+    text, text, bytea, text, text, text, bigint, bigint, bigint, bigint, text, boolean,
+    integer, text, bigint, ledger_write[]);
+
+-- Acts of a proxy (SPEC section 11): a transaction written by member p's resident
+-- key for member m records the key as `actor` and m as `on_behalf_of`; the write
+-- engine takes it with the other fields of a write (null for everything else).
+ALTER TABLE transactions ADD COLUMN on_behalf_of text;
+ALTER TYPE ledger_write ADD ATTRIBUTE on_behalf_of text;

@@ -8,7 +8,8 @@ SELECT w.idx, w.outcome, w.tx_id, w.created_at, w.expires_at, w.finalized_at, w.
 
 -- name: tx_get_many
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
-       t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.created_at, t.expires_at,
+       t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.on_behalf_of,
+       t.created_at, t.expires_at,
        t.finalized_at, t.void_reason, t.request_hash,
        r.client_id AS reversal_of,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(a.address, a.asset, e.amount) ORDER BY e.leg),
@@ -22,7 +23,8 @@ SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metada
 
 -- name: tx_get
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
-       t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.created_at, t.expires_at,
+       t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.on_behalf_of,
+       t.created_at, t.expires_at,
        t.finalized_at, t.void_reason, t.request_hash,
        r.client_id AS reversal_of,
        (SELECT coalesce(jsonb_agg(jsonb_build_array(a.address, a.asset, e.amount) ORDER BY e.leg),
@@ -66,7 +68,7 @@ SELECT coalesce(sum(e.amount), 0)::bigint AS posted
 -- account without entries from no account at all (the caller asks then).
 SELECT e.seq, e.amount, e.balance_after, e.created_at,
        t.client_id AS transaction_id, t.kind, t.memo, t.reason, t.rule_id, t.rule_version,
-       t.event_id, t.actor,
+       t.event_id, t.actor, t.on_behalf_of,
        (SELECT a2.address
           FROM entries e2
           JOIN accounts a2 ON a2.community_id = e2.community_id AND a2.id = e2.account_id

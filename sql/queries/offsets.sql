@@ -2,11 +2,13 @@
 -- (client id 'offset:' || id) and that transaction's reversal, if any.
 
 -- name: offset_create
--- Creates an offset and its ledger transaction in one statement; $16 is the
--- ledger's write as JSON text (service/ledger/service.write_document).
-SELECT outcome, used_fen, created_at, tx_id, expires_at, failure
-  FROM offset_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
-                     ledger_writes($16::text::jsonb));
+-- Creates an offset and its ledger transaction in one statement; $16 says whether
+-- it needs the member's mandate, $17 is the ledger's write as JSON text
+-- (service/ledger/service.write_document).
+SELECT outcome, used_fen, created_at, tx_id, expires_at, failure, mandate_id, mandate_cap,
+       mandate_used
+  FROM offset_create($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     ledger_writes($17::text::jsonb));
 
 -- name: offset_household_used
 -- What the household's offsets of year $3 take of its yearly cap now.
@@ -24,7 +26,7 @@ SELECT offset_household_used($1, $2, $3) AS used_fen;
 -- naptime) invalidates it.
 SELECT o.id, o.seq, o.request_hash, o.member_id, o.household_id, o.property_company,
        o.bill_amount_fen, o.points, o.fen_per_point, o.offset_fen, o.year_key, o.hold,
-       o.rule_version, o.created_at,
+       o.rule_version, o.created_at, o.mandate_id,
        t.status AS tx_status, t.void_reason, t.expires_at, t.finalized_at,
        t.id AS tx_id, t.pending_postings,
        r.created_at AS reversed_at
@@ -37,7 +39,7 @@ SELECT o.id, o.seq, o.request_hash, o.member_id, o.household_id, o.property_comp
 -- $2 company (null: all), $3/$4 created_at window, $5 seq cursor (exclusive), $6 limit.
 SELECT o.id, o.seq, o.request_hash, o.member_id, o.household_id, o.property_company,
        o.bill_amount_fen, o.points, o.fen_per_point, o.offset_fen, o.year_key, o.hold,
-       o.rule_version, o.created_at,
+       o.rule_version, o.created_at, o.mandate_id,
        t.status AS tx_status, t.void_reason, t.expires_at, t.finalized_at,
        r.created_at AS reversed_at
   FROM offsets o

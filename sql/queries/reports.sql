@@ -56,3 +56,38 @@ SELECT s.member_id, m.name, s.earned
 UPDATE members SET leaderboard_opt_out = $3
  WHERE community_id = $1 AND id = $2
 RETURNING id, leaderboard_opt_out;
+
+-- name: report_teams
+-- Per team (null: hours without one): the approved hours whose work started in
+-- [$2, $3), the minutes and distinct members they credited, and the points the
+-- rules posted to members for their `volunteer.approved` events (`vh:<id>:approved`;
+-- each transaction the event's record names, less its reversal). $4: the teams a
+-- key is limited to, or null for all.
+WITH approved AS (
+    SELECT h.id, h.team, h.member_id, h.minutes
+      FROM volunteer_hours h
+     WHERE h.community_id = $1 AND h.status = 'approved'
+       AND h.started_at >= $2 AND h.started_at < $3
+       AND ($4::text[] IS NULL OR h.team = ANY($4::text[]))
+), awarded AS (
+    SELECT a.team, sum(e.amount)::bigint AS points
+      FROM approved a
+      JOIN events ev ON ev.community_id = $1 AND ev.id = 'vh:' || a.id || ':approved'
+     CROSS JOIN LATERAL jsonb_array_elements(coalesce(ev.result -> 'decisions', '[]')) d
+      JOIN transactions t ON t.community_id = $1 AND t.client_id = d ->> 'transaction_id'
+     CROSS JOIN LATERAL (
+           SELECT t.id WHERE t.status = 'posted'
+           UNION ALL
+           SELECT r.id FROM transactions r
+            WHERE r.community_id = $1 AND r.reversal_of = t.id AND r.status = 'posted') x
+      JOIN entries e ON e.community_id = $1 AND e.tx_id = x.id
+      JOIN accounts ac ON ac.community_id = $1 AND ac.id = e.account_id
+                      AND ac.member_id IS NOT NULL AND ac.asset = 'points'
+     GROUP BY a.team
+)
+SELECT s.team, s.hours, s.minutes, s.volunteers, coalesce(w.points, 0)::bigint AS points
+  FROM (SELECT team, count(*)::bigint AS hours, sum(minutes)::bigint AS minutes,
+               count(DISTINCT member_id)::bigint AS volunteers
+          FROM approved GROUP BY team) s
+  LEFT JOIN awarded w ON w.team IS NOT DISTINCT FROM s.team
+ ORDER BY s.team NULLS LAST;

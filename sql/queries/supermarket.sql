@@ -21,11 +21,12 @@ SELECT member_found, taken, skus, names, points, stocks
   FROM redemption_prepare($1, $2, $3, $4, $5::text[]);
 
 -- name: redemption_write
--- Its second: the redemption, its lines, the stock and the ledger write ($12,
--- the ledger's write as JSON text, see service/ledger/service.write_document).
-SELECT written, created_at, outcome, tx_id, failure
+-- Its second: the spend code ($12, its SHA-256, or null), the redemption, its
+-- lines, the stock and the ledger write ($13, the ledger's write as JSON text,
+-- see service/ledger/service.write_document).
+SELECT written, created_at, outcome, tx_id, failure, consent, consent_max
   FROM redemption_write($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::text[], $10::bigint[],
-                        $11::bigint[], ledger_writes($12::text::jsonb));
+                        $11::bigint[], $12::bytea, ledger_writes($13::text::jsonb));
 
 -- name: redemption_get
 -- Lines in byte-wise sku order, the order in which the service prices a basket and

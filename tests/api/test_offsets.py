@@ -58,6 +58,8 @@ async def test_quote_then_apply_at_once_and_replay(client: Client) -> None:
         "fen_per_point": 10,
         "min_points": 1,
         "household_left_fen": None,
+        "mandate_required": False,  # an operator's quote
+        "mandate": None,
     }
     r = await client.post(OFFSETS, json=offset("bill-1", 20))
     assert r.status_code == 201, r.text
@@ -263,6 +265,12 @@ async def test_property_key_acts_only_for_its_company(client: Client) -> None:
     acme = await key(client, role="property", property_company="acme")
     other = await key(client, role="property", property_company="other")
     store = await key(client, role="store", store="s1")
+    # The residents' mandates, recorded by the operator.
+    for member, company in (("m0", "acme"), ("m1", "other")):
+        r = await client.put(
+            f"{C}/members/{member}/mandates/{company}", json={"max_points_per_bill": 10}
+        )
+        assert r.status_code == 200, r.text
     r = await client.post(OFFSETS, json=offset("b1", 10), headers=other)
     assert r.status_code == 404 and r.json()["code"] == "not_found"
     r = await client.post(

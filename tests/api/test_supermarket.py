@@ -256,13 +256,20 @@ async def test_store_key_acts_only_for_its_store(client: Client) -> None:
         "/v1/api-keys", json={"role": "store", "community": "green", "store": "s2"}
     )
     s2 = bearer(r.json()["key"])
+    # The resident's PIN, set at the service desk, is the consent a till needs.
+    assert (await client.put(f"{C}/members/m0/pin", json={"pin": "123456"})).status_code == 200
+    pin = {"consent": {"pin": "123456"}}
     item = {"name": "Soap", "points": 5, "stock": 10}
     assert (await client.put(f"{S}/items/soap", json=item, headers=s1)).status_code == 201
     assert (await client.put(f"{S}/items/soap", json=item, headers=s2)).status_code == 403
     assert (await client.get(f"{S}/items", headers=s2)).status_code == 403
-    r = await client.post(f"{C}/redemptions", json=redemption("r1", ("soap", 1)), headers=s2)
-    assert r.status_code == 403
-    r = await client.post(f"{C}/redemptions", json=redemption("r1", ("soap", 1)), headers=s1)
+    r = await client.post(
+        f"{C}/redemptions", json={**redemption("r1", ("soap", 1)), **pin}, headers=s2
+    )
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    r = await client.post(
+        f"{C}/redemptions", json={**redemption("r1", ("soap", 1)), **pin}, headers=s1
+    )
     assert r.status_code == 201
     assert (await client.get(f"{C}/redemptions/r1", headers=s2)).status_code == 404
     assert (await client.post(f"{C}/redemptions/r1/return", headers=s2)).status_code == 404

@@ -74,7 +74,8 @@ async def test_a_resident_gives_only_its_own_minutes(client: Client) -> None:
     assert own.status_code == 201, own.text
     theirs = {"id": "g2", "from_member": "m1", "to_member": "m0", "minutes": 5}
     r = await client.post(f"{C}/time-transfers", json=theirs, headers=resident)
-    assert r.status_code == 403 and r.json()["code"] == "forbidden"
+    # Not its proxy: as for any read of another member, it learns nothing of m1.
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
     r = await client.post(
         f"{C}/conversions", json={"id": "c1", "member": "m0", "minutes": 60}, headers=resident
     )

@@ -1,14 +1,23 @@
 """Volunteer hours: logged as a pending credit of minutes, approved (minutes posted,
-the rules run on `volunteer.approved`) or rejected (voided), each once."""
+the rules run on `volunteer.approved`) or rejected (voided), each once. Hours are
+logged by a volunteer app's key and decided by another (the admin's): the key that
+logged hours may not decide them (tests/api/test_organisers.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tests.api.test_rules import SCHEME, publish
-from tests.helpers import C, Client, balance, community
+from tests.helpers import C, Client, balance, bearer, community
 
 STARTED = "2026-11-20T09:00:00+08:00"
+
+
+async def volunteer_app(client: Client) -> dict[str, str]:
+    """The Authorization header of a new volunteer_app key of community green."""
+    r = await client.post("/v1/api-keys", json={"role": "volunteer_app", "community": "green"})
+    assert r.status_code == 201, r.text
+    return bearer(r.json()["key"])
 
 
 def log_body(hours_id: str = "vh1", minutes: int = 90, **extra: Any) -> dict[str, Any]:
@@ -26,22 +35,27 @@ def log_body(hours_id: str = "vh1", minutes: int = 90, **extra: Any) -> dict[str
 async def test_hours_wait_for_approval_then_credit_minutes_and_points(client: Client) -> None:
     await community(client)
     await publish(client)  # the example scheme: volunteer-points awards event.minutes / 6
-    r = await client.post(f"{C}/volunteer-hours", json=log_body())
+    app = await volunteer_app(client)
+    r = await client.post(f"{C}/volunteer-hours", json=log_body(), headers=app)
     assert r.status_code == 201, r.text
     logged = r.json()
     assert logged["status"] == "pending" and logged["transaction_id"] == "vh:vh1"
+    assert logged["team"] is None and logged["approvals_needed"] == 1
+    assert logged["approvals"] == []
     assert (await balance(client, "m0"))["minutes"]["balance"] == 0  # not yet approved
     credit = (await client.get(f"{C}/transactions/vh:vh1")).json()
     assert credit["status"] == "pending" and credit["kind"] == "volunteer_hours"
-    replay = await client.post(f"{C}/volunteer-hours", json=log_body())
+    replay = await client.post(f"{C}/volunteer-hours", json=log_body(), headers=app)
     assert replay.status_code == 200 and replay.headers["idempotent-replayed"] == "true"
-    other = await client.post(f"{C}/volunteer-hours", json=log_body(minutes=30))
+    other = await client.post(f"{C}/volunteer-hours", json=log_body(minutes=30), headers=app)
     assert other.status_code == 409 and other.json()["code"] == "idempotency_conflict"
 
     r = await client.post(f"{C}/volunteer-hours/vh1/approve")
     assert r.status_code == 200, r.text
     approved = r.json()
     assert approved["status"] == "approved" and approved["decided_at"]
+    assert approved["decided_by"] == "env-admin"
+    assert [a["key_id"] for a in approved["approvals"]] == ["env-admin"]
     event = approved["event"]
     assert event["type"] == "volunteer.approved" and event["id"] == "vh:vh1:approved"
     awarded = sum(t["postings"][0]["amount"] for t in event["transactions"])
@@ -60,7 +74,9 @@ async def test_hours_wait_for_approval_then_credit_minutes_and_points(client: Cl
 
 async def test_rejected_hours_credit_nothing(client: Client) -> None:
     await community(client)
-    assert (await client.post(f"{C}/volunteer-hours", json=log_body())).status_code == 201
+    app = await volunteer_app(client)
+    r = await client.post(f"{C}/volunteer-hours", json=log_body(), headers=app)
+    assert r.status_code == 201, r.text
     r = await client.post(f"{C}/volunteer-hours/vh1/reject")
     assert r.status_code == 200 and r.json()["status"] == "rejected" and r.json()["event"] is None
     assert (await client.get(f"{C}/transactions/vh:vh1")).json()["status"] == "voided"

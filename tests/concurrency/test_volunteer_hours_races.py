@@ -8,12 +8,16 @@ from collections import Counter
 import httpx
 
 from tests.api.test_volunteer_hours import log_body
-from tests.helpers import C, balance, community
+from tests.helpers import C, balance, bearer, community
 
 
 async def test_approve_and_reject_racing_decide_once(api: httpx.AsyncClient) -> None:
+    """Logged by a volunteer app, decided by the admin key (not the logging key)."""
     await community(api)
-    assert (await api.post(f"{C}/volunteer-hours", json=log_body())).status_code == 201
+    r = await api.post("/v1/api-keys", json={"role": "volunteer_app", "community": "green"})
+    app = bearer(r.json()["key"])
+    r = await api.post(f"{C}/volunteer-hours", json=log_body(), headers=app)
+    assert r.status_code == 201, r.text
     calls = [
         api.post(f"{C}/volunteer-hours/vh1/{'approve' if i % 2 else 'reject'}") for i in range(20)
     ]

@@ -145,6 +145,10 @@ BODY_ROUTES = [
     ("POST", f"{C}/volunteer-hours"),
     ("POST", f"{C}/time-transfers"),
     ("POST", f"{C}/conversions"),
+    ("POST", f"{C}/members/m0/spend-codes"),
+    ("PUT", f"{C}/members/m0/pin"),
+    ("PUT", f"{C}/members/m0/mandates/acme"),
+    ("PUT", f"{C}/members/m0/proxies/m1"),
 ]
 
 

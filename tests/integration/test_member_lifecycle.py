@@ -474,6 +474,8 @@ async def test_a_household_change_moves_future_offsets_and_keeps_history(
     assert (await client.post(OFFSETS, json=stale)).status_code == 422
     assert (await client.post(OFFSETS, json=stale, headers=acme)).status_code == 404
     new = {**stale, "household": "h1"}
+    r = await client.put(f"{C}/members/m0/mandates/other", json={"max_points_per_bill": 10})
+    assert r.status_code == 200, r.text
     r = await client.post(OFFSETS, json=new, headers=other)
     assert r.status_code == 201, r.text
     assert (await client.get(f"{OFFSETS}/o1")).json()["household"] == "h0"

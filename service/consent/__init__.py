@@ -1,0 +1,1 @@
+"""Consent (SPEC section 10): residents approve what is spent from their points."""
