@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         audit=out.audit,
         seconds_total=round(time.perf_counter() - began, 1),
         notes=_notes(out),
+        consent=report.consent_costs(out.scenarios),
     )
     json_path, md_path, text = report.write(run, args.out, started)
     print(text)

@@ -73,13 +73,17 @@ class Connection:
             self._proto.transport.close()
         self._proto = None
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-        """Sends one request and returns (status, body). Reconnects if the
-        connection was closed between requests; a failure mid-request raises."""
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, headers: bytes = b""
+    ) -> tuple[int, bytes]:
+        """Sends one request and returns (status, body); `headers` are this
+        request's own header lines (each ending in CRLF), after the fixed ones.
+        Reconnects if the connection was closed between requests; a failure
+        mid-request raises."""
         proto = self._proto
         if proto is None or proto.closed:
             proto = await self._connect()
-        head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fixed
+        head = f"{method} {path} HTTP/1.1\r\n".encode() + self._fixed + headers
         if body is not None:
             head += b"Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
         assert proto.transport is not None

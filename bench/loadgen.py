@@ -1,8 +1,9 @@
 """The load generator: a separate process that runs one scenario at a time.
 
 The harness sends a `Spec` down a pipe; this process opens `clients` keep-alive
-connections, runs the scenario's step in a closed loop on each until the time is
-up, sends a progress tick every second and, at the end, a `ScenarioResult`.
+connections (two each when residents' phones take part), runs the scenario's
+step in a closed loop on each until the time is up, sends a progress tick every
+second and, at the end, a `ScenarioResult`.
 Requests that complete during the warm-up are sent but not measured.
 """
 
@@ -50,11 +51,14 @@ class Tally:
 
 
 async def _client(spec: Spec, index: int, tally: Tally, end: float) -> None:
-    headers = {"Authorization": f"Bearer {spec.admin_key}"}
+    headers = {"Authorization": f"Bearer {spec.key or spec.admin_key}"}
     conn = Connection("127.0.0.1", spec.port, headers)
+    # The residents' phones: one more connection, each request with its own key.
+    phone = Connection("127.0.0.1", spec.port, {}) if spec.residents else None
     ctx = Ctx(
         spec=spec,
         conn=conn,
+        phone=phone,
         client=index,
         rng=random.Random(f"{spec.run_id}-{spec.name}-{index}"),
         record=tally.record,
@@ -75,6 +79,8 @@ async def _client(spec: Spec, index: int, tally: Tally, end: float) -> None:
                 tally.ops += done
     finally:
         conn.close()
+        if phone is not None:
+            phone.close()
 
 
 async def _ticker(pipe: Pipe, tally: Tally, start: float, end: float) -> None:

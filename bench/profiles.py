@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import msgspec
 
 from bench.scenarios import Spec
+from bench.seed import Keys
 
 
 class Profile(msgspec.Struct, kw_only=True):
@@ -57,6 +60,9 @@ PROFILES = {
 }
 
 # name, title, step; the scale scenarios run against the bulk-loaded community.
+# Scenarios 9 and 10 run with the key of the client that makes them in life (a
+# property company's billing system, a store's till: consent, SPEC section 10),
+# and again with the admin key, which needs none (KEYS).
 SMALL = [
     ("s1_transfer", "1 transfer issuance → member, uniform", "transfer"),
     ("s2_hot", "2 hot: member → store / issuance → member", "hot"),
@@ -67,9 +73,17 @@ SMALL = [
     ("s5_statement", "5b statement page, 50 of {statement:,}", "statement"),
     ("s6_batch", "6 batch of {batch:,} transfers (postings)", "batch"),
     ("s8_event", "8 event → rule award", "event"),
-    ("s9_offset", "9 offset hold then apply (flows)", "offset"),
-    ("s10_redemption", "10 supermarket redemption", "redemption"),
+    ("s9_offset", "9a offset hold then apply, property key + mandate (flows)", "offset"),
+    ("s9_offset_operator", "9b offset hold then apply, admin key (flows)", "offset"),
+    (
+        "s10_redemption",
+        "10a redemption: resident's spend code, store key",
+        "redemption_consented",
+    ),
+    ("s10_redemption_operator", "10b redemption, admin key", "redemption"),
 ]
+# Which of the seeded keys a scenario sends; the others send the admin key.
+KEYS = {"s9_offset": "property", "s10_redemption": "store"}
 # The HTTP stack alone (bench/stack_apps.py), answering the balance read's URL.
 STACK = [
     ("stack_asgi", "HTTP stack: bare ASGI app, constant body", "asgi"),
@@ -82,7 +96,13 @@ SCALE = [
 ]
 
 
-def _timing(profile: Profile) -> dict[str, float]:
+class _Timing(TypedDict):
+    seconds: float
+    warmup_s: float
+    grace_s: float
+
+
+def _timing(profile: Profile) -> _Timing:
     """How long each scenario runs: the same for every kind of spec."""
     return {
         "seconds": profile.seconds,
@@ -91,7 +111,12 @@ def _timing(profile: Profile) -> dict[str, float]:
     }
 
 
-def small_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec]:
+def _key(keys: Keys, name: str) -> str:
+    role = KEYS.get(name)
+    return "" if role is None else str(getattr(keys, role))
+
+
+def small_specs(profile: Profile, run_id: str, port: int, key: str, keys: Keys) -> list[Spec]:
     return [
         Spec(
             name=name,
@@ -105,6 +130,8 @@ def small_specs(profile: Profile, run_id: str, port: int, key: str) -> list[Spec
             run_id=run_id,
             port=port,
             admin_key=key,
+            key=_key(keys, name),
+            residents=keys.residents if step == "redemption_consented" else [],
         )
         for name, title, step in SMALL
     ]

@@ -23,6 +23,31 @@ class Target(msgspec.Struct, kw_only=True):
     passed: bool | None
 
 
+class ConsentCost(msgspec.Struct, kw_only=True):
+    """A flow with the consent a store or property key needs (SPEC section 10),
+    against the same flow by the admin key, which needs none: the same run."""
+
+    flow: str
+    consented: str  # scenario names
+    trusted: str
+    ops_per_s: float
+    trusted_ops_per_s: float
+    ratio: float | None  # consented ops/s ÷ trusted ops/s
+    service_ms_per_op: float | None  # service CPU per op
+    trusted_service_ms_per_op: float | None
+    extra_service_ms_per_op: float | None
+    requests_per_op: float | None  # the consented flow's requests per op
+    p50_ms_by_kind: dict[str, float]  # the consented flow's requests
+    trusted_p50_ms_by_kind: dict[str, float]
+
+
+# flow, scenario with consent, the admin key's scenario
+CONSENT_PAIRS = [
+    ("offset: mandate", "s9_offset", "s9_offset_operator"),
+    ("redemption: spend code", "s10_redemption", "s10_redemption_operator"),
+]
+
+
 class Run(msgspec.Struct, kw_only=True):
     started_at: str
     profile: str
@@ -38,6 +63,7 @@ class Run(msgspec.Struct, kw_only=True):
     audit: dict[str, Any]
     seconds_total: float
     notes: list[str]
+    consent: list[ConsentCost] = msgspec.field(default_factory=list)
 
 
 def git_commit(root: Path) -> str:
@@ -131,6 +157,66 @@ def targets(
     return found
 
 
+def _service_ms_per_op(s: ScenarioResult) -> float | None:
+    service = s.cpu_cores.get("service", 0.0)
+    return round(1000 * service / s.ops_per_s, 3) if service and s.ops_per_s else None
+
+
+def consent_costs(scenarios: list[ScenarioResult]) -> list[ConsentCost]:
+    """What consent costs per op, for each pair of CONSENT_PAIRS that ran."""
+    s = _by_name(scenarios)
+    found = []
+    for flow, with_consent, trusted in CONSENT_PAIRS:
+        if with_consent not in s or trusted not in s:
+            continue
+        a, b = s[with_consent], s[trusted]
+        ms_a, ms_b = _service_ms_per_op(a), _service_ms_per_op(b)
+        found.append(
+            ConsentCost(
+                flow=flow,
+                consented=with_consent,
+                trusted=trusted,
+                ops_per_s=a.ops_per_s,
+                trusted_ops_per_s=b.ops_per_s,
+                ratio=None if not b.ops_per_s else round(a.ops_per_s / b.ops_per_s, 3),
+                service_ms_per_op=ms_a,
+                trusted_service_ms_per_op=ms_b,
+                extra_service_ms_per_op=(
+                    None if ms_a is None or ms_b is None else round(ms_a - ms_b, 3)
+                ),
+                requests_per_op=round(a.requests / a.ops, 2) if a.ops else None,
+                p50_ms_by_kind={k: v.p50 for k, v in a.by_kind.items()},
+                trusted_p50_ms_by_kind={k: v.p50 for k, v in b.by_kind.items()},
+            )
+        )
+    return found
+
+
+def _kinds(p50: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {ms:.1f}" for kind, ms in p50.items())
+
+
+def _consent_lines(costs: list[ConsentCost]) -> list[str]:
+    if not costs:
+        return []
+    lines = [
+        "",
+        "| consent (SPEC 10) | ops/s with / admin key | ratio | svc ms/op with / admin "
+        "| extra svc ms/op | req/op | p50 ms by request, with | p50 ms, admin key |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for c in costs:
+        ratio = "" if c.ratio is None else f"{c.ratio:.2f}"
+        ms = f"{c.service_ms_per_op or 0:.3f} / {c.trusted_service_ms_per_op or 0:.3f}"
+        extra = "" if c.extra_service_ms_per_op is None else f"{c.extra_service_ms_per_op:+.3f}"
+        lines.append(
+            f"| {c.flow} | {c.ops_per_s:,.0f} / {c.trusted_ops_per_s:,.0f} | {ratio} | {ms} "
+            f"| {extra} | {c.requests_per_op or ''} | {_kinds(c.p50_ms_by_kind)} "
+            f"| {_kinds(c.trusted_p50_ms_by_kind)} |"
+        )
+    return lines
+
+
 def _cores(cpu: dict[str, float]) -> str:
     pg = cpu.get("pg_backends", 0.0) + cpu.get("pg_background", 0.0)
     service = cpu.get("service", 0.0)
@@ -173,6 +259,7 @@ def markdown(run: Run) -> str:
             f"| {s.expected} | {s.unfinished} | {'' if xid is None else f'{xid:.2f}'} "
             f"| {_cores(s.cpu_cores)} | {_per_request(s)} |"
         )
+    lines += _consent_lines(run.consent)
     lines += ["", "| target (issue 3) | measured | limit | met |", "|---|---:|---:|:---:|"]
     for t in run.targets:
         value = "n/a" if t.measured is None else f"{t.measured:,.2f} {t.unit}"

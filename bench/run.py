@@ -135,7 +135,7 @@ class Bench:
         assert self.service is not None and self.server is not None
         p = self.opts.profile
         say(f"seeding {p.members:,} members through the API")
-        self.out.seed = asyncio.run(
+        self.out.seed, keys = asyncio.run(
             seed(self.service.port, self.key, p.members, p.statement_entries)
         )
         self.out.seed["sealing"] = asyncio.run(dbstats.wait_sealed(self.dsn))
@@ -147,7 +147,7 @@ class Bench:
         for name, title, app in STACK:
             if self._wanted(name):
                 self._stack_scenario(stack_spec(p, name, title, self.run_id, 0), app)
-        for spec in small_specs(p, self.run_id, self.service.port, self.key):
+        for spec in small_specs(p, self.run_id, self.service.port, self.key, keys):
             if self._wanted(spec.name):
                 self._scenario(spec)
         self._audit()

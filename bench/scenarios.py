@@ -1,6 +1,12 @@
 """The scenarios' requests. Each step is one client's unit of work: it sends one
-request (two for the pending flows) through `Ctx.call` and returns how many
-operations it completed (transfers, postings of a batch, or flows)."""
+request (two for the pending, offset and consented redemption flows) through
+`Ctx.call` and returns how many operations it completed (transfers, postings of
+a batch, flows or redemptions).
+
+Each client's connection carries the scenario's key (`Spec.key`: a store's till,
+a property company's billing system, or the admin key, which needs no consent);
+the residents' phones of scenario 10 share a second connection per client and
+send their own key with each request."""
 
 from __future__ import annotations
 
@@ -39,6 +45,9 @@ class Spec(msgspec.Struct, kw_only=True):
     run_id: str = "run"
     port: int = 0
     admin_key: str = ""
+    key: str = ""  # the key each client's connection sends; empty: admin_key
+    # (member, resident key): the members whose phones issue spend codes
+    residents: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
 
 @dataclass
@@ -52,11 +61,17 @@ class Ctx:
     record: Callable[[str, float, str, int, bytes], None]
     fail: Callable[[str], None]  # an error found inside a successful response
     clock: Callable[[], float]
+    phone: Connection | None = None  # for the residents' requests: no fixed key
     n: int = 0
     base: str = field(init=False)
+    phones: list[tuple[str, bytes]] = field(init=False)  # (member, its key's header)
 
     def __post_init__(self) -> None:
         self.base = f"/v1/communities/{self.spec.community}"
+        self.phones = [
+            (member, f"Authorization: Bearer {key}\r\n".encode())
+            for member, key in self.spec.residents
+        ]
 
     def next_id(self) -> str:
         self.n += 1
@@ -73,9 +88,12 @@ class Ctx:
         body: bytes | None,
         ok: int,
         allow_409: bool = False,
+        via: Connection | None = None,
+        headers: bytes = b"",
     ) -> tuple[str, bytes]:
+        conn = self.conn if via is None else via
         start = self.clock()
-        status, payload = await self.conn.request(method, self.base + path, body)
+        status, payload = await conn.request(method, self.base + path, body, headers)
         elapsed = self.clock() - start
         if status == ok:
             outcome = "ok"
@@ -210,7 +228,8 @@ async def s_event(ctx: Ctx) -> int:
 
 
 async def s_offset(ctx: Ctx) -> int:
-    """A property-fee offset held, then applied: one op is the flow."""
+    """A property-fee offset held, then applied: one op is the flow. With a
+    property key, the member's mandate (seeded) is checked on the hold."""
     i = ctx.rng.randrange(ctx.spec.members)
     offset_id = ctx.next_id()
     body = {
@@ -228,15 +247,47 @@ async def s_offset(ctx: Ctx) -> int:
     return int(outcome == "ok")
 
 
-async def s_redemption(ctx: Ctx) -> int:
-    """A love-supermarket redemption of one item, of 100 the store sells."""
+def _basket(ctx: Ctx, member: str, **consent: Any) -> bytes:
     body = {
         "id": ctx.next_id(),
         "store": "s1",
-        "member": ctx.member(),
+        "member": member,
         "items": [{"sku": f"sku{ctx.rng.randrange(ctx.spec.skus)}", "qty": 1}],
+        **consent,
     }
-    outcome, _ = await ctx.call("redeem", "POST", "/redemptions", msgspec.json.encode(body), 201)
+    return msgspec.json.encode(body)
+
+
+async def s_redemption(ctx: Ctx) -> int:
+    """A love-supermarket redemption of one item, of 100 the store sells, with
+    no consent (an operator's or admin's key)."""
+    body = _basket(ctx, ctx.member())
+    outcome, _ = await ctx.call("redeem", "POST", "/redemptions", body, 201)
+    return int(outcome == "ok")
+
+
+class _SpendCode(msgspec.Struct):
+    code: str
+
+
+_decode_code = msgspec.json.Decoder(_SpendCode).decode
+# What the phone asks for: a ceiling above the basket's one point, for store s1.
+_SPEND_CODE = msgspec.json.encode({"max_points": 10, "ttl_s": 120, "store": "s1"})
+
+
+async def s_redemption_consented(ctx: Ctx) -> int:
+    """As a till does it: the resident's phone issues a spend code (kind `code`,
+    the resident's key), the till redeems with it (kind `redeem`, the store's
+    key). One op is the redemption."""
+    member, auth = ctx.phones[ctx.rng.randrange(len(ctx.phones))]
+    path = f"/members/{member}/spend-codes"
+    outcome, payload = await ctx.call(
+        "code", "POST", path, _SPEND_CODE, 201, via=ctx.phone, headers=auth
+    )
+    if outcome != "ok":
+        return 0
+    body = _basket(ctx, member, consent={"spend_code": _decode_code(payload).code})
+    outcome, _ = await ctx.call("redeem", "POST", "/redemptions", body, 201)
     return int(outcome == "ok")
 
 
@@ -253,4 +304,5 @@ STEPS: Final[dict[str, Step]] = {
     "event": s_event,
     "offset": s_offset,
     "redemption": s_redemption,
+    "redemption_consented": s_redemption_consented,
 }

@@ -7,6 +7,11 @@ holds never run short, except the race members, who get a few points above
 their baseline: that is the limit they race against. Then a rule set, a store's
 catalogue and a little history (offsets, redemptions, events); the harness
 analyzes the database after seeding.
+
+Consent (SPEC section 10), as scenarios 9 and 10 need it: every plain member's
+mandate for property company `acme` (its households' company), with ceilings no
+run reaches; a key for store s1's till, one for acme's billing system, and resident
+keys for the first RESIDENTS members, whose phones issue spend codes.
 """
 
 from __future__ import annotations
@@ -27,10 +32,26 @@ HOUSEHOLDS = 100
 RACE_MEMBERS = 100
 RACE_HEADROOM = 5  # redeemable points each race member starts with
 FUNDING = 1_000_000  # points each plain member gets: spends never run short
+COMPANY = "acme"  # every bench household's property company
+# Every plain member's mandate for COMPANY: far above what a run offsets.
+MANDATE = {"max_points_per_bill": 1_000_000, "max_points_per_year": 100_000_000}
+RESIDENTS = 200  # members m0 … m199 get a resident key (scenario 10's phones)
 
 
 class SeedError(SystemExit):
     pass
+
+
+class Keys(msgspec.Struct, kw_only=True):
+    """The keys the consent scenarios send, besides the admin key."""
+
+    store: str  # store s1's till
+    property: str  # COMPANY's billing system
+    residents: list[tuple[str, str]]  # (member, its resident key)
+
+
+class _KeyOut(msgspec.Struct):
+    key: str
 
 
 class Api:
@@ -90,8 +111,11 @@ async def _batches(api: Api, items: Iterable[dict[str, object]], batch_size: int
     await api.many(calls, ok=200)
 
 
-async def seed(port: int, admin_key: str, members: int, statement_entries: int) -> dict[str, float]:
-    """Seeds everything the small scenarios use; returns seconds per step."""
+async def seed(
+    port: int, admin_key: str, members: int, statement_entries: int
+) -> tuple[dict[str, float], Keys]:
+    """Seeds everything the small scenarios use; returns seconds per step and the
+    consent scenarios' keys."""
     api = Api(port, admin_key)
     base = f"/v1/communities/{COMMUNITY}"
     names = [f"m{i}" for i in range(members)]
@@ -106,7 +130,7 @@ async def seed(port: int, admin_key: str, members: int, statement_entries: int) 
 
     await api.call("POST", "/v1/communities", {"id": COMMUNITY, "name": "Bench"})
     await api.many(
-        ("POST", f"{base}/households", {"id": f"h{i}", "property_company": "acme"})
+        ("POST", f"{base}/households", {"id": f"h{i}", "property_company": COMPANY})
         for i in range(HOUSEHOLDS)
     )
     await api.many(
@@ -123,7 +147,25 @@ async def seed(port: int, admin_key: str, members: int, statement_entries: int) 
     lap("rule set, store catalogue")
     await _history(api, base)
     lap("history: offsets, redemptions, events")
-    return timings
+    await api.many(
+        (("PUT", f"{base}/members/{name}/mandates/{COMPANY}", MANDATE) for name in names[:members]),
+        ok=200,
+    )
+    lap("mandates")
+    keys = await _keys(api, names[: min(RESIDENTS, members)])
+    lap("keys")
+    return timings, keys
+
+
+async def _keys(api: Api, residents: list[str]) -> Keys:
+    async def key(**scope: str) -> str:
+        body = {"community": COMMUNITY, **scope}
+        return msgspec.json.decode(await api.call("POST", "/v1/api-keys", body), type=_KeyOut).key
+
+    store = await key(role="store", store="s1")
+    company = await key(role="property", property_company=COMPANY)
+    found = await asyncio.gather(*(key(role="resident", member=m) for m in residents))
+    return Keys(store=store, property=company, residents=list(zip(residents, found, strict=True)))
 
 
 # The rule set scenario 8's events meet: the default (baseline 100, no caps on
