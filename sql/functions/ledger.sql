@@ -765,6 +765,31 @@ BEGIN
     IF coalesce(cardinality(p_moves), 0) = 0 THEN
         RETURN v_unc;
     END IF;
+    -- Most writes to members only credit them (awards, transfers in): nothing is
+    -- read or owed, and each credit is a new lot, written in one statement.
+    v_cover := 0;
+    FOREACH mv IN ARRAY p_moves LOOP
+        IF mv.op <> 'credit' OR mv.undoes IS NOT NULL OR v_unc[mv.slot] > 0 THEN
+            v_cover := NULL;
+            EXIT;
+        END IF;
+    END LOOP;
+    IF v_cover IS NOT NULL THEN
+        INSERT INTO lots (community_id, account_id, transaction_id, earned_at, expires_at,
+                          amount, remaining)
+        SELECT p_community, p_ids[m.slot], CASE WHEN m.tx < 0 THEN p_new_ids[-m.tx] ELSE m.tx END,
+               e.earned,
+               CASE WHEN e.policy = 'never' THEN NULL
+                    ELSE ledger_lot_expiry(e.policy, e.earned,
+                             (SELECT c.timezone FROM communities c WHERE c.id = p_community))
+               END,
+               m.amount, m.amount
+          FROM unnest(p_moves) AS m
+         CROSS JOIN LATERAL (
+               SELECT coalesce((m.terms ->> 'earned_at')::timestamptz, now()) AS earned,
+                      coalesce(m.terms ->> 'expires', m.terms ->> m.asset, 'never') AS policy) e;
+        RETURN v_unc;
+    END IF;
     v_want := array_fill(0::bigint, ARRAY[cardinality(p_ids)]);
     FOREACH mv IN ARRAY p_moves LOOP
         IF mv.op <> 'credit' THEN
