@@ -6,13 +6,15 @@ import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 import structlog
 from litestar import Litestar, Request, Response, Router
+from litestar.config.cors import CORSConfig
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.plugins.prometheus import PrometheusController
 
 from service.api import (
@@ -29,9 +31,17 @@ from service.api import (
     setup,
     supermarket,
     timebank,
+    webhooks,
 )
 from service.api.deps import authorize, check_authorized
-from service.api.problems import PROBLEM_MEDIA_TYPE, domain_problem, problem_body
+from service.api.openapi import DocumentPlugin
+from service.api.problems import (
+    HTTP_CODES,
+    INTERNAL_ERROR,
+    PROBLEM_MEDIA_TYPE,
+    domain_problem,
+    problem_body,
+)
 from service.auth import KeyResolver
 from service.config import Settings, load_settings
 from service.db import create_pool
@@ -51,24 +61,21 @@ from service.scheduler import build_scheduler, sample_pool
 
 log = structlog.get_logger(__name__)
 
-_HTTP_CODES = {
-    400: "validation_error",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    422: "validation_error",
-}
+# A 401 names the scheme a key must be sent with (RFC 9110, section 11.6.1).
+_CHALLENGE: Final = {"WWW-Authenticate": "Bearer"}
 
 
 def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Response[Any]:
     body = problem_body(status, code, title, detail, **extra)
-    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE)
+    headers = _CHALLENGE if status == 401 else None
+    return Response(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
 def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Any]:
-    response = Response(domain_problem(exc), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE)
+    headers = _CHALLENGE if exc.status == 401 else None
+    response = Response(
+        domain_problem(exc), status_code=exc.status, media_type=PROBLEM_MEDIA_TYPE, headers=headers
+    )
     if isinstance(exc, RetryLater):
         response.headers["Retry-After"] = str(exc.retry_after_s)
     return response
@@ -79,7 +86,7 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
-    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    code = HTTP_CODES.get(exc.status_code, "http_error")
     response = problem(exc.status_code, code, code.replace("_", " ").capitalize(), exc.detail)
     response.headers.update(exc.headers or {})  # e.g. the `Allow` a 405 must carry
     if "route_handler" not in request.scope:  # the router refused it: no route ran
@@ -103,7 +110,21 @@ def _failure(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
-    return problem(500, "internal_error", "Internal error", "the error was logged; retry later")
+    return problem(500, INTERNAL_ERROR, "Internal error", "the error was logged; retry later")
+
+
+def _cors(origins: tuple[str, ...]) -> CORSConfig | None:
+    """Browser apps of `origins` may call the API (LEDGER_CORS_ORIGINS); none, CORS
+    is off. Preflights are answered by the middleware, before any key is asked for."""
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=list(origins),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type"],
+        expose_headers=["Idempotent-Replayed", "Retry-After", "X-Request-ID", "WWW-Authenticate"],
+        max_age=600,
+    )
 
 
 def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
@@ -117,6 +138,7 @@ def _lifespan(settings: Settings, dsn: str, scheduler_on: bool) -> Any:
             connect_timeout_s=settings.db_connect_timeout_s,
         )
         app.state.pool = pool
+        app.state.settings = settings
         worker_started()
         app.state.key_resolver = KeyResolver(settings.admin_key, settings.key_cache_ttl_s)
         app.state.limits = Limits(settings.rate_limits)
@@ -176,6 +198,7 @@ V1_HANDLERS = [
     *members.HANDLERS,
     *people.HANDLERS,
     *consent.HANDLERS,
+    *webhooks.HANDLERS,
 ]
 
 
@@ -208,8 +231,16 @@ def create_app(
             Exception: _failure,
         },
         openapi_config=OpenAPIConfig(
-            title="Community points ledger", version="0.1.0", path="/schema"
+            title="Community points ledger",
+            version="0.1.0",
+            description="Double-entry points and time-bank credits for residential "
+            "communities, with a rules engine (docs/api.md).",
+            path="/schema",
+            use_handler_docstrings=True,
+            # /schema/openapi.json is service.api.openapi's completed document.
+            render_plugins=[ScalarRenderPlugin(), DocumentPlugin()],
         ),
+        cors_config=_cors(settings.cors_origins),
         request_max_body_size=settings.max_body_bytes,
         response_headers=[],
         debug=False,

@@ -63,6 +63,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     key_cache_ttl_s: float
     rate_limits: RateLimits
     http: HttpLimits
+    # Webhook endpoints on loopback, link-local or private addresses (tests, labs).
+    webhook_allow_private: bool = False
+    # Browser origins allowed to call the API (CORS); none, CORS off.
+    cors_origins: tuple[str, ...] = ()
 
 
 def _int(name: str, default: int) -> int:
@@ -136,4 +140,8 @@ def load_settings() -> Settings:
         key_cache_ttl_s=_float("LEDGER_KEY_CACHE_TTL_S", 5.0),
         rate_limits=load_rate_limits(),
         http=load_http_limits(),
+        webhook_allow_private=env.get("LEDGER_WEBHOOK_ALLOW_PRIVATE", "0") == "1",
+        cors_origins=tuple(
+            o.strip() for o in env.get("LEDGER_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
     )

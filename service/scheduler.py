@@ -22,6 +22,8 @@ from service.metrics import HOLDS_EXPIRED, JOB_FAILURES, JOB_RUNS, POOL_IN_USE, 
 from service.outage import fault_of, report
 from service.rules import jobs
 from service.rules.book import RuleBook
+from service.webhooks import jobs as webhook_jobs
+from service.webhooks import worker as webhook_worker
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,15 @@ async def expire_holds(pool: asyncpg.Pool) -> None:
 async def seal_chains(pool: asyncpg.Pool) -> None:
     await ledger.seal_all(pool)
     SEAL_LAG.set(await reads.seal_lag_s(pool))
+    await webhook_jobs.publish_heads(pool)
+
+
+async def deliver_webhooks(pool: asyncpg.Pool, allow_private: bool) -> None:
+    await webhook_worker.deliver_due(pool, allow_private=allow_private)
+
+
+async def notify_expiring(pool: asyncpg.Pool, book: RuleBook) -> None:
+    await webhook_jobs.notify_expiring(pool, book)
 
 
 async def settle_rules(pool: asyncpg.Pool, book: RuleBook) -> None:
@@ -85,6 +96,8 @@ def build_scheduler(pool: asyncpg.Pool, settings: Settings, book: RuleBook) -> A
         "expire_holds": (expire_holds, settings.expiry_interval_s, [pool]),
         "seal_chains": (seal_chains, settings.seal_interval_s, [pool]),
         "settle_rules": (settle_rules, settings.rules_interval_s, [pool, book]),
+        "deliver_webhooks": (deliver_webhooks, 1.0, [pool, settings.webhook_allow_private]),
+        "notify_expiring": (notify_expiring, settings.rules_interval_s, [pool, book]),
     }
     for name, (job, seconds, args) in every.items():
         scheduler.add_job(

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Final
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Stream
 
 from service import setup
 from service.api.deps import (
@@ -21,10 +22,12 @@ from service.api.deps import (
     rules_of,
     written,
 )
+from service.api.exports import ExportFormat, sheet_response, span
 from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, Strict, TtlSeconds
 from service.db import Conn
 from service.errors import Forbidden, InsufficientPoints, NotFound, ValidationFailed
+from service.exports import service as exports
 from service.offsets import service as offsets
 from service.offsets.model import NewOffset
 from service.offsets.views import OffsetOut, OffsetPage, QuoteOut
@@ -56,6 +59,15 @@ def _company_scope(request: Req) -> str | None:
     """The property company a key is limited to; None for operators and admins."""
     principal = principal_of(request)
     return principal.property_company if principal.role == "property" else None
+
+
+def _settled_company(request: Req, asked: str | None) -> str | None:
+    """The company whose offsets a list or a settlement sheet selects (None: all): a
+    property key's own, and asking for another's is 403, as the key is known."""
+    scope = _company_scope(request)
+    if scope is not None and asked not in (None, scope):
+        raise Forbidden(f"this key settles only for property company {scope!r}")
+    return scope or asked
 
 
 async def _member_of(request: Req, conn: Conn, c: str, member: str, household: str) -> setup.Member:
@@ -164,14 +176,31 @@ async def list_offsets(
 ) -> OffsetPage:
     """Offsets created in [from, to), newest first, with totals for settlement."""
     since, until = instant(start, "from"), instant(end, "to")
-    scope = _company_scope(request)
-    if scope is not None and property_company not in (None, scope):
-        raise Forbidden(f"this key settles only for property company {scope!r}")
-    company = scope or property_company
+    company = _settled_company(request, property_company)
     async with db(request) as conn:
         return await offsets.list_offsets(
             conn, c, company, since or _FAR_PAST, until or _FAR_FUTURE, cursor, limit
         )
+
+
+@get("/v1/communities/{c:str}/offsets/export", opt={"roles": PROPERTY})
+async def export_offsets(
+    request: Req,
+    c: FromPath[str],
+    start: FromQueryInstant = None,
+    end: ToQueryInstant = None,
+    property_company: Annotated[
+        str | None, QueryParameter(pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    ] = None,
+    fmt: ExportFormat = "csv",
+) -> Response[bytes] | Stream:
+    """The settlement sheet (结算单): the offsets `GET …/offsets` lists for the same
+    selection (created in [from, to), at most 366 days), then its totals."""
+    company = _settled_company(request, property_company)
+    selected = span(start, end)
+    async with db(request) as conn:
+        export = await exports.offsets_sheet(conn, rules_of(request), c, company, selected, fmt)
+    return sheet_response(export)
 
 
 HANDLERS: Final = [
@@ -181,4 +210,5 @@ HANDLERS: Final = [
     cancel_offset,
     get_offset,
     list_offsets,
+    export_offsets,
 ]

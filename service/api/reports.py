@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
-from litestar import Request, get, patch
+from litestar import Request, Response, get, patch
 from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
 
 from service.api.deps import (
     OPERATOR,
@@ -18,14 +19,22 @@ from service.api.deps import (
     principal_of,
     rules_of,
 )
+from service.api.exports import sheet_response
 from service.api.openapi import json_body
 from service.api.wire import Strict
+from service.exports import service as exports
 from service.people import service as people
 from service.reports import service as reports
 
 Req = Request[Any, Any, Any]
 _FAR_PAST = datetime(1970, 1, 1, tzinfo=UTC)
 _FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+SummaryFormat = Annotated[
+    Literal["json", "csv"],
+    QueryParameter(name="format", description="json (the default) or csv (UTF-8 with BOM)."),
+]
 
 
 class MemberPatchIn(Strict):
@@ -38,15 +47,19 @@ async def summary(
     c: FromPath[str],
     start: FromQueryInstant = None,
     end: ToQueryInstant = None,
-) -> reports.Summary:
+    fmt: SummaryFormat = "json",
+) -> reports.Summary | Response[bytes] | Stream:
     """Per asset: issued, deducted, offset, redeemed, expired, converted, outstanding;
-    and, as of now, the liability and what expires in the next 90 days."""
+    and, as of now, the liability and what expires in the next 90 days. With
+    `format=csv`, the same numbers as a CSV attachment, one row per asset."""
     since, until = instant(start, "from"), instant(end, "to")
+    span = (since or _FAR_PAST, until or _FAR_FUTURE)
     async with db(request) as conn:
+        if fmt == "csv":
+            book, now = rules_of(request), datetime.now(UTC)
+            return sheet_response(await exports.summary_sheet(conn, book, c, span, now))
         active = await rules_of(request).active(conn, c)
-        return await reports.summary(
-            conn, c, since or _FAR_PAST, until or _FAR_FUTURE, active.rule_set, datetime.now(UTC)
-        )
+        return await reports.summary(conn, c, *span, active.rule_set, datetime.now(UTC))
 
 
 @get("/v1/communities/{c:str}/reports/leaderboard", opt={"roles": OPERATOR})

@@ -8,13 +8,25 @@ from typing import Annotated, Any, Final
 import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, QueryParameter
+from litestar.response import Stream
 from msgspec import Meta
 
-from service.api.deps import body, db, fingerprint, principal_of, rules_of, written
+from service.api.deps import (
+    FromQueryInstant,
+    ToQueryInstant,
+    body,
+    db,
+    fingerprint,
+    principal_of,
+    rules_of,
+    written,
+)
+from service.api.exports import ExportFormat, sheet_response, span
 from service.api.openapi import json_body
 from service.api.wire import Amount, ClientId, ConsentIn, Strict
 from service.consent import service as consent
 from service.errors import Forbidden, ValidationFailed
+from service.exports import service as exports
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
 from service.supermarket import model, returns, views
 from service.supermarket import service as market
@@ -163,4 +175,30 @@ async def return_redemption(
     return written(done, replayed)
 
 
-HANDLERS: Final = [put_item, list_items, create_redemption, get_redemption, return_redemption]
+@get("/v1/communities/{c:str}/redemptions/export", opt={"roles": STORE})
+async def export_redemptions(
+    request: Req,
+    c: FromPath[str],
+    start: FromQueryInstant = None,
+    end: ToQueryInstant = None,
+    store: Annotated[str | None, QueryParameter(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = None,
+    fmt: ExportFormat = "csv",
+) -> Response[bytes] | Stream:
+    """A store's redemptions and returns made in [from, to) (at most 366 days), one
+    row each, then their totals; a store key's own store, an operator's any (or,
+    without `store`, every store)."""
+    chosen = _own_store(request, store) if store is not None else _store_scope(request)
+    selected = span(start, end)
+    async with db(request) as conn:
+        export = await exports.redemptions_sheet(conn, rules_of(request), c, chosen, selected, fmt)
+    return sheet_response(export)
+
+
+HANDLERS: Final = [
+    put_item,
+    list_items,
+    create_redemption,
+    get_redemption,
+    return_redemption,
+    export_redemptions,
+]

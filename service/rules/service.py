@@ -31,6 +31,7 @@ from service.rules.book import ActiveRules, RuleBook
 from service.rules.deadline import Deadline
 from service.rules.engine import Decision, EventInput, evaluate
 from service.rules.periods import countable, countable_keys, current_keys
+from service.webhooks import service as webhooks
 
 
 class DecisionView(msgspec.Struct, kw_only=True):
@@ -97,9 +98,11 @@ async def publish(
         raise ValidationFailed("effective_from is out of range")
     for attempt in range(5):  # two publishers racing for the same version number
         try:
-            row = await store.insert_rule_set(
-                conn, community, document, source, media_type, effective_from, actor
-            )
+            async with conn.transaction():  # the version and its event, or neither
+                row = await store.insert_rule_set(
+                    conn, community, document, source, media_type, effective_from, actor
+                )
+                await webhooks.emit(conn, community, [_published(row, actor)])
             break
         except asyncpg.UniqueViolationError:
             if attempt == 4:
@@ -108,6 +111,16 @@ async def publish(
     return Published(
         version=row["version"], effective_from=row["effective_from"], created_at=row["created_at"]
     )
+
+
+def _published(row: Any, actor: str | None) -> webhooks.Event:
+    data = {
+        "version": row["version"],
+        "effective_from": row["effective_from"],
+        "created_at": row["created_at"],
+        "actor": actor,
+    }
+    return ("rule_set.published", data, None, None)
 
 
 def _postings(d: Decision, member: str, amount: int) -> tuple[Posting, ...]:

@@ -198,6 +198,7 @@ DECLARE
     v_moves ledger_lot_move[] := '{}';
     v_locked_undoes bigint[];
     v_locked_terms jsonb[];
+    v_listen text[];  -- the event types the community's webhooks listen to
     i integer;
     j integer;
     k integer;
@@ -523,6 +524,25 @@ BEGIN
     IF cardinality(v_seal) > 0 THEN
         INSERT INTO seal_queue (community_id, tx_id)
         SELECT p_community, s.tx FROM unnest(v_seal) AS s(tx);
+    END IF;
+    -- The webhook events of what was written, in this transaction (the outbox,
+    -- sql/functions/webhooks.sql): one probe of `webhooks` when nobody listens.
+    IF cardinality(v_new) + cardinality(v_done_id) > 0 THEN
+        SELECT array_agg(DISTINCT x.type) INTO v_listen
+          FROM webhooks wh, unnest(wh.events) AS x(type)
+         WHERE wh.community_id = p_community AND wh.deleted_at IS NULL;
+    END IF;
+    IF v_listen IS NOT NULL THEN
+        PERFORM webhook_emit(p_community, webhook_ledger_events(p_community, v_listen,
+            ARRAY(SELECT v_tx[x] FROM generate_series(1, n) AS x
+                   WHERE v_outcome[x] IN ('created', 'done') ORDER BY x),
+            ARRAY(SELECT CASE WHEN v_outcome[x] = 'done'
+                              THEN CASE WHEN (p_writes[x]).op = 'post' THEN 'posted'
+                                        ELSE 'voided' END
+                              WHEN (p_writes[x]).pending THEN 'held'
+                              ELSE 'created' END
+                    FROM generate_series(1, n) AS x
+                   WHERE v_outcome[x] IN ('created', 'done') ORDER BY x)));
     END IF;
     FOR i IN 1 .. n LOOP
         w := p_writes[i];

@@ -14,9 +14,11 @@ dictionaries put ids, small amounts and extreme timestamps into query parameters
 and body fields, so that requests reach real logic rather than a 404. A third of
 the requests carry the community operator's key, the rest the admin key.
 
-Every answer must be below 500; every 4xx an `application/problem+json` document
-with a string `code` and the same `status`; every 405 must name the allowed
-methods (schemathesis' `unsupported_method`). When the run ends, the ledger's
+Every answer must be below 500 and conform to the document: its status, media
+type and body documented (schemathesis' conformance checks, what a generated
+client relies on). Every 4xx must be an `application/problem+json` document with
+a string `code` and the same `status`; every 405 must name the allowed methods
+(schemathesis' `unsupported_method`). When the run ends, the ledger's
 audit must pass for every community.
 
 The schema is loaded eagerly from the document the app builds (the fixture
@@ -40,10 +42,17 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error, unsupported_method
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
 from schemathesis.config import SchemathesisConfig
 from schemathesis.python import asgi
 
+from service.api.openapi import document
 from service.app import create_app
 from service.config import load_settings
 from service.rules.defaults import EXAMPLE_YAML
@@ -147,9 +156,7 @@ CONFIG = {
 def _document() -> dict[str, Any]:
     """The OpenAPI document the app serves at /schema/openapi.json (building it
     needs no database; the fixture checks that the served one is the same)."""
-    app = create_app(load_settings(), dsn="postgresql://unused/none", scheduler=False)
-    document: dict[str, Any] = app.openapi_schema.to_schema()
-    return document
+    return document(create_app(load_settings(), dsn="postgresql://unused/none", scheduler=False))
 
 
 DOCUMENT = _document()
@@ -288,13 +295,18 @@ def _aim(case: Any, run: Run) -> None:
             case.path_parameters[name] = known[pick // 8 % len(known)]
 
 
+# What a generated client relies on: every status, media type and body documented.
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_schema_conformance]
+CHECKS = [not_a_server_error, unsupported_method, *CONFORMANCE]
+
+
 @schema.parametrize()
 @settings(deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 def test_no_input_is_a_server_error(case: Any, run: Run) -> None:
     _aim(case, run)
     role = "operator" if next(run.calls) % 3 == 0 else "admin"
     response = case.call(headers=run.headers[role], app=run.app)
-    case.validate_response(response, checks=[not_a_server_error, unsupported_method])
+    case.validate_response(response, checks=CHECKS)
     if 400 <= response.status_code < 500:
         where = f"{case.method} {case.formatted_path} as {role}: {response.status_code}"
         where += f" {response.text[:300]}"

@@ -1,0 +1,186 @@
+-- Webhooks: writing events into the outbox, in the transaction of their change.
+-- Re-applied by `migrate` whenever this file changes.
+
+-- Writes the events that at least one live endpoint of the community is subscribed
+-- to (by type and scope), and one delivery per such endpoint; the others are not
+-- written at all (an endpoint receives what happens after it was created). One
+-- statement, whatever the number of events. Returns how many deliveries it made.
+CREATE OR REPLACE FUNCTION webhook_emit(p_community text, p_events webhook_event[])
+RETURNS integer
+LANGUAGE sql AS $$
+    WITH ev AS (
+        INSERT INTO outbox_events AS o
+            (community_id, id, type, occurred_at, data, property_company, store)
+        SELECT p_community, 'evt_' || replace(gen_random_uuid()::text, '-', ''), e.type,
+               now(), e.data, e.property_company, e.store
+          FROM unnest(p_events) WITH ORDINALITY AS e(type, data, property_company, store, ord)
+         WHERE EXISTS (SELECT 1 FROM webhooks w
+                        WHERE w.community_id = p_community AND w.deleted_at IS NULL
+                          AND e.type = ANY (w.events)
+                          AND (w.property_company IS NULL
+                               OR w.property_company = e.property_company)
+                          AND (w.store IS NULL OR w.store = e.store))
+         ORDER BY e.ord
+        RETURNING o.seq, o.type, o.property_company, o.store
+    ), d AS (
+        INSERT INTO webhook_deliveries (community_id, id, webhook_id, event_seq)
+        SELECT p_community, 'dlv_' || replace(gen_random_uuid()::text, '-', ''), w.id, ev.seq
+          FROM ev
+          JOIN webhooks w
+            ON w.community_id = p_community AND w.deleted_at IS NULL
+           AND ev.type = ANY (w.events)
+           AND (w.property_company IS NULL OR w.property_company = ev.property_company)
+           AND (w.store IS NULL OR w.store = ev.store)
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM d
+$$;
+
+-- The events of ledger transactions just written by ledger_write, which calls this
+-- only when the community has a live endpoint, with the event types its endpoints
+-- listen to (`p_listen`): each family of events is computed only when listened to.
+-- `p_change` per transaction: 'held' (created pending), 'created' (created posted),
+-- 'posted' or 'voided' (a pending one finished). Each event names the property
+-- company of the member's household and the store it touches, which scope what
+-- property and store endpoints receive. PL/pgSQL so that each statement's plan is
+-- cached for the session (a SQL function of this size is planned on every call).
+CREATE OR REPLACE FUNCTION webhook_ledger_events(
+    p_community text, p_listen text[], p_tx bigint[], p_change text[])
+RETURNS webhook_event[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    v_all webhook_event[] := '{}';
+    v_part webhook_event[];
+BEGIN
+    IF p_listen && ARRAY['transaction.posted', 'points.expired'] THEN
+        WITH t AS (
+            SELECT t.client_id, t.kind, t.reason, t.rule_id, t.rule_version, t.event_id,
+                   t.memo, t.metadata, t.finalized_at, u.change, u.ord,
+                   (SELECT jsonb_agg(jsonb_build_object(
+                               'account', a.address, 'asset', a.asset, 'amount', e.amount,
+                               'balance_after', e.balance_after) ORDER BY e.leg)
+                      FROM entries e
+                      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+                     WHERE e.community_id = p_community AND e.tx_id = t.id) AS entries,
+                   (SELECT min(a.member_id)
+                      FROM entries e
+                      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+                     WHERE e.community_id = p_community AND e.tx_id = t.id
+                       AND a.member_id IS NOT NULL) AS member_id
+              FROM unnest(p_tx, p_change) WITH ORDINALITY AS u(id, change, ord)
+              JOIN transactions t ON t.community_id = p_community AND t.id = u.id
+             WHERE u.change IN ('created', 'posted')
+        ), s AS (
+            SELECT t.*, h.property_company,
+                   (SELECT split_part(x ->> 'account', ':', 2)
+                      FROM jsonb_array_elements(t.entries) AS x
+                     WHERE x ->> 'account' LIKE 'store:%' LIMIT 1) AS store,
+                   (SELECT x FROM jsonb_array_elements(t.entries) AS x
+                     WHERE x ->> 'account' LIKE 'member:%' LIMIT 1) AS member_entry
+              FROM t
+              JOIN members m ON m.community_id = p_community AND m.id = t.member_id
+              JOIN households h ON h.community_id = p_community AND h.id = m.household_id
+        ), ev AS (
+            SELECT s.ord, 0 AS n, 'transaction.posted' AS type,
+                   jsonb_build_object('transaction', s.client_id, 'kind', s.kind,
+                       'member', s.member_id, 'reason', s.reason, 'rule_id', s.rule_id,
+                       'rule_version', s.rule_version, 'event_id', s.event_id,
+                       'memo', s.memo, 'posted_at', s.finalized_at,
+                       'entries', s.entries) AS data,
+                   s.property_company, s.store
+              FROM s
+            UNION ALL
+            SELECT s.ord, 1, 'points.expired',
+                   jsonb_build_object('member', s.member_id,
+                       'asset', s.member_entry ->> 'asset',
+                       'amount', abs((s.member_entry ->> 'amount')::bigint),
+                       'expires_at', s.metadata ->> 'expires_at', 'transaction', s.client_id),
+                   s.property_company, NULL
+              FROM s WHERE s.kind = 'expiry' AND s.change = 'created'
+        )
+        SELECT array_agg(ROW(ev.type, ev.data, ev.property_company, ev.store)::webhook_event
+                         ORDER BY ev.ord, ev.n)
+          INTO v_part
+          FROM ev;
+        v_all := v_all || coalesce(v_part, '{}');
+    END IF;
+    IF p_listen && ARRAY['offset.held', 'offset.applied', 'offset.cancelled', 'offset.expired']
+    THEN
+        WITH t AS (
+            SELECT t.client_id, t.kind, t.void_reason, u.change, u.ord,
+                   -- an applied offset cancelled: its reversal names the offset's transaction
+                   CASE WHEN t.kind = 'reversal' THEN r.client_id ELSE t.client_id END
+                       AS offset_tx
+              FROM unnest(p_tx, p_change) WITH ORDINALITY AS u(id, change, ord)
+              JOIN transactions t ON t.community_id = p_community AND t.id = u.id
+              LEFT JOIN transactions r ON r.community_id = p_community AND r.id = t.reversal_of
+             WHERE t.kind = 'offset' OR (t.kind = 'reversal' AND r.kind = 'offset'
+                                         AND u.change = 'created')
+        )
+        SELECT array_agg(ROW(
+                   CASE WHEN t.kind = 'reversal' THEN 'offset.cancelled'
+                        WHEN t.change = 'held' THEN 'offset.held'
+                        WHEN t.change IN ('created', 'posted') THEN 'offset.applied'
+                        WHEN t.void_reason = 'expired' THEN 'offset.expired'
+                        ELSE 'offset.cancelled' END,
+                   jsonb_build_object('offset', o.id, 'member', o.member_id,
+                       'household', o.household_id, 'property_company', o.property_company,
+                       'bill_amount_fen', o.bill_amount_fen, 'points', o.points,
+                       'offset_fen', o.offset_fen, 'transaction', t.offset_tx)
+                   || CASE WHEN t.kind = 'reversal'
+                           THEN jsonb_build_object('reversal', t.client_id) ELSE '{}' END,
+                   o.property_company, NULL)::webhook_event ORDER BY t.ord)
+          INTO v_part
+          FROM t
+          JOIN offsets o ON o.community_id = p_community AND t.offset_tx = 'offset:' || o.id;
+        v_all := v_all || coalesce(v_part, '{}');
+    END IF;
+    IF p_listen && ARRAY['redemption.created', 'redemption.returned'] THEN
+        SELECT array_agg(ROW(
+                   CASE WHEN t.kind = 'redemption' THEN 'redemption.created'
+                        ELSE 'redemption.returned' END,
+                   jsonb_build_object('redemption', d.id, 'store', d.store_id,
+                       'member', d.member_id,
+                       'points', (SELECT abs(e.amount) FROM entries e
+                                   WHERE e.community_id = p_community AND e.tx_id = t.id
+                                   LIMIT 1),
+                       'transaction', t.client_id)
+                   || CASE WHEN t.kind = 'redemption_return'
+                           THEN jsonb_build_object('return', t.metadata ->> 'return')
+                           ELSE '{}' END,
+                   h.property_company, d.store_id)::webhook_event ORDER BY u.ord)
+          INTO v_part
+          FROM unnest(p_tx, p_change) WITH ORDINALITY AS u(id, change, ord)
+          JOIN transactions t ON t.community_id = p_community AND t.id = u.id
+          JOIN redemptions d
+            ON d.community_id = p_community AND d.id = t.metadata ->> 'redemption'
+          JOIN members m ON m.community_id = p_community AND m.id = d.member_id
+          JOIN households h ON h.community_id = p_community AND h.id = m.household_id
+         WHERE t.kind IN ('redemption', 'redemption_return') AND u.change = 'created';
+        v_all := v_all || coalesce(v_part, '{}');
+    END IF;
+    IF p_listen && ARRAY['volunteer_hours.logged', 'volunteer_hours.approved',
+                         'volunteer_hours.rejected'] THEN
+        SELECT array_agg(ROW('volunteer_hours.' || x.what,
+                   jsonb_build_object('volunteer_hours', v.id, 'member', v.member_id,
+                       'activity', v.activity, 'started_at', v.started_at,
+                       'minutes', v.minutes, 'organiser', v.organiser,
+                       'transaction', t.client_id),
+                   h.property_company, NULL)::webhook_event ORDER BY u.ord, x.n)
+          INTO v_part
+          FROM unnest(p_tx, p_change) WITH ORDINALITY AS u(id, change, ord)
+          JOIN transactions t ON t.community_id = p_community AND t.id = u.id
+          JOIN volunteer_hours v ON v.community_id = p_community AND t.client_id = 'vh:' || v.id
+          JOIN members m ON m.community_id = p_community AND m.id = v.member_id
+          JOIN households h ON h.community_id = p_community AND h.id = m.household_id
+          CROSS JOIN LATERAL unnest(CASE u.change
+                   WHEN 'held' THEN ARRAY['logged']
+                   WHEN 'created' THEN ARRAY['logged', 'approved']
+                   WHEN 'posted' THEN ARRAY['approved']
+                   ELSE ARRAY['rejected'] END) WITH ORDINALITY AS x(what, n)
+         WHERE t.kind = 'volunteer_hours';
+        v_all := v_all || coalesce(v_part, '{}');
+    END IF;
+    RETURN v_all;
+END
+$$;
