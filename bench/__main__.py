@@ -77,6 +77,14 @@ def smoke_failures(out: Outcome, expected: int) -> list[str]:
         if s.errors
     ]
     failures += [f"{s.name}: completed no operation" for s in out.scenarios if s.ops == 0]
+    for s in out.scenarios:
+        hook = s.db.get("webhook")
+        if hook is None:
+            continue
+        if not hook["received"]:
+            failures.append(f"{s.name}: the webhook receiver got no delivery")
+        if hook["left_pending"]:
+            failures.append(f"{s.name}: {hook['left_pending']} deliveries never drained")
     if len(out.scenarios) != expected:
         failures.append(f"{len(out.scenarios)} of {expected} scenarios ran")
     if not out.audit.get("ok"):
@@ -160,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         seconds_total=round(time.perf_counter() - began, 1),
         notes=_notes(out),
         consent=report.consent_costs(out.scenarios),
+        outbox=report.outbox_costs(out.scenarios),
     )
     json_path, md_path, text = report.write(run, args.out, started)
     print(text)

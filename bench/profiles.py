@@ -20,6 +20,8 @@ class Profile(msgspec.Struct, kw_only=True):
     scale_postings: int
     scale_statement_entries: int = 10_000
     grace_s: float = 30.0  # how long requests may still run after a scenario's end
+    # How long a webhook scenario's delivery backlog may take to drain afterwards.
+    webhook_drain_s: float = 120.0
     batch_size: int = 1000
 
 
@@ -33,6 +35,7 @@ PROFILES = {
         scale_members=1_000_000,
         scale_postings=10_000_000,
         grace_s=120,
+        webhook_drain_s=600,
     ),
     "quick": Profile(
         name="quick",
@@ -56,15 +59,18 @@ PROFILES = {
         scale_statement_entries=2_000,
         grace_s=10,
         batch_size=100,
+        webhook_drain_s=60,
     ),
 }
 
 # name, title, step; the scale scenarios run against the bulk-loaded community.
 # Scenarios 9 and 10 run with the key of the client that makes them in life (a
 # property company's billing system, a store's till: consent, SPEC section 10),
-# and again with the admin key, which needs none (KEYS).
+# and again with the admin key, which needs none (KEYS). A `_webhook` scenario runs
+# its twin's step while an endpoint listens to the events it writes (WEBHOOKS).
 SMALL = [
     ("s1_transfer", "1 transfer issuance → member, uniform", "transfer"),
+    ("s1_transfer_webhook", "1w transfer, a webhook on transaction.posted", "transfer"),
     ("s2_hot", "2 hot: member → store / issuance → member", "hot"),
     ("s3_race", "3 spends racing the limit, 100 members", "race"),
     ("s4_pending_post", "4a pending then post (flows)", "pending_post"),
@@ -81,7 +87,21 @@ SMALL = [
         "redemption_consented",
     ),
     ("s10_redemption_operator", "10b redemption, admin key", "redemption"),
+    (
+        "s10_redemption_webhook",
+        "10w redemption, admin key, a webhook on redemption.created + transaction.posted",
+        "redemption",
+    ),
 ]
+# The webhook scenarios (SPEC section 12): their endpoint's events, and the twin
+# they are compared with (bench/report.py, outbox_costs).
+WEBHOOKS = {
+    "s1_transfer_webhook": (["transaction.posted"], "s1_transfer"),
+    "s10_redemption_webhook": (
+        ["redemption.created", "transaction.posted"],
+        "s10_redemption_operator",
+    ),
+}
 # Which of the seeded keys a scenario sends; the others send the admin key.
 KEYS = {"s9_offset": "property", "s10_redemption": "store"}
 # The HTTP stack alone (bench/stack_apps.py), answering the balance read's URL.
@@ -132,6 +152,7 @@ def small_specs(profile: Profile, run_id: str, port: int, key: str, keys: Keys) 
             admin_key=key,
             key=_key(keys, name),
             residents=keys.residents if step == "redemption_consented" else [],
+            webhook=WEBHOOKS[name][0] if name in WEBHOOKS else [],
         )
         for name, title, step in SMALL
     ]

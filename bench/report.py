@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import psutil  # type: ignore[import-untyped]
 
+from bench.profiles import WEBHOOKS
 from bench.stats import ScenarioResult
 
 
@@ -48,6 +49,29 @@ CONSENT_PAIRS = [
 ]
 
 
+class OutboxCost(msgspec.Struct, kw_only=True):
+    """A write scenario while a webhook listens to its events (SPEC section 12),
+    against the same scenario with nobody listening: the same run."""
+
+    listened: str  # scenario names
+    twin: str
+    events: list[str]
+    ops_per_s: float
+    twin_ops_per_s: float
+    ratio: float | None  # listened ops/s ÷ twin ops/s
+    pg_ms_per_op: float | None  # PostgreSQL CPU per op, in the measured window
+    twin_pg_ms_per_op: float | None
+    service_ms_per_op: float | None  # service CPU per op (the worker's deliveries too)
+    twin_service_ms_per_op: float | None
+    deliveries: int  # made while the scenario ran (warm-up and grace included)
+    delivered_at_end: int
+    pending_at_end: int
+    drain_s: float | None
+    left_pending: int  # still pending when the drain's bound ran out
+    drain_service_ms_per_delivery: float | None
+    drain_pg_ms_per_delivery: float | None
+
+
 class Run(msgspec.Struct, kw_only=True):
     started_at: str
     profile: str
@@ -64,6 +88,7 @@ class Run(msgspec.Struct, kw_only=True):
     seconds_total: float
     notes: list[str]
     consent: list[ConsentCost] = msgspec.field(default_factory=list)
+    outbox: list[OutboxCost] = msgspec.field(default_factory=list)
 
 
 def git_commit(root: Path) -> str:
@@ -192,6 +217,73 @@ def consent_costs(scenarios: list[ScenarioResult]) -> list[ConsentCost]:
     return found
 
 
+def _pg_ms_per_op(s: ScenarioResult) -> float | None:
+    pg = s.cpu_cores.get("pg_backends", 0.0) + s.cpu_cores.get("pg_background", 0.0)
+    return round(1000 * pg / s.ops_per_s, 3) if pg and s.ops_per_s else None
+
+
+def outbox_costs(scenarios: list[ScenarioResult]) -> list[OutboxCost]:
+    """What a listening webhook costs per write, for each of WEBHOOKS that ran
+    with its twin."""
+    s = _by_name(scenarios)
+    found = []
+    for listened, (events, twin) in WEBHOOKS.items():
+        if listened not in s or twin not in s or "webhook" not in s[listened].db:
+            continue
+        a, b = s[listened], s[twin]
+        hook = a.db["webhook"]
+        end, per_delivery = hook["at_end"], hook["drain_ms_per_delivery"]
+        found.append(
+            OutboxCost(
+                listened=listened,
+                twin=twin,
+                events=events,
+                ops_per_s=a.ops_per_s,
+                twin_ops_per_s=b.ops_per_s,
+                ratio=None if not b.ops_per_s else round(a.ops_per_s / b.ops_per_s, 3),
+                pg_ms_per_op=_pg_ms_per_op(a),
+                twin_pg_ms_per_op=_pg_ms_per_op(b),
+                service_ms_per_op=_service_ms_per_op(a),
+                twin_service_ms_per_op=_service_ms_per_op(b),
+                deliveries=end["made"],
+                delivered_at_end=end["delivered"],
+                pending_at_end=end["pending"],
+                drain_s=hook["drain_s"],
+                left_pending=hook["left_pending"],
+                drain_service_ms_per_delivery=per_delivery["service"],
+                drain_pg_ms_per_delivery=per_delivery["pg"],
+            )
+        )
+    return found
+
+
+def _pair(a: float | None, b: float | None) -> str:
+    return f"{a or 0:.3f} / {b or 0:.3f}"
+
+
+def _outbox_lines(costs: list[OutboxCost]) -> list[str]:
+    if not costs:
+        return []
+    lines = [
+        "",
+        "| outbox (SPEC 12) | ops/s listened / not | ratio | pg ms/op listened / not "
+        "| svc ms/op listened / not | deliveries: made, delivered, pending at end "
+        "| drain s (left) | drain ms/delivery svc / pg |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c in costs:
+        ratio = "" if c.ratio is None else f"{c.ratio:.2f}"
+        drain = "" if c.drain_s is None else f"{c.drain_s:.1f} ({c.left_pending:,})"
+        lines.append(
+            f"| {c.listened} ({', '.join(c.events)}) | {c.ops_per_s:,.0f} / "
+            f"{c.twin_ops_per_s:,.0f} | {ratio} | {_pair(c.pg_ms_per_op, c.twin_pg_ms_per_op)} "
+            f"| {_pair(c.service_ms_per_op, c.twin_service_ms_per_op)} "
+            f"| {c.deliveries:,}, {c.delivered_at_end:,}, {c.pending_at_end:,} | {drain} "
+            f"| {_pair(c.drain_service_ms_per_delivery, c.drain_pg_ms_per_delivery)} |"
+        )
+    return lines
+
+
 def _kinds(p50: dict[str, float]) -> str:
     return ", ".join(f"{kind} {ms:.1f}" for kind, ms in p50.items())
 
@@ -220,7 +312,7 @@ def _consent_lines(costs: list[ConsentCost]) -> list[str]:
 def _cores(cpu: dict[str, float]) -> str:
     pg = cpu.get("pg_backends", 0.0) + cpu.get("pg_background", 0.0)
     service = cpu.get("service", 0.0)
-    client = cpu.get("loadgen", 0.0) + cpu.get("pgbench", 0.0)
+    client = cpu.get("loadgen", 0.0) + cpu.get("pgbench", 0.0) + cpu.get("receiver", 0.0)
     other = cpu.get("unattributed", 0.0) + cpu.get("harness", 0.0) + cpu.get("idle_service", 0.0)
     return f"{pg:.2f} / {service:.2f} / {client:.2f} / {other:.2f}"
 
@@ -260,6 +352,7 @@ def markdown(run: Run) -> str:
             f"| {_cores(s.cpu_cores)} | {_per_request(s)} |"
         )
     lines += _consent_lines(run.consent)
+    lines += _outbox_lines(run.outbox)
     lines += ["", "| target (issue 3) | measured | limit | met |", "|---|---:|---:|:---:|"]
     for t in run.targets:
         value = "n/a" if t.measured is None else f"{t.measured:,.2f} {t.unit}"

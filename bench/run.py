@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import bulk, dbstats, floor, pg, pyspy
+from bench import bulk, dbstats, floor, outbox, pg, pyspy
 from bench.cpu import postgres_groups, wait_idle
 from bench.driver import LoadGenerator
 from bench.profiles import STACK, Profile, scale_specs, small_specs, stack_spec
@@ -63,6 +63,7 @@ class Bench:
         self.service: Service | None = None
         self.stack: StackServer | None = None  # while a stack scenario runs
         self.loadgen: LoadGenerator | None = None
+        self.receiver: outbox.Receiver | None = None  # from the first webhook scenario on
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -79,6 +80,8 @@ class Bench:
     def close(self) -> None:
         if self.loadgen is not None:
             self.loadgen.close()
+        if self.receiver is not None:
+            self.receiver.close()
         if self.service is not None:
             self.service.stop()
         if self.server is not None:
@@ -114,6 +117,7 @@ class Bench:
         else:
             found["service"] = self.service.pids()
         found["loadgen"] = [self.loadgen.pid] if self.loadgen else []
+        found["receiver"] = [self.receiver.pid] if self.receiver else []
         found["harness"] = [os.getpid()]
         return found
 
@@ -180,9 +184,12 @@ class Bench:
         if self.opts.pgss:
             asyncio.run(dbstats.pgss_reset(self.dsn))
         waited = self._idle()
+        listening = self._listen(spec)
         before = asyncio.run(dbstats.snapshot(self.dsn))
         spy = self._spy(spec)
         result = self.loadgen.run(spec, self.groups)
+        if listening is not None:
+            listening.at_end = asyncio.run(outbox.counts(self.dsn, listening.webhook_id))
         after = asyncio.run(dbstats.snapshot(self.dsn))
         result.db.update(dbstats.delta(before, after, result.all_ops))
         result.db["waited_for_idle_s"] = waited
@@ -193,8 +200,38 @@ class Bench:
         result.db["drain_s"] = asyncio.run(dbstats.wait_quiet(self.dsn))
         if result.db["xids"] > 0:
             result.settle_s = asyncio.run(dbstats.wait_sealed(self.dsn))
+        if listening is not None:
+            result.db["webhook"] = self._unlisten(listening)
         self.out.scenarios.append(result)
         _summary(result)
+
+    def _listen(self, spec: Spec) -> outbox.Listening | None:
+        """A webhook scenario's endpoint, created right before it runs."""
+        if not spec.webhook:
+            return None
+        assert self.service is not None
+        if self.receiver is None:
+            self.receiver = outbox.Receiver()
+        wid = outbox.webhook_id(self.run_id, spec.name)
+        return asyncio.run(
+            outbox.create(self.service.port, self.key, wid, spec.webhook, self.receiver)
+        )
+
+    def _unlisten(self, listening: outbox.Listening) -> dict[str, Any]:
+        """Waits for the endpoint's backlog, then deletes it (what is still pending
+        becomes failed), so that the next scenario writes no events."""
+        assert self.service is not None and self.receiver is not None
+        timeout_s = self.opts.profile.webhook_drain_s
+        found = outbox.drain(self.dsn, listening, self.receiver, self.groups, timeout_s)
+        asyncio.run(outbox.delete(self.service.port, self.key, listening.webhook_id))
+        end = found["at_end"]
+        say(
+            f"  webhook: {end['made']:,} deliveries, {end['delivered']:,} delivered and "
+            f"{end['pending']:,} pending at the end; drained in {found['drain_s']} s: "
+            f"{found['after_drain']['delivered']:,} delivered, {found['left_pending']:,} left, "
+            f"{found['received']:,} received"
+        )
+        return found
 
     def _stack_scenario(self, spec: Spec, app: str) -> None:
         """A scenario against a stack server instead of the service (which idles)."""

@@ -48,6 +48,9 @@ class Spec(msgspec.Struct, kw_only=True):
     key: str = ""  # the key each client's connection sends; empty: admin_key
     # (member, resident key): the members whose phones issue spend codes
     residents: list[tuple[str, str]] = msgspec.field(default_factory=list)
+    # Event types an endpoint listens to while the scenario runs (bench/outbox.py);
+    # the harness's business, the load generator ignores it.
+    webhook: list[str] = msgspec.field(default_factory=list)
 
 
 @dataclass

@@ -44,6 +44,7 @@ class Service:
             LEDGER_ADMIN_KEY=admin_key,
             LEDGER_LOG_LEVEL="warning",
             LEDGER_RATE_LIMITS="off",  # the load generators are one client at 10^4 writes/s
+            LEDGER_WEBHOOK_ALLOW_PRIVATE="1",  # the webhook scenarios' receiver is local
         )
 
     def _start(self, log_path: Path, **env_vars: str) -> None:

@@ -63,26 +63,36 @@ RETURNING id;
 -- leased for $2 seconds; none of an endpoint with an attempt under way. Events wait
 -- until every transaction older than theirs has ended (as the sealer does), so that
 -- an event with a lower seq is not overtaken by one committed before it. SKIP
--- LOCKED: replicas claiming at once take different endpoints' deliveries.
-WITH due AS (
-    SELECT d.community_id, d.id, d.webhook_id,
-           row_number() OVER (PARTITION BY d.community_id, d.webhook_id
-                              ORDER BY d.event_seq) AS rank
-      FROM webhook_deliveries d
-      JOIN outbox_events e ON e.community_id = d.community_id AND e.seq = d.event_seq
-     WHERE d.status = 'pending' AND d.next_attempt_at <= now()
-       AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+-- LOCKED: replicas claiming at once take different endpoints' deliveries. Per
+-- endpoint it reads only its first $3 due deliveries and its leased ones (the
+-- partial indexes of 0008_webhook_claims.sql), however long its backlog.
+WITH endpoints AS (
+    SELECT w.community_id, w.id AS webhook_id
+      FROM webhooks w
+     WHERE EXISTS (SELECT 1 FROM webhook_deliveries d
+                    WHERE d.community_id = w.community_id AND d.webhook_id = w.id
+                      AND d.status = 'pending' AND d.next_attempt_at <= now())
        AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x
-                        WHERE x.community_id = d.community_id AND x.webhook_id = d.webhook_id
-                          AND x.status = 'pending' AND x.leased_until > now())
-), endpoints AS (
-    SELECT DISTINCT community_id, webhook_id FROM due ORDER BY community_id, webhook_id
+                        WHERE x.community_id = w.community_id AND x.webhook_id = w.id
+                          AND x.status = 'pending' AND x.leased_until IS NOT NULL
+                          AND x.leased_until > now())
+     ORDER BY w.community_id, w.id
      LIMIT $1
+), due AS (
+    SELECT d.community_id, d.id
+      FROM endpoints p
+     CROSS JOIN LATERAL (
+           SELECT d.community_id, d.id
+             FROM webhook_deliveries d
+             JOIN outbox_events e ON e.community_id = d.community_id AND e.seq = d.event_seq
+            WHERE d.community_id = p.community_id AND d.webhook_id = p.webhook_id
+              AND d.status = 'pending' AND d.next_attempt_at <= now()
+              AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+            ORDER BY d.event_seq
+            LIMIT $3) d
 ), claimed AS (
     SELECT d.community_id, d.id FROM webhook_deliveries d
-     WHERE (d.community_id, d.id) IN (
-               SELECT due.community_id, due.id FROM due JOIN endpoints USING (community_id, webhook_id)
-                WHERE due.rank <= $3)
+     WHERE (d.community_id, d.id) IN (SELECT due.community_id, due.id FROM due)
        AND d.status = 'pending'
        FOR UPDATE SKIP LOCKED
 )
