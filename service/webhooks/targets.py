@@ -15,12 +15,16 @@ async def check_url(url: str, *, allow_private: bool) -> None:
     link-local, private or otherwise non-public address (SPEC section 12), so that
     a key cannot make the service call into its own network. Checked at creation;
     the worker checks again before every attempt, since DNS answers change."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises for a port that is not a number in 0-65535
+    except ValueError as err:
+        raise ValidationFailed(f"a webhook url must be a valid URL: {err}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValidationFailed("a webhook url must be http:// or https:// with a host")
     if allow_private:
         return
-    for address in await _addresses(parts.hostname, parts.port):
+    for address in await _addresses(parts.hostname, port):
         ip = ipaddress.ip_address(address.split("%")[0])
         if not ip.is_global or ip.is_multicast:
             raise ValidationFailed(

@@ -79,6 +79,9 @@ async def test_unknown_events_and_bad_or_private_urls_are_refused(client: Client
         hook(url="http://10.1.2.3/x"),
         hook(url="http://[::1]/x"),
         hook(url="http://192.168.0.10/x"),
+        hook(url="http://example.com:99999/x"),
+        hook(url="http://example.com:port/x"),
+        hook(url="http://[::1/x"),
     ]
     for body in bad:
         r = await client.post(W, json=body)
