@@ -41,17 +41,21 @@ async def deliver_due(pool: asyncpg.Pool, *, allow_private: bool) -> int:
     each endpoint's deliveries one after another, stopping at its first failure."""
     attempted = 0
     deadline = time.monotonic() + RUN_S
+    async with pool.acquire() as conn:
+        rows = await store.claim(conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT)
+    if not rows:  # the common case, every second: no HTTP client (its TLS context) made
+        return 0
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
-        while time.monotonic() < deadline:
-            async with pool.acquire() as conn:
-                rows = await store.claim(conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT)
-            if not rows:
-                break
+        while rows:
             endpoints: dict[tuple[str, str], list[asyncpg.Record]] = {}
             for row in sorted(rows, key=lambda r: r["seq"]):
                 endpoints.setdefault((row["community_id"], row["webhook_id"]), []).append(row)
             sent = [_endpoint(pool, http, due, allow_private) for due in endpoints.values()]
             attempted += sum(await asyncio.gather(*sent))
+            if time.monotonic() >= deadline:
+                break
+            async with pool.acquire() as conn:
+                rows = await store.claim(conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT)
     return attempted
 
 

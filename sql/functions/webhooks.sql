@@ -53,33 +53,32 @@ DECLARE
     v_part webhook_event[];
 BEGIN
     IF p_listen && ARRAY['transaction.posted', 'points.expired'] THEN
-        WITH t AS (
+        -- One pass over each transaction's entries gives its entries, its member, the
+        -- store it touches and the member's own entry (the first of each by leg).
+        WITH s AS (
             SELECT t.client_id, t.kind, t.reason, t.rule_id, t.rule_version, t.event_id,
                    t.memo, t.metadata, t.finalized_at, u.change, u.ord,
-                   (SELECT jsonb_agg(jsonb_build_object(
-                               'account', a.address, 'asset', a.asset, 'amount', e.amount,
-                               'balance_after', e.balance_after) ORDER BY e.leg)
-                      FROM entries e
-                      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
-                     WHERE e.community_id = p_community AND e.tx_id = t.id) AS entries,
-                   (SELECT min(a.member_id)
-                      FROM entries e
-                      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
-                     WHERE e.community_id = p_community AND e.tx_id = t.id
-                       AND a.member_id IS NOT NULL) AS member_id
+                   x.entries, x.member_id, x.store, x.member_asset, x.member_amount,
+                   h.property_company
               FROM unnest(p_tx, p_change) WITH ORDINALITY AS u(id, change, ord)
               JOIN transactions t ON t.community_id = p_community AND t.id = u.id
-             WHERE u.change IN ('created', 'posted')
-        ), s AS (
-            SELECT t.*, h.property_company,
-                   (SELECT split_part(x ->> 'account', ':', 2)
-                      FROM jsonb_array_elements(t.entries) AS x
-                     WHERE x ->> 'account' LIKE 'store:%' LIMIT 1) AS store,
-                   (SELECT x FROM jsonb_array_elements(t.entries) AS x
-                     WHERE x ->> 'account' LIKE 'member:%' LIMIT 1) AS member_entry
-              FROM t
-              JOIN members m ON m.community_id = p_community AND m.id = t.member_id
+             CROSS JOIN LATERAL (
+                   SELECT jsonb_agg(jsonb_build_object(
+                              'account', a.address, 'asset', a.asset, 'amount', e.amount,
+                              'balance_after', e.balance_after) ORDER BY e.leg) AS entries,
+                          min(a.member_id) AS member_id,
+                          (array_agg(split_part(a.address, ':', 2) ORDER BY e.leg)
+                              FILTER (WHERE a.address LIKE 'store:%'))[1] AS store,
+                          (array_agg(a.asset ORDER BY e.leg)
+                              FILTER (WHERE a.address LIKE 'member:%'))[1] AS member_asset,
+                          (array_agg(e.amount ORDER BY e.leg)
+                              FILTER (WHERE a.address LIKE 'member:%'))[1] AS member_amount
+                     FROM entries e
+                     JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+                    WHERE e.community_id = p_community AND e.tx_id = t.id) x
+              JOIN members m ON m.community_id = p_community AND m.id = x.member_id
               JOIN households h ON h.community_id = p_community AND h.id = m.household_id
+             WHERE u.change IN ('created', 'posted')
         ), ev AS (
             SELECT s.ord, 0 AS n, 'transaction.posted' AS type,
                    jsonb_build_object('transaction', s.client_id, 'kind', s.kind,
@@ -92,8 +91,8 @@ BEGIN
             UNION ALL
             SELECT s.ord, 1, 'points.expired',
                    jsonb_build_object('member', s.member_id,
-                       'asset', s.member_entry ->> 'asset',
-                       'amount', abs((s.member_entry ->> 'amount')::bigint),
+                       'asset', s.member_asset,
+                       'amount', abs(s.member_amount),
                        'expires_at', s.metadata ->> 'expires_at', 'transaction', s.client_id),
                    s.property_company, NULL
               FROM s WHERE s.kind = 'expiry' AND s.change = 'created'
