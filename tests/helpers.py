@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 from litestar.testing import AsyncTestClient
 
 Client = AsyncTestClient[Any]
@@ -81,3 +83,20 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def admin_sql(server_dsn: str, statement: str) -> None:
+    """Runs one statement (CREATE or DROP DATABASE) on the test server itself."""
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,7 @@ from typing import Any
 import httpx
 import psutil
 
-from tests.helpers import ADMIN_KEY, ROOT, bearer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.helpers import ADMIN_KEY, ROOT, bearer, free_port
 
 
 def wait_ready(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -23,7 +22,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import asyncpg
 import httpx
 import msgspec
 import pytest
@@ -32,7 +30,7 @@ import uvicorn
 from service.app import create_app
 from service.config import load_settings
 from tests.conftest import audit_all
-from tests.helpers import ADMIN_KEY, TEMPLATE, with_database
+from tests.helpers import ADMIN_KEY, TEMPLATE, admin_sql, free_port, with_database
 
 PACKAGE = "ledger_client"
 CONFIG = """\
@@ -42,34 +40,19 @@ content_type_overrides:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def _admin(server_dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def base_url(server_dsn: str, template_dsn: str) -> Iterator[str]:
     """The app under uvicorn on a database of its own; audited when it stops."""
     del template_dsn  # requested so that the template database exists
     name = f"genclient_{os.getpid()}"
     template = f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"
-    asyncio.run(_admin(server_dsn, template))
+    asyncio.run(admin_sql(server_dsn, template))
     dsn = with_database(server_dsn, name)
     settings = msgspec.structs.replace(
         load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=4
     )
     app = create_app(settings, dsn=dsn, scheduler=False)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
@@ -87,7 +70,7 @@ def base_url(server_dsn: str, template_dsn: str) -> Iterator[str]:
         try:
             asyncio.run(audit_all(dsn))
         finally:
-            asyncio.run(_admin(server_dsn, f"DROP DATABASE {name} WITH (FORCE)"))
+            asyncio.run(admin_sql(server_dsn, f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 @pytest.fixture(scope="module")

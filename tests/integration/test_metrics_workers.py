@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 import httpx
 import psutil  # type: ignore[import-untyped]
 
+from tests.helpers import free_port
+
 _KEY = "metrics-test-admin-0123456789abcdef"
 _IN_PROGRESS = re.compile(
     r'^ledger_requests_in_progress\{[^}]*method="POST"[^}]*path="/v1/communities"[^}]*\}'
@@ -27,13 +29,6 @@ _HEALTH = re.compile(
     r" (\S+)$",
     re.MULTILINE,
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Process) -> None:
@@ -53,7 +48,7 @@ async def _wait_ready(client: httpx.AsyncClient, proc: asyncio.subprocess.Proces
 async def _serve_two_workers(dsn: str) -> AsyncIterator[tuple[int, int, httpx.AsyncClient]]:
     """`serve --workers 2` on a free port: (its pid, the port, a client that opens a
     new connection per request, so that either worker may answer)."""
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         DATABASE_URL=dsn, LEDGER_SCHEDULER="off", LEDGER_LOG_LEVEL="warning", LEDGER_ADMIN_KEY=_KEY

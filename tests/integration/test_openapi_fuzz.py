@@ -36,7 +36,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import msgspec
 import pytest
 import requests
@@ -57,7 +56,7 @@ from service.app import create_app
 from service.config import load_settings
 from service.rules.defaults import EXAMPLE_YAML
 from tests.conftest import audit_all
-from tests.helpers import ADMIN_KEY, TEMPLATE, C, bearer, with_database
+from tests.helpers import ADMIN_KEY, TEMPLATE, C, admin_sql, bearer, with_database
 
 MEMBERS = ["m0", "m1", "m2", "m3"]
 # The seeded resources, by kind; `_seed` makes every one of them.
@@ -239,14 +238,6 @@ def _seed(session: requests.Session) -> dict[str, Any]:
     return {"operator": operator, "spare": spare}
 
 
-async def _admin(server_dsn: str, statement: str) -> None:
-    conn = await asyncpg.connect(server_dsn)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="module")
 def run(server_dsn: str, template_dsn: str) -> Iterator[Run]:
     """The app on a database of its own for the whole run, started in
@@ -255,7 +246,7 @@ def run(server_dsn: str, template_dsn: str) -> Iterator[Run]:
     del template_dsn  # requested so that the template database exists
     name = f"fuzz_{os.getpid()}"
     template = f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"
-    asyncio.run(_admin(server_dsn, template))
+    asyncio.run(admin_sql(server_dsn, template))
     dsn = with_database(server_dsn, name)
     app_settings = msgspec.structs.replace(
         load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=4
@@ -279,7 +270,7 @@ def run(server_dsn: str, template_dsn: str) -> Iterator[Run]:
             asgi.shutdown_lifespans()
         asyncio.run(audit_all(dsn))
     finally:
-        asyncio.run(_admin(server_dsn, f"DROP DATABASE {name} WITH (FORCE)"))
+        asyncio.run(admin_sql(server_dsn, f"DROP DATABASE {name} WITH (FORCE)"))
 
 
 def _aim(case: Any, run: Run) -> None:
