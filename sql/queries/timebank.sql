@@ -14,12 +14,7 @@ RETURNING h.*;
 -- The hours and their approvals (parallel arrays, in the order they were given).
 SELECT h.*, a.approval_keys, a.approval_times
   FROM volunteer_hours h
-  CROSS JOIN LATERAL (
-        SELECT coalesce(array_agg(x.key_id ORDER BY x.approved_at, x.key_id), '{}') AS approval_keys,
-               coalesce(array_agg(x.approved_at ORDER BY x.approved_at, x.key_id), '{}')
-                   AS approval_times
-          FROM hours_approvals x
-         WHERE x.community_id = h.community_id AND x.hours_id = h.id) a
+  CROSS JOIN LATERAL hours_approvals_of(h.community_id, h.id) a
  WHERE h.community_id = $1 AND h.id = $2;
 
 -- name: hours_lock
@@ -54,12 +49,7 @@ SELECT key_id, approved_at
 -- plus one.
 SELECT h.*, a.approval_keys, a.approval_times
   FROM volunteer_hours h
-  CROSS JOIN LATERAL (
-        SELECT coalesce(array_agg(x.key_id ORDER BY x.approved_at, x.key_id), '{}') AS approval_keys,
-               coalesce(array_agg(x.approved_at ORDER BY x.approved_at, x.key_id), '{}')
-                   AS approval_times
-          FROM hours_approvals x
-         WHERE x.community_id = h.community_id AND x.hours_id = h.id) a
+  CROSS JOIN LATERAL hours_approvals_of(h.community_id, h.id) a
  WHERE h.community_id = $1
    AND h.status = ANY($2::text[])
    AND ($3::text IS NULL OR h.team = $3)
