@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from bench import loadgen
 from bench.cpu import CpuMeter
@@ -53,12 +54,18 @@ class LoadGenerator:
         return result
 
     def close(self) -> None:
-        if self.process.is_alive():
-            with contextlib.suppress(OSError):
-                self._pipe.send(None)
-            self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
+        stop_child(self.process, self._pipe)
+
+
+def stop_child(process: multiprocessing.process.BaseProcess, pipe: Any) -> None:
+    """Asks a child process that serves on `pipe` to end (None), then kills it if it
+    has not within 10 s."""
+    if process.is_alive():
+        with contextlib.suppress(OSError):
+            pipe.send(None)
+        process.join(10)
+    if process.is_alive():
+        process.kill()
 
 
 def _tty() -> bool:

@@ -27,6 +27,7 @@ from typing import Any, Final
 import asyncpg
 
 from bench.cpu import CpuMeter, Groups
+from bench.driver import stop_child
 from bench.seed import COMMUNITY, Api
 
 _COUNTS: Final = """
@@ -119,12 +120,7 @@ class Receiver:
         return int(self._counter.value)
 
     def close(self) -> None:
-        if self.process.is_alive():
-            with contextlib.suppress(OSError):
-                self._pipe.send(None)
-            self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
+        stop_child(self.process, self._pipe)
 
 
 # -- the harness's side -------------------------------------------------------------
