@@ -38,6 +38,7 @@ from service.rules.model import (
     rule_set_from_builtins,
     to_document,
 )
+from service.rules.replay import Replay, replay
 from service.rules.simulate import SimulatedEvent, simulate
 
 Req = Request[Any, Any, Any]
@@ -63,8 +64,19 @@ class EventsDoc(Strict):
     events: Annotated[list[EventIn], Meta(min_length=1, max_length=MAX_EVENTS)]
 
 
+class ReplayIn(Strict):
+    """The recorded events to replay: those that occurred in `[from, to)`."""
+
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+
+
 class SimulateIn(Strict):
-    events: Annotated[list[EventIn], Meta(min_length=1, max_length=MAX_EVENTS)]
+    """Exactly one of `events` (simulate them) and `replay` (re-evaluate the recorded
+    events of a range); `rules` is the draft, by default the version in force."""
+
+    events: Annotated[list[EventIn], Meta(min_length=1, max_length=MAX_EVENTS)] | None = None
+    replay: ReplayIn | None = None
     rules: dict[str, Any] | None = None
 
 
@@ -154,14 +166,22 @@ async def rule_versions(request: Req, c: FromPath[str]) -> list[RuleSetOut]:
     status_code=200,
     operation_class=json_body(SimulateIn),
 )
-async def simulate_rules(request: Req, c: FromPath[str]) -> list[SimulatedEvent]:
-    """What the events would post under a draft (or the active) rule set; writes nothing."""
+async def simulate_rules(request: Req, c: FromPath[str]) -> list[SimulatedEvent] | Replay:
+    """What the events would post under a draft (or the active) rule set, per event;
+    or, with `replay`, what the recorded events of a range posted and would post, per
+    member. Writes nothing."""
     data = await body(request, SimulateIn)
+    if (data.events is None) == (data.replay is None):
+        raise ValidationFailed("send exactly one of `events` and `replay`")
     draft = rule_set_from_builtins(data.rules) if data.rules is not None else None
     compiled = compile_rule_set(draft, 0) if draft is not None else None
-    events = [_event(e) for e in data.events]
+    floor = draft.floor if draft is not None else None
+    if data.replay is not None:
+        start, end = data.replay.from_, data.replay.to
+        async with db(request) as conn:
+            return await replay(conn, rules_of(request), c, start, end, compiled, floor)
+    events = [_event(e) for e in data.events or []]
     async with db(request) as conn:
-        floor = draft.floor if draft is not None else None
         return await simulate(conn, rules_of(request), c, events, compiled, floor)
 
 

@@ -35,6 +35,12 @@ async def rule_set_versions(conn: Queryable, community: str) -> list[asyncpg.Rec
     return await conn.fetch(q("rule_set_versions"), community)
 
 
+async def rule_set_source(conn: Queryable, community: str, version: int) -> asyncpg.Record | None:
+    """The text version `version` was published as and its media type; None if it
+    does not exist."""
+    return await conn.fetchrow(q("rule_set_source"), community, version)
+
+
 class Counts(msgspec.Struct, frozen=True, kw_only=True):
     """What rules posted to one member in one go, to be counted (see `count`)."""
 
@@ -223,3 +229,18 @@ async def reverse_counted(
     )
     assert row is not None
     return row
+
+
+async def replay_events(
+    conn: Queryable, community: str, start: datetime, end: datetime, limit: int
+) -> list[asyncpg.Record]:
+    """The events that occurred in `[start, end)`, as recorded, with what their rules
+    posted and the member's balance before each (see `replay_events` in rules.sql)."""
+    return await conn.fetch(q("replay_events"), community, start, end, limit)
+
+
+async def replay_stats(
+    conn: Queryable, community: str, members: list[str], keys: list[str]
+) -> list[asyncpg.Record]:
+    """The statistics and rule usage of `members` at the period `keys`, as stored."""
+    return await conn.fetch(q("replay_stats"), community, members, keys)

@@ -10,6 +10,10 @@ RETURNING version, effective_from, created_at;
 SELECT version, document, effective_from, created_at, actor
   FROM rule_sets WHERE community_id = $1 ORDER BY version;
 
+-- name: rule_set_source
+-- The text a version was published as (its YAML comments and layout), for the editor.
+SELECT source, media_type FROM rule_sets WHERE community_id = $1 AND version = $2;
+
 -- name: event_begin
 -- See rules_event_begin (sql/functions/rules.sql): the event recorded once, then its member
 -- locked and its statistics read; or the stored hash and result of an existing id.
@@ -92,3 +96,59 @@ SELECT d.expires_at, d.amount,
            AND l.remaining > l.held
          GROUP BY l.expires_at, a.asset, a.member_id) d
  ORDER BY d.expires_at;
+
+-- name: replay_events
+-- What `POST …/rules/simulate` replays (service/rules/replay.py): the events of
+-- community $1 that occurred in [$2, $3), in the order they were recorded, at most
+-- $4. With each, its member's name, the member-side entries of the transactions its
+-- rules posted (`postings`: rule, asset, signed amount, whether a reversal took it
+-- back since), and the member's posted points balance just before the event: before
+-- its first points entry, or, when it posted no points, after the last entry written
+-- before the event was recorded. Transactions are found by the ids the event's record
+-- names (the unique client id index), entries by the account index; the events
+-- themselves by the community's part of the primary key (no index on occurred_at).
+SELECT ev.id, ev.type, ev.member_id, ev.occurred_at, ev.attributes, ev.rule_version,
+       m.name, own.postings,
+       coalesce((SELECT b.balance_after
+                   FROM entries b
+                  WHERE b.community_id = $1 AND b.account_id = pa.id
+                    AND CASE WHEN own.first_seq IS NULL THEN b.created_at < ev.created_at
+                             ELSE b.seq < own.first_seq END
+                  ORDER BY b.seq DESC
+                  LIMIT 1), 0)::bigint AS balance_before
+  FROM events ev
+  JOIN members m ON m.community_id = ev.community_id AND m.id = ev.member_id
+  JOIN accounts pa ON pa.community_id = ev.community_id
+                  AND pa.address = 'member:' || ev.member_id || ':points'
+ CROSS JOIN LATERAL (
+       SELECT coalesce(jsonb_agg(jsonb_build_object(
+                  'rule_id', t.rule_id,
+                  'asset', a.asset,
+                  'amount', e.amount,
+                  'reversed', EXISTS (SELECT 1 FROM transactions r
+                                       WHERE r.community_id = t.community_id
+                                         AND r.reversal_of = t.id)) ORDER BY e.seq),
+                  '[]'::jsonb) AS postings,
+              min(e.seq) FILTER (WHERE a.asset = 'points') AS first_seq
+         FROM transactions t
+         JOIN entries e ON e.community_id = t.community_id AND e.tx_id = t.id
+         JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+        WHERE t.community_id = $1 AND t.reversal_of IS NULL AND t.rule_id IS NOT NULL
+          AND a.member_id = ev.member_id
+          AND t.client_id IN (SELECT d ->> 'transaction_id'
+                                FROM jsonb_array_elements(ev.result -> 'decisions') d)) own
+ WHERE ev.community_id = $1 AND ev.occurred_at >= $2 AND ev.occurred_at < $3
+ ORDER BY ev.created_at, ev.id
+ LIMIT $4;
+
+-- name: replay_stats
+-- The statistics and rule usage of members $2 at the period keys $3, as stored now
+-- (`rule_id` is null for a member_stats row; a usage row's `amount` is in `earned`
+-- and its `times` in `awards`).
+SELECT member_id, NULL::text AS rule_id, period_key, earned, deducted, awards, deductions
+  FROM member_stats
+ WHERE community_id = $1 AND member_id = ANY ($2::text[]) AND period_key = ANY ($3::text[])
+UNION ALL
+SELECT member_id, rule_id, period_key, amount, 0, times, 0
+  FROM rule_usage
+ WHERE community_id = $1 AND member_id = ANY ($2::text[]) AND period_key = ANY ($3::text[]);
