@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import uvicorn
@@ -25,6 +25,9 @@ from service.config import (
 )
 from service.db import create_pool, migrate
 from service.logs import configure_logging
+
+if TYPE_CHECKING:
+    from service.demo import DemoLink
 
 # How long a SIGTERM waits for requests in flight before closing their connections.
 GRACEFUL_SHUTDOWN_S: Final = 10
@@ -105,7 +108,9 @@ def _run(args: argparse.Namespace, settings: Settings, dsn: str) -> int:
     if args.demo:
         from service.demo import seed_demo
 
-        asyncio.run(seed_demo(dsn))
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        links = asyncio.run(seed_demo(dsn, f"http://{shown}:{args.port}"))
+        _print_links(links)
     os.environ["DATABASE_URL"] = dsn  # the workers connect to the same server
     metrics_dir = _shared_metrics(args.workers)
     try:
@@ -129,6 +134,14 @@ def _run(args: argparse.Namespace, settings: Settings, dsn: str) -> int:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _print_links(links: list[DemoLink]) -> None:
+    """The demo's one-time sign-in links, on the terminal only (never in a log)."""
+    print("\nThe demo is ready. Open the app with one of these one-time links (24 h):", flush=True)
+    for link in links:
+        print(f"  {link.who:<14} {link.url}", flush=True)
+    print("A link works once; `serve --demo` again prints new ones.\n", flush=True)
 
 
 def _allow_demo_key(host: str) -> None:

@@ -29,6 +29,7 @@ from service.api import (
     reports,
     rules,
     setup,
+    sign_in,
     supermarket,
     timebank,
     webhooks,
@@ -58,6 +59,8 @@ from service.outage import fault_of, unavailable
 from service.ratelimit import Limits
 from service.rules.book import RuleBook
 from service.scheduler import build_scheduler, sample_pool
+from service.web import guard as web_guard
+from service.web.routes import routes as web_routes
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +89,8 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 
 
 def _http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if request.url.path.startswith("/app/"):  # a browser asked for a page that is not there
+        return web_guard.http_error(request, exc)
     code = HTTP_CODES.get(exc.status_code, "http_error")
     response = problem(exc.status_code, code, code.replace("_", " ").capitalize(), exc.detail)
     response.headers.update(exc.headers or {})  # e.g. the `Allow` a 405 must carry
@@ -199,6 +204,7 @@ V1_HANDLERS = [
     *people.HANDLERS,
     *consent.HANDLERS,
     *webhooks.HANDLERS,
+    *sign_in.HANDLERS,
 ]
 
 
@@ -217,6 +223,7 @@ def create_app(
             ops.health,
             ops.ready,
             PrometheusController,
+            *web_routes(),
         ],
         lifespan=[
             _lifespan(settings, dsn, settings.scheduler_enabled if scheduler is None else scheduler)

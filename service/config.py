@@ -67,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     webhook_allow_private: bool = False
     # Browser origins allowed to call the API (CORS); none, CORS off.
     cors_origins: tuple[str, ...] = ()
+    # Where the service is reached from outside (sign-in links point there); unset:
+    # the address each request came to.
+    public_url: str | None = None
 
 
 def _int(name: str, default: int) -> int:
@@ -144,4 +147,5 @@ def load_settings() -> Settings:
         cors_origins=tuple(
             o.strip() for o in env.get("LEDGER_CORS_ORIGINS", "").split(",") if o.strip()
         ),
+        public_url=env.get("LEDGER_PUBLIC_URL") or None,
     )

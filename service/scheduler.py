@@ -22,6 +22,7 @@ from service.metrics import HOLDS_EXPIRED, JOB_FAILURES, JOB_RUNS, POOL_IN_USE, 
 from service.outage import fault_of, report
 from service.rules import jobs
 from service.rules.book import RuleBook
+from service.sessions import service as sessions
 from service.webhooks import jobs as webhook_jobs
 from service.webhooks import worker as webhook_worker
 
@@ -55,6 +56,12 @@ async def settle_rules(pool: asyncpg.Pool, book: RuleBook) -> None:
     posted = await jobs.run_all(pool, book)
     if posted:
         log.info("scheduled_postings", posted=posted)
+
+
+async def purge_sessions(pool: asyncpg.Pool) -> None:
+    """Forgets web-app sessions and sign-in links a week past their end (any
+    process may run it: deleting what is already gone deletes nothing)."""
+    await sessions.purge(pool)
 
 
 def counted(name: str, job: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
@@ -98,6 +105,7 @@ def build_scheduler(pool: asyncpg.Pool, settings: Settings, book: RuleBook) -> A
         "settle_rules": (settle_rules, settings.rules_interval_s, [pool, book]),
         "deliver_webhooks": (deliver_webhooks, 1.0, [pool, settings.webhook_allow_private]),
         "notify_expiring": (notify_expiring, settings.rules_interval_s, [pool, book]),
+        "purge_sessions": (purge_sessions, 3600.0, [pool]),
     }
     for name, (job, seconds, args) in every.items():
         scheduler.add_job(

@@ -86,7 +86,7 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
     resolver: KeyResolver = state.key_resolver
     limits: Limits = state.limits
     header = _authorization(request.scope["headers"])
-    address = _address(request.scope)
+    address = address_of(request.scope)
     limits.admit(address, header)
     try:
         principal = await resolver.resolve(state.pool, header)
@@ -106,7 +106,7 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
 _WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _address(scope: Any) -> str:
+def address_of(scope: Any) -> str:
     """The client's address (uvicorn takes it from X-Forwarded-For only when the
     peer is a trusted proxy, `--forwarded-allow-ips`)."""
     client = scope.get("client")

@@ -118,6 +118,12 @@ async def list_items(
 async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.RedemptionOut]:
     """Exchanges a member's points for goods: points and stock change together or not at all."""
     data = await body(request, RedemptionIn)
+    return written(*await redeem(request, c, data))
+
+
+async def redeem(request: Req, c: str, data: RedemptionIn) -> tuple[views.RedemptionOut, bool]:
+    """What `POST …/redemptions` does with its body (the till's page calls it too):
+    the redemption and whether it is a replay."""
     _own_store(request, data.store)
     principal = principal_of(request)
     book = rules_of(request)
@@ -138,8 +144,7 @@ async def create_redemption(request: Req, c: FromPath[str]) -> Response[views.Re
             code_hash=code_hash,
         )
         params, language = active.rule_set.to_params(), await book.language(conn, c)
-        redemption, replayed = await market.redeem(conn, c, new, params, language=language)
-    return written(redemption, replayed)
+        return await market.redeem(conn, c, new, params, language=language)
 
 
 @get("/v1/communities/{c:str}/redemptions/{r:str}", opt={"roles": STORE})
@@ -159,6 +164,12 @@ async def return_redemption(
     """Returns some items (or, without `items`, all that are left): points and stock back."""
     raw = await request.body()
     data = await body(request, ReturnIn) if raw.strip() else ReturnIn()
+    return written(*await give_back(request, c, r, data))
+
+
+async def give_back(request: Req, c: str, r: str, data: ReturnIn) -> tuple[views.ReturnOut, bool]:
+    """What `POST …/redemptions/{r}/return` does with its body (the till's page
+    calls it too): the return and whether it is a replay."""
     wanted = None if data.items is None else model.basket((i.sku, i.qty) for i in data.items)
     new = returns.NewReturn(
         redemption=r,
@@ -171,8 +182,7 @@ async def return_redemption(
     book = rules_of(request)
     async with db(request) as conn:
         params, language = await book.params(conn, c), await book.language(conn, c)
-        done, replayed = await returns.return_items(conn, c, new, params, language=language)
-    return written(done, replayed)
+        return await returns.return_items(conn, c, new, params, language=language)
 
 
 @get("/v1/communities/{c:str}/redemptions/export", opt={"roles": STORE})

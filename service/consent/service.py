@@ -160,6 +160,49 @@ def code_refusal(reason: str, max_points: int | None, points: int) -> ConsentReq
     return ConsentRequired(details[reason], consent="spend_code", reason=reason)
 
 
+class SpendCodeHolder(msgspec.Struct, frozen=True, kw_only=True):
+    """Whom a spend code stands for, as a till sees it before the basket."""
+
+    member: str
+    max_points: int
+    store: str | None
+    expires_at: datetime
+
+
+_CODE_MAX_LEN: Final = 128
+
+
+async def spend_code_holder(
+    conn: Queryable, community: str, code: str, store_id: str
+) -> SpendCodeHolder:
+    """The member of a spend code that `store_id`'s till could use now (unused,
+    unexpired, for that store or any), without using it up: the till learns whom
+    the basket is for from the one thing the resident shows. A code that is
+    unknown, used, expired or another store's is refused alike (`consent_required`,
+    reason `unusable`), so the answer tells a guesser nothing; the redemption
+    checks the code again, under its lock, and uses it up."""
+    if not 1 <= len(code) <= _CODE_MAX_LEN:
+        raise _unusable()
+    row = await store.spend_code_holder(conn, community, code_hash(code), store_id)
+    if row is None:
+        raise _unusable()
+    return SpendCodeHolder(
+        member=row["member_id"],
+        max_points=row["max_points"],
+        store=row["store"],
+        expires_at=row["expires_at"],
+    )
+
+
+def _unusable() -> ConsentRequired:
+    return ConsentRequired(
+        "the spend code is not valid, used, expired or for another store; "
+        "ask the resident for a new one",
+        consent="spend_code",
+        reason="unusable",
+    )
+
+
 def _pin_hash(pin: str) -> str:
     salt = secrets.token_bytes(16)
     digest = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)

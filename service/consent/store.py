@@ -35,6 +35,13 @@ async def insert_spend_code(
     return expires_at
 
 
+async def spend_code_holder(
+    conn: Queryable, community: str, code_hash: bytes, store: str
+) -> asyncpg.Record | None:
+    """The member, ceiling, store and expiry of a code `store` could use now."""
+    return await conn.fetchrow(q("spend_code_holder"), community, code_hash, store)
+
+
 async def set_pin(
     conn: Queryable, community: str, member: str, pin_hash: str, actor: str
 ) -> datetime:

@@ -45,3 +45,7 @@ async def key_scope(conn: Conn, key_id: str) -> asyncpg.Record | None:
 
 async def revoke_key(conn: Conn, key_id: str) -> None:
     await conn.execute(q("key_revoke"), key_id)
+
+
+async def revoke_issued_by(conn: Conn, issuer: str) -> None:
+    await conn.execute(q("keys_revoke_issued_by"), issuer)

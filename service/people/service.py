@@ -149,3 +149,8 @@ async def proxies_of(conn: Conn, community: str, member: str) -> Proxies:
     if not rows:
         await setup.get_member(conn, community, member)  # 404 if there is no such member
     return Proxies(proxies=[_proxy(r) for r in rows])
+
+
+async def represented_by(conn: Queryable, community: str, proxy: str) -> Proxies:
+    """The grants in force that member `proxy` holds: whom it may act for, and how."""
+    return Proxies(proxies=[_proxy(r) for r in await store.proxies_held_by(conn, community, proxy)])

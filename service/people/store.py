@@ -37,3 +37,8 @@ async def revoke(
 async def proxies_of(conn: Queryable, community: str, member: str) -> list[asyncpg.Record]:
     """The grants in force for `member`, by proxy id."""
     return await conn.fetch(q("proxies_of_member"), community, member)
+
+
+async def proxies_held_by(conn: Queryable, community: str, proxy: str) -> list[asyncpg.Record]:
+    """The grants in force that `proxy` holds for other members, by member id."""
+    return await conn.fetch(q("proxies_held_by"), community, proxy)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import msgspec
@@ -220,3 +221,50 @@ async def set_opt_out(conn: Conn, community: str, member: str, opt_out: bool) ->
     if row is None:
         raise NotFound(f"no member {member!r} in community {community!r}")
     return LeaderboardChoice(member=row["id"], leaderboard_opt_out=row["leaderboard_opt_out"])
+
+
+class MonthFlows(msgspec.Struct, kw_only=True):
+    """One month (`YYYY-MM` in the community's time zone) of the members' points, as
+    the summary counts them over that month; `outstanding` at the month's end."""
+
+    period: str
+    issued: int = 0
+    deducted: int = 0
+    offset: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    converted: int = 0
+    adjusted: int = 0
+    outstanding: int = 0
+
+
+def last_months(now: datetime, tz: str, count: int) -> list[str]:
+    """The `count` months ending with `now`'s, in time zone `tz`, oldest first."""
+    local = now.astimezone(ZoneInfo(tz))
+    index = local.year * 12 + local.month - 1
+    return [f"{i // 12:04d}-{i % 12 + 1:02d}" for i in range(index - count + 1, index + 1)]
+
+
+async def monthly(
+    conn: Conn, community: str, tz: str, now: datetime, months: int = 12
+) -> list[MonthFlows]:
+    """The points' flows of each of the last `months` months (the dashboard), with
+    the same signs as `summary`; a month in which nothing moved shows the total of
+    the month before."""
+    rows = await store.monthly(conn, community, tz)
+    result = {p: MonthFlows(period=p) for p in last_months(now, tz, months)}
+    ends: dict[str, int] = {}
+    for row in rows:
+        ends[row["period"]] = row["outstanding"]
+        month = result.get(row["period"])
+        if month is None or row["flow"] == "transfer":
+            continue
+        sign = 1 if row["flow"] == "converted" else _SIGN[row["flow"]]
+        setattr(month, row["flow"], sign * row["net"])
+    carried = 0
+    known = sorted(ends)
+    for period, month in result.items():
+        earlier = [p for p in known if p <= period]
+        carried = ends[earlier[-1]] if earlier else carried
+        month.outstanding = carried
+    return list(result.values())

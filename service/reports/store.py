@@ -51,3 +51,8 @@ async def teams(
 ) -> list[asyncpg.Record]:
     """Per team: approved hours that started in [start, end), and what they earned."""
     return await conn.fetch(q("report_teams"), community, start, end, teams)
+
+
+async def monthly(conn: Conn, community: str, tz: str) -> list[asyncpg.Record]:
+    """Members' points per month of time zone `tz` and flow, with each month's closing total."""
+    return await conn.fetch(q("report_monthly"), community, tz)

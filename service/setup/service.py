@@ -207,3 +207,61 @@ async def _post_opening(
         reason=system_reason(language, "opening_balance"),
     )
     await ledger.create(conn, community, opening, params)
+
+
+# Lists for the community office's pages (service/web/pages/operator.py).
+
+
+class MemberLine(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str | None
+    household: str
+    address: str | None
+    score: int
+    status: Literal["active", "closed"]
+
+
+class HouseholdLine(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    address: str | None
+    property_company: str
+    # Its members who have not moved out: (id, name or "").
+    members: list[tuple[str, str]]
+
+
+def _like(text: str) -> str:
+    """`text` as a LIKE pattern matching it anywhere, its wildcards taken literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+async def search_members(
+    conn: Queryable, community: str, text: str | None, limit: int = 100
+) -> list[MemberLine]:
+    """Members whose id, name, household or address contains `text` (all: None), by id."""
+    pattern = _like(text.strip()) if text and text.strip() else None
+    rows = await store.search_members(conn, community, pattern, limit)
+    return [
+        MemberLine(
+            id=r["id"],
+            name=r["name"],
+            household=r["household_id"],
+            address=r["address"],
+            score=r["score"],
+            status="active" if r["closed_at"] is None else "closed",
+        )
+        for r in rows
+    ]
+
+
+async def list_households(conn: Queryable, community: str, limit: int = 500) -> list[HouseholdLine]:
+    rows = await store.households(conn, community, limit)
+    return [
+        HouseholdLine(
+            id=r["id"],
+            address=r["address"],
+            property_company=r["property_company"],
+            members=list(zip(r["member_ids"], r["member_names"], strict=True)),
+        )
+        for r in rows
+    ]

@@ -119,3 +119,16 @@ async def member_closed(conn: Queryable, community: str, ident: str) -> bool | N
 async def closed_accounts(conn: Queryable, community: str, addresses: list[str]) -> set[str]:
     """Which of `addresses` are closed members' accounts."""
     return {r["address"] for r in await conn.fetch(q("accounts_closed"), community, addresses)}
+
+
+# Lists for the community office's pages.
+
+
+async def search_members(
+    conn: Queryable, community: str, pattern: str | None, limit: int
+) -> list[asyncpg.Record]:
+    return await conn.fetch(q("member_search"), community, pattern, limit)
+
+
+async def households(conn: Queryable, community: str, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(q("household_list"), community, limit)

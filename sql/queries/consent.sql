@@ -84,3 +84,12 @@ SELECT d.*, offset_mandate_used(d.community_id, d.member_id, d.property_company,
 
 -- name: mandate_used
 SELECT offset_mandate_used($1, $2, $3, $4);
+
+-- name: spend_code_holder
+-- The member an unused, unexpired spend code stands for, if store $3 may take it
+-- (the till's look-up before the basket): read only, the code is not used up.
+-- A code that is unknown, used, expired or another store's finds no row alike.
+SELECT member_id, max_points, store, expires_at
+  FROM spend_codes
+ WHERE community_id = $1 AND code_hash = $2 AND used_by IS NULL
+   AND expires_at > clock_timestamp() AND (store IS NULL OR store = $3);

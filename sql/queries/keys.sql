@@ -16,3 +16,7 @@ SELECT id, role, community_id FROM api_keys WHERE id = $1 AND revoked_at IS NULL
 
 -- name: key_revoke
 UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL RETURNING id;
+
+-- name: keys_revoke_issued_by
+-- The demo's staff keys of an earlier start (`serve --demo` issues new ones).
+UPDATE api_keys SET revoked_at = now() WHERE created_by = $1 AND revoked_at IS NULL;

@@ -32,3 +32,12 @@ SELECT p.member_id, p.proxy_id, p.scopes, p.granted_by, p.granted_at, p.revoked_
   FROM proxies p
  WHERE p.community_id = $1 AND p.member_id = $2 AND p.revoked_at IS NULL
  ORDER BY p.proxy_id;
+
+-- name: proxies_held_by
+-- The grants in force that member $2 holds for others: whom it may act for
+-- (proxies_by_proxy answers it).
+SELECT p.member_id, p.proxy_id, p.scopes, p.granted_by, p.granted_at, p.revoked_at,
+       p.revoked_by
+  FROM proxies p
+ WHERE p.community_id = $1 AND p.proxy_id = $2 AND p.revoked_at IS NULL
+ ORDER BY p.member_id;

@@ -91,3 +91,38 @@ SELECT s.team, s.hours, s.minutes, s.volunteers, coalesce(w.points, 0)::bigint A
           FROM approved GROUP BY team) s
   LEFT JOIN awarded w ON w.team IS NOT DISTINCT FROM s.team
  ORDER BY s.team NULLS LAST;
+
+-- name: report_monthly
+-- The members' points, per month of the community's time zone $2 ('YYYY-MM') and
+-- counterparty class (classified as report_flows does), over the whole history;
+-- and what members held at the end of each month with a row (every month's net
+-- added up in order), so the dashboard's months need this one read.
+WITH moved AS (
+    SELECT to_char(t.finalized_at AT TIME ZONE $2, 'YYYY-MM') AS period,
+           CASE
+               WHEN c.member_id IS NOT NULL THEN 'transfer'
+               WHEN c.address LIKE 'system:issuance:%' OR c.address LIKE 'system:opening:%'
+                 OR c.address LIKE 'system:timebank:%' THEN 'issued'
+               WHEN c.address LIKE 'system:penalties:%' THEN 'deducted'
+               WHEN c.address LIKE 'property:%' THEN 'offset'
+               WHEN c.address LIKE 'store:%' THEN 'redeemed'
+               WHEN c.address LIKE 'system:expired:%' THEN 'expired'
+               WHEN c.address LIKE 'system:conversion:%' THEN 'converted'
+               ELSE 'adjusted'
+           END AS flow,
+           coalesce(sum(e.amount), 0)::bigint AS net
+      FROM entries e
+      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+      JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id
+      JOIN entries ce ON ce.community_id = e.community_id AND ce.tx_id = e.tx_id
+                     AND ce.leg = (e.leg # 1)::smallint
+      JOIN accounts c ON c.community_id = ce.community_id AND c.id = ce.account_id
+     WHERE e.community_id = $1 AND a.member_id IS NOT NULL AND a.asset = 'points'
+     GROUP BY 1, 2
+), ends AS (
+    SELECT period, (sum(sum(net)) OVER (ORDER BY period))::bigint AS outstanding
+      FROM moved GROUP BY period
+)
+SELECT m.period, m.flow, m.net, e.outstanding
+  FROM moved m JOIN ends e USING (period)
+ ORDER BY m.period, m.flow;

@@ -125,3 +125,33 @@ SELECT closed_at IS NOT NULL AS closed FROM members WHERE community_id = $1 AND 
 -- Which of the accounts $2 are closed members'.
 SELECT address FROM accounts
  WHERE community_id = $1 AND address = ANY ($2::text[]) AND closed_at IS NOT NULL;
+
+-- Lists for the community office's pages (service/web/pages/operator.py).
+
+-- name: member_search
+-- Members whose id, name, household or address contains $2 (a LIKE pattern; null:
+-- all), by id, at most $3, with their household's address and their score (the
+-- points account's posted balance, which a member account's row keeps live).
+SELECT m.id, m.name, m.household_id, h.address, a.posted AS score, m.closed_at
+  FROM members m
+  JOIN households h ON h.community_id = m.community_id AND h.id = m.household_id
+  JOIN accounts a ON a.community_id = m.community_id AND a.address = 'member:' || m.id || ':points'
+ WHERE m.community_id = $1
+   AND ($2::text IS NULL OR m.id ILIKE $2 OR m.name ILIKE $2 OR m.household_id ILIKE $2
+        OR h.address ILIKE $2)
+ ORDER BY m.id
+ LIMIT $3;
+
+-- name: household_list
+-- Households by id, at most $2, each with its members who have not moved out.
+SELECT h.id, h.address, h.property_company,
+       coalesce(array_agg(m.id ORDER BY m.id) FILTER (WHERE m.id IS NOT NULL), '{}') AS member_ids,
+       coalesce(array_agg(coalesce(m.name, '') ORDER BY m.id) FILTER (WHERE m.id IS NOT NULL),
+                '{}') AS member_names
+  FROM households h
+  LEFT JOIN members m ON m.community_id = h.community_id AND m.household_id = h.id
+                     AND m.closed_at IS NULL
+ WHERE h.community_id = $1
+ GROUP BY h.id, h.address, h.property_company
+ ORDER BY h.id
+ LIMIT $2;

@@ -50,7 +50,14 @@ async def test_racing_migration_runners_apply_each_file_once(server_dsn: str) ->
         await admin.close()
 
 
-GLOBAL_TABLES = {"communities", "api_keys", "schema_migrations", "schema_functions"}
+# Web-app sessions are global as keys are: a cookie names no community.
+GLOBAL_TABLES = {
+    "communities",
+    "api_keys",
+    "app_sessions",
+    "schema_migrations",
+    "schema_functions",
+}
 
 
 async def test_every_key_leads_with_the_community_id(pool: asyncpg.Pool) -> None:

@@ -1,0 +1,1 @@
+"""Sign-in links and web-app sessions (SPEC section 14)."""
