@@ -501,7 +501,7 @@ def test_the_ingress_header_limits_and_client_timeouts_are_spelt_out() -> None:
     assert int(config["upstream-keepalive-timeout"]) < load_http_limits().keep_alive_s
 
 
-def test_the_ingress_routes_only_v1_over_tls_to_the_service() -> None:
+def test_the_ingress_routes_only_the_api_and_the_app_over_tls_to_the_service() -> None:
     ingress = named("Ingress", "points-ledger")
     spec = ingress["spec"]
     assert spec["ingressClassName"] == "nginx"
@@ -512,7 +512,10 @@ def test_the_ingress_routes_only_v1_over_tls_to_the_service() -> None:
     for rule in spec["rules"]:
         assert rule["host"] in tls_hosts
         for path in rule["http"]["paths"]:
-            assert path["path"] == "/v1", "only the API: /metrics, /health, /ready stay inside"
+            routed = (path["path"], path["pathType"])
+            assert routed in {("/v1", "Prefix"), ("/app", "Prefix"), ("/", "Exact")}, (
+                "only the API and the app: /metrics, /health, /ready stay inside"
+            )
             backend = path["backend"]["service"]
             assert backend["name"] == service["metadata"]["name"]
             assert backend["port"]["name"] in service_ports
