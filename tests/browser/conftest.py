@@ -176,10 +176,31 @@ def shots() -> Shots:
     return Shots()
 
 
+# axe-core (npm, MPL-2.0), for the tests only: the WCAG 2 A and AA rules a page
+# must pass. Evaluated through the DevTools protocol, so the page's CSP is untouched.
+AXE = (Path(__file__).parent / "vendor" / "axe-core-4.14.1.min.js").read_text(encoding="utf-8")
+AXE_RUN = """async () => {
+  const r = await axe.run(document, {runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]});
+  return r.violations.map(v => `${v.id} (${v.impact}): ${v.help}: ` +
+    v.nodes.slice(0, 3).map(n => n.target.join(" ")).join(", "));
+}"""
+
+
+async def accessibility_problems(page: Page) -> list[str]:
+    """What axe-core finds wrong on the page as it is now (WCAG 2.1 A and AA)."""
+    if not await page.evaluate("typeof axe !== 'undefined'"):
+        await page.evaluate(f"() => {{ {AXE}\n; window.axe = axe; }}")
+    problems: list[str] = await page.evaluate(AXE_RUN)
+    return problems
+
+
 async def both_sizes(page: Page, path: str) -> None:
-    """Loads `path` at the phone's and the desktop's size (console errors of
-    either are collected by `pages`), ending at the phone's."""
+    """Loads `path` at the desktop's and the phone's size (console errors of
+    either are collected by `pages`), checks it against WCAG 2.1 AA with axe-core
+    at both, and ends at the phone's."""
     for viewport in (DESKTOP, PHONE):
         await page.set_viewport_size(viewport)
         await page.goto(path)
         await page.wait_for_load_state("networkidle")
+        problems = await accessibility_problems(page)
+        assert not problems, f"{path} at {viewport}: " + "; ".join(problems)
