@@ -232,15 +232,88 @@ async def migrate(dsn: str) -> list[str]:
                    checksum bytea NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        done = await _apply_migrations(conn)
-        done += await _apply_functions(conn, every=bool(done))
+        citus = await _has_citus(conn)
+        if citus:
+            # The function files re-create the append-only triggers of tables that
+            # are distributed by now: Citus takes triggers on them only with this;
+            # and it replaces distributed functions only over one connection per
+            # node in a transaction that touched distributed tables.
+            await conn.execute(
+                "SET citus.enable_unsafe_triggers = on;"
+                " SET citus.multi_shard_modify_mode = 'sequential'"
+            )
+        run = _run_each_statement if citus else _run_text
+        done = await _apply_migrations(conn, run)
+        done += await _apply_functions(conn, run, every=bool(done))
+        if citus:
+            await _distribute(conn)
         return done
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
         await conn.close()
 
 
-async def _apply_migrations(conn: asyncpg.Connection) -> list[str]:
+async def _has_citus(conn: asyncpg.Connection) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM pg_extension WHERE extname = 'citus'"))
+
+
+async def _distribute(conn: asyncpg.Connection) -> None:
+    """On a Citus cluster, `sql/citus/distribute.sql`: every community table
+    distributed by `community_id`, the global ones reference tables, every
+    function distributed by its community argument (docs/scaling.md). Idempotent,
+    so it runs on every `migrate` and only works when something is new."""
+    async with conn.transaction():
+        await _run_each_statement(conn, (sql_dir() / "citus" / "distribute.sql").read_text())
+    log.info("citus_distributed")
+
+
+_Run = Callable[[asyncpg.Connection, str], Awaitable[None]]
+
+
+async def _run_text(conn: asyncpg.Connection, text: str) -> None:
+    await conn.execute(text)
+
+
+async def _run_each_statement(conn: asyncpg.Connection, text: str) -> None:
+    """On Citus, a file one statement at a time: Citus passes some DDL (CREATE
+    TRIGGER on a distributed table) on to the shards as the text of the statement
+    that ran it, and a text of several statements is refused there ("cannot insert
+    multiple commands into a prepared statement")."""
+    for statement in sql_statements(text):
+        await conn.execute(statement)
+
+
+# What a statement may hold a semicolon in: comments, strings, quoted names, dollar quotes.
+_TOKEN = re.compile(
+    r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\$([A-Za-z_]\w*)?\$|;", re.S
+)
+
+
+def sql_statements(text: str) -> list[str]:
+    """The statements of a SQL file, split at the semicolons outside quotes,
+    dollar quotes and comments (the files of `sql/` are plain PostgreSQL)."""
+    out: list[str] = []
+    start = pos = 0
+    while (m := _TOKEN.search(text, pos)) is not None:
+        token = m.group(0)
+        if token == ";":
+            out.append(text[start : m.end()])
+            start = pos = m.end()
+        elif token.startswith("$"):
+            end = text.find(token, m.end())
+            if end < 0:
+                raise ValueError(f"unterminated dollar quote {token}")
+            pos = end + len(token)
+        else:
+            pos = m.end()
+    out.append(text[start:])
+    return [s for s in out if _COMMENT.sub("", s).strip(" \n\t;")]
+
+
+_COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)  # (only to tell a comment-only tail)
+
+
+async def _apply_migrations(conn: asyncpg.Connection, run: _Run) -> list[str]:
     rows = await conn.fetch("SELECT name, checksum FROM schema_migrations")
     applied = {r["name"]: bytes(r["checksum"]) for r in rows}
     done: list[str] = []
@@ -261,7 +334,7 @@ async def _apply_migrations(conn: asyncpg.Connection) -> list[str]:
             )
         async with conn.transaction():
             if not found:  # on a database that has what it replaces, it is recorded only
-                await conn.execute(text)
+                await run(conn, text)
             await conn.execute(
                 "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)",
                 path.name,
@@ -272,7 +345,7 @@ async def _apply_migrations(conn: asyncpg.Connection) -> list[str]:
     return done
 
 
-async def _apply_functions(conn: asyncpg.Connection, *, every: bool) -> list[str]:
+async def _apply_functions(conn: asyncpg.Connection, run: _Run, *, every: bool) -> list[str]:
     rows = await conn.fetch("SELECT name, checksum FROM schema_functions")
     applied = {r["name"]: bytes(r["checksum"]) for r in rows}
     done: list[str] = []
@@ -283,7 +356,7 @@ async def _apply_functions(conn: asyncpg.Connection, *, every: bool) -> list[str
         if not every and applied.get(name) == checksum:
             continue
         async with conn.transaction():
-            await conn.execute(text)
+            await run(conn, text)
             await conn.execute(
                 """INSERT INTO schema_functions (name, checksum) VALUES ($1, $2)
                    ON CONFLICT (name) DO UPDATE SET checksum = excluded.checksum,

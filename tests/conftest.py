@@ -30,6 +30,7 @@ from service.db import create_pool, migrate, start_embedded
 from service.ledger.audit import verify
 from service.ledger.service import seal_all
 from service.rules.book import RuleBook
+from tests import citus_support
 from tests.helpers import ADMIN_KEY, TEMPLATE, bearer, with_database
 
 _RUN_PREFIX = "ledger-test-"
@@ -70,7 +71,23 @@ def _reap_killed_runs() -> None:
 
 
 @pytest.fixture(scope="session")
-def template_dsn(server_dsn: str) -> str:
+def citus(server_dsn: str) -> bool:
+    """Whether the server is a Citus coordinator (tests/citus_support.py)."""
+    return asyncio.run(citus_support.is_citus(server_dsn))
+
+
+@pytest.fixture(scope="session")
+def template_dsn(server_dsn: str, citus: bool) -> Iterator[str]:
+    """The migrated database each test copies; on Citus, the one database of the
+    run, which every test uses in turn and which is emptied after each."""
+    if citus:
+        name = f"ledger_citus_{os.getpid()}"
+        url = asyncio.run(citus_support.create_database(server_dsn, name))
+        asyncio.run(migrate(url))
+        yield url
+        asyncio.run(citus_support.drop_database(server_dsn, name))
+        return
+
     async def build() -> None:
         conn = await asyncpg.connect(server_dsn)
         try:
@@ -81,7 +98,7 @@ def template_dsn(server_dsn: str) -> str:
         await migrate(with_database(server_dsn, TEMPLATE))
 
     asyncio.run(build())
-    return with_database(server_dsn, TEMPLATE)
+    yield with_database(server_dsn, TEMPLATE)
 
 
 async def audit_all(dsn: str) -> None:
@@ -98,8 +115,15 @@ async def audit_all(dsn: str) -> None:
 
 
 @pytest.fixture
-async def dsn(server_dsn: str, template_dsn: str) -> AsyncIterator[str]:
+async def dsn(server_dsn: str, template_dsn: str, citus: bool) -> AsyncIterator[str]:
     """A fresh migrated database for this test; audited when the test ends."""
+    if citus:
+        yield template_dsn
+        try:
+            await audit_all(template_dsn)
+        finally:
+            await citus_support.wipe(template_dsn)
+        return
     name = f"t_{os.getpid()}_{next(_counter)}"
     admin = await asyncpg.connect(server_dsn)
     try:

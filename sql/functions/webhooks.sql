@@ -36,6 +36,17 @@ LANGUAGE sql AS $$
     SELECT count(*)::integer FROM d
 $$;
 
+-- Events as the service sends them, a JSON array of [type, data, property_company,
+-- store] (asyncpg cannot send a composite type with a jsonb field), in order.
+CREATE OR REPLACE FUNCTION webhook_events(p_events jsonb)
+RETURNS webhook_event[]
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY(
+        SELECT ROW(e ->> 0, e -> 1, e ->> 2, e ->> 3)::webhook_event
+          FROM jsonb_array_elements(p_events) WITH ORDINALITY AS x(e, ord)
+         ORDER BY x.ord)
+$$;
+
 -- The events of ledger transactions just written by ledger_write, which calls this
 -- only when the community has a live endpoint, with the event types its endpoints
 -- listen to (`p_listen`): each family of events is computed only when listened to.

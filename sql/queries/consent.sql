@@ -38,6 +38,8 @@ UPDATE member_pins SET failures = 0, locked_until = NULL
 
 -- name: mandate_put
 -- Grants or replaces the mandate of (member, company): a new id each time.
+-- (`excluded.…`, the column's default now(), rather than now(): Citus takes only
+-- immutable functions in DO UPDATE SET on a distributed table.)
 WITH m AS (
     INSERT INTO mandates AS d
         (community_id, member_id, property_company, id, max_points_per_bill,
@@ -47,7 +49,7 @@ WITH m AS (
        SET id = excluded.id, max_points_per_bill = excluded.max_points_per_bill,
            max_points_per_year = excluded.max_points_per_year,
            granted_by = excluded.granted_by, on_behalf_of = excluded.on_behalf_of,
-           granted_at = now(), revoked_at = NULL, revoked_by = NULL
+           granted_at = excluded.granted_at, revoked_at = NULL, revoked_by = NULL
     RETURNING d.*
 ), logged AS (
     INSERT INTO mandate_log

@@ -7,6 +7,9 @@ SELECT w.idx, w.outcome, w.tx_id, w.created_at, w.expires_at, w.finalized_at, w.
  ORDER BY w.idx;
 
 -- name: tx_get_many
+-- (`e.community_id = $1` in the subquery, not `= t.community_id`: Citus does not
+-- always see that the correlated subquery reads the one community's shard beside
+-- the LEFT JOIN, and then refuses the query as a join across shards.)
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
        t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.on_behalf_of,
        t.created_at, t.expires_at,
@@ -16,12 +19,13 @@ SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metada
                         '[]'::jsonb)
           FROM entries e
           JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
-         WHERE e.community_id = t.community_id AND e.tx_id = t.id) AS legs
+         WHERE e.community_id = $1 AND e.tx_id = t.id) AS legs
   FROM transactions t
   LEFT JOIN transactions r ON r.community_id = t.community_id AND r.id = t.reversal_of
  WHERE t.community_id = $1 AND t.client_id = ANY ($2::text[]);
 
 -- name: tx_get
+-- (`e.community_id = $1` in the subquery, as in tx_get_many: see there.)
 SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metadata,
        t.reason, t.rule_id, t.rule_version, t.event_id, t.actor, t.on_behalf_of,
        t.created_at, t.expires_at,
@@ -31,7 +35,7 @@ SELECT t.id, t.client_id, t.kind, t.status, t.pending_postings, t.memo, t.metada
                         '[]'::jsonb)
           FROM entries e
           JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
-         WHERE e.community_id = t.community_id AND e.tx_id = t.id) AS legs
+         WHERE e.community_id = $1 AND e.tx_id = t.id) AS legs
   FROM transactions t
   LEFT JOIN transactions r ON r.community_id = t.community_id AND r.id = t.reversal_of
  WHERE t.community_id = $1 AND (t.client_id = $2 OR t.id = $3);

@@ -13,7 +13,8 @@ SELECT scopes
 INSERT INTO proxies AS p (community_id, member_id, proxy_id, scopes, granted_by)
 VALUES ($1, $2, $3, $4::text[], $5)
 ON CONFLICT (community_id, member_id, proxy_id) DO UPDATE
-   SET scopes = excluded.scopes, granted_by = excluded.granted_by, granted_at = now(),
+   SET scopes = excluded.scopes, granted_by = excluded.granted_by,
+       granted_at = excluded.granted_at,  -- its default, now() (Citus: no now() here)
        revoked_at = NULL, revoked_by = NULL
 RETURNING p.member_id, p.proxy_id, p.scopes, p.granted_by, p.granted_at, p.revoked_at,
           p.revoked_by;

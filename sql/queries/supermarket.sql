@@ -2,11 +2,13 @@
 -- through the ledger (client ids 'redemption:<id>' and 'redemption:<id>:return:<n>').
 
 -- name: item_upsert
+-- (`excluded.…`, the column's default now(), rather than now(): Citus takes only
+-- immutable functions in DO UPDATE SET on a distributed table.)
 INSERT INTO store_items (community_id, store_id, sku, name, points, stock)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (community_id, store_id, sku)
 DO UPDATE SET name = excluded.name, points = excluded.points, stock = excluded.stock,
-              updated_at = now()
+              updated_at = excluded.updated_at
 RETURNING sku, name, points, stock, updated_at, (xmax = 0) AS created;
 
 -- name: item_list

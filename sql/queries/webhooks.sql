@@ -132,10 +132,9 @@ UPDATE webhook_deliveries
 -- name: webhook_emit
 -- $2: the events as a JSON array of [type, data, property_company, store] (asyncpg
 -- cannot send a composite type with a jsonb field).
-SELECT webhook_emit($1, ARRAY(
-    SELECT ROW(e ->> 0, e -> 1, e ->> 2, e ->> 3)::webhook_event
-      FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS x(e, ord)
-     ORDER BY x.ord));
+-- (Through webhook_events, not a subquery: Citus delegates a call to the worker of
+-- the community only when no argument is a subquery.)
+SELECT webhook_emit($1, webhook_events($2::jsonb));
 
 -- name: webhook_listening
 -- The communities with a live endpoint subscribed to event type $1.

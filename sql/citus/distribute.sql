@@ -1,0 +1,301 @@
+-- Distributes the schema on a Citus cluster (SPEC section 15; docs/scaling.md).
+--
+-- `migrate` runs this file after the migrations and sql/functions, and only on a
+-- database that has the `citus` extension, in one transaction. It is idempotent:
+-- a table already distributed (or already a reference table) and a function
+-- already distributed the same way are left as they are, so it runs on every
+-- `migrate` and only does work after a migration added a table or a function.
+--
+-- What goes where:
+--   * reference tables (a copy on every node, written with two-phase commit):
+--     `communities` (every community table has a foreign key to it; a foreign key
+--     from a distributed table may only point at a reference table or a colocated
+--     distributed one) and the global tables read on every request and joined by
+--     community work on the workers: `api_keys`, and `app_sessions` when it exists;
+--   * local to the coordinator: `schema_migrations`, `schema_functions` (only
+--     `migrate` reads them; it runs on the coordinator);
+--   * distributed by `community_id`, all in one colocation group (a community's
+--     rows of every table on the same worker): every other table, each of which
+--     must have a `community_id` column (a table that has none and is in neither
+--     list above stops this file: someone has to decide where it goes).
+--
+-- Citus distributes a table only if no local table keeps a foreign key to it and
+-- none of its foreign keys points at a local table; with tables that reference
+-- each other (members -> households -> communities) the order alone cannot
+-- satisfy that. So the foreign keys of every table still to be distributed are
+-- dropped first, the tables are distributed, and the same constraints are added
+-- back (validated again: every one of them includes `community_id`, so each check
+-- runs inside one shard).
+--
+-- Triggers (the append-only guards of sql/functions): Citus refuses to distribute
+-- a table with triggers unless `citus.enable_unsafe_triggers` is on. They are kept:
+-- each shard carries the triggers and they fire on the worker that holds the row
+-- (tests/citus checks that UPDATE and DELETE of entries are still refused there).
+-- "Unsafe" means a trigger that reads or writes other shards; these only raise.
+--
+-- Functions: every function of the schema is distributed (so the worker that runs a
+-- delegated call has it and the functions it calls); those with a `p_community`
+-- argument by that argument, colocated with `transactions`, so that a call runs
+-- on the worker that holds the community. With `force_delegation` they are
+-- delegated also inside a transaction block (the service's units of work), and
+-- Citus then refuses any access from them to another community's shard.
+
+SET LOCAL citus.enable_unsafe_triggers = on;
+-- Distributing several tables in one transaction that already touched a reference
+-- table: one connection per node, not one per shard.
+SET LOCAL citus.multi_shard_modify_mode = 'sequential';
+
+-- webhook_emit (sql/functions/webhooks.sql) in a form Citus plans: one statement
+-- over `unnest(p_events)` with a correlated EXISTS on `webhooks` is refused
+-- ("correlated subqueries are not supported when the FROM clause contains a set
+-- returning function"), so here it takes the community's live endpoints once into
+-- an array and writes each subscribed event, then its deliveries, by a plain
+-- INSERT. Same events, same order, same deliveries, in the caller's transaction.
+CREATE OR REPLACE FUNCTION webhook_emit(p_community text, p_events webhook_event[])
+RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_hooks webhooks[];
+    v_hook webhooks;
+    v_event webhook_event;
+    v_seq bigint;
+    v_count integer := 0;
+BEGIN
+    SELECT array_agg(w ORDER BY w.id) INTO v_hooks
+      FROM webhooks w WHERE w.community_id = p_community AND w.deleted_at IS NULL;
+    IF v_hooks IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOREACH v_event IN ARRAY coalesce(p_events, '{}') LOOP
+        v_seq := NULL;
+        FOREACH v_hook IN ARRAY v_hooks LOOP
+            CONTINUE WHEN NOT (v_event.type = ANY (v_hook.events))
+                       OR (v_hook.property_company IS NOT NULL
+                           AND v_hook.property_company IS DISTINCT FROM v_event.property_company)
+                       OR (v_hook.store IS NOT NULL AND v_hook.store IS DISTINCT FROM v_event.store);
+            IF v_seq IS NULL THEN
+                INSERT INTO outbox_events
+                    (community_id, id, type, occurred_at, data, property_company, store)
+                VALUES (p_community, 'evt_' || replace(gen_random_uuid()::text, '-', ''),
+                        v_event.type, now(), v_event.data, v_event.property_company,
+                        v_event.store)
+                RETURNING seq INTO v_seq;
+            END IF;
+            INSERT INTO webhook_deliveries (community_id, id, webhook_id, event_seq)
+            VALUES (p_community, 'dlv_' || replace(gen_random_uuid()::text, '-', ''),
+                    v_hook.id, v_seq);
+            v_count := v_count + 1;
+        END LOOP;
+    END LOOP;
+    RETURN v_count;
+END
+$$;
+
+DO $distribute$
+DECLARE
+    c_reference CONSTANT text[] := ARRAY['communities', 'api_keys', 'app_sessions'];
+    c_local     CONSTANT text[] := ARRAY['schema_migrations', 'schema_functions'];
+    c_anchor    CONSTANT text   := 'transactions';  -- what every other table colocates with
+    c_inlined   CONSTANT text[] := ARRAY['hours_approvals_of'];  -- in LATERAL of sql/queries
+    v_table  text;
+    v_fk     record;
+    v_fn     record;
+    v_colocate text;
+    v_done   boolean;
+BEGIN
+    CREATE TEMPORARY TABLE citus_pending ON COMMIT DROP AS
+    SELECT c.oid AS relid, c.relname::text AS name,
+           (c.relname = ANY (c_reference)) AS reference
+      FROM pg_class c
+     WHERE c.relnamespace = 'public'::regnamespace
+       AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+       AND NOT (c.relname = ANY (c_local))
+       AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                        WHERE d.objid = c.oid AND d.deptype = 'e')   -- an extension's own
+       AND NOT EXISTS (SELECT 1 FROM pg_dist_partition p
+                        WHERE p.logicalrelid = c.oid
+                          AND (p.partmethod = 'h'                       -- distributed
+                               OR (p.partmethod = 'n' AND p.repmodel = 't')));  -- reference
+
+    FOR v_table IN
+        SELECT p.name FROM citus_pending p
+         WHERE NOT p.reference
+           AND NOT EXISTS (SELECT 1 FROM pg_attribute a
+                            WHERE a.attrelid = p.relid AND a.attname = 'community_id'
+                              AND NOT a.attisdropped)
+    LOOP
+        RAISE EXCEPTION 'table % has no community_id and is neither a reference nor a local table: '
+                        'add it to one of the lists of sql/citus/distribute.sql', v_table;
+    END LOOP;
+
+    IF EXISTS (SELECT 1 FROM citus_pending) THEN
+        -- Every foreign key from or to a table still to be distributed, to add back.
+        CREATE TEMPORARY TABLE citus_fks ON COMMIT DROP AS
+        SELECT k.conrelid::regclass::text AS tbl, k.conname::text AS name,
+               pg_get_constraintdef(k.oid) AS def
+          FROM pg_constraint k
+         WHERE k.contype = 'f'
+           AND (k.conrelid IN (SELECT relid FROM citus_pending)
+                OR k.confrelid IN (SELECT relid FROM citus_pending));
+        FOR v_fk IN SELECT * FROM citus_fks LOOP
+            EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', v_fk.tbl, v_fk.name);
+        END LOOP;
+
+        FOR v_table IN SELECT name FROM citus_pending WHERE reference ORDER BY name LOOP
+            PERFORM create_reference_table(v_table);
+            RAISE NOTICE 'citus: % is a reference table', v_table;
+        END LOOP;
+
+        -- The anchor first (a group of its own), then the others colocated with it.
+        FOR v_table IN
+            SELECT name FROM citus_pending WHERE NOT reference
+             ORDER BY name <> c_anchor, name
+        LOOP
+            v_colocate := CASE
+                WHEN v_table = c_anchor THEN 'none'
+                ELSE c_anchor END;
+            PERFORM create_distributed_table(v_table, 'community_id',
+                                             colocate_with => v_colocate);
+            RAISE NOTICE 'citus: % distributed by community_id', v_table;
+        END LOOP;
+
+        FOR v_fk IN SELECT * FROM citus_fks LOOP
+            EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I %s', v_fk.tbl, v_fk.name, v_fk.def);
+        END LOOP;
+    END IF;
+
+    -- SQL functions that read tables become PL/pgSQL functions with the same body:
+    -- Citus refuses a statement on a distributed table inside a SQL function called
+    -- with parameters ("parameterized queries for SQL functions referencing
+    -- distributed tables are not supported"). Same arguments, result, volatility and
+    -- body; a set-returning one returns its query, one with OUT arguments selects
+    -- into them, a scalar returns its result (into a variable when the body writes:
+    -- a data-modifying WITH cannot be a subquery). Except those that PostgreSQL
+    -- inlines into the query calling them (`c_inlined`): as PL/pgSQL they would run
+    -- inside the query on the shard and query the distributed table from there
+    -- ("cannot execute a distributed query from a query on a shard").
+    FOR v_fn IN
+        SELECT f.oid::regprocedure::text AS sig, f.proname::text AS name, f.proretset,
+               pg_get_function_arguments(f.oid) AS args,
+               pg_get_function_result(f.oid) AS result,
+               format_type(f.prorettype, NULL) AS rettype,
+               CASE f.provolatile WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END AS volatility,
+               regexp_replace(f.prosrc, ';\s*$', '') AS body,
+               (SELECT string_agg(quote_ident(f.proargnames[i]), ', ' ORDER BY i)
+                  FROM generate_subscripts(f.proargmodes, 1) AS i
+                 WHERE f.proargmodes[i] IN ('o', 'b')) AS outs
+          FROM pg_proc f
+         WHERE f.pronamespace = 'public'::regnamespace AND f.prokind = 'f'
+           AND f.prolang = (SELECT oid FROM pg_language WHERE lanname = 'sql')
+           AND f.provolatile <> 'i'
+           AND NOT (f.proname = ANY (c_inlined))
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.objid = f.oid AND d.deptype = 'e')
+    LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I(%s) RETURNS %s LANGUAGE plpgsql %s'
+            ' SET citus.allow_nested_distributed_execution = on AS %L',
+            v_fn.name, v_fn.args, v_fn.result, v_fn.volatility,
+            CASE
+                WHEN v_fn.proretset THEN
+                    E'BEGIN\nRETURN QUERY ' || v_fn.body || E';\nEND'
+                WHEN v_fn.outs IS NOT NULL THEN
+                    E'BEGIN\n' || v_fn.body || E'\nINTO ' || v_fn.outs || E';\nEND'
+                WHEN v_fn.body ~* '\m(insert|update|delete)\M' THEN
+                    format(E'DECLARE v_result %s;\nBEGIN\n%s\nINTO v_result;\nRETURN v_result;\nEND',
+                           v_fn.rettype, v_fn.body)
+                ELSE E'BEGIN\nRETURN (' || v_fn.body || E');\nEND'
+            END);
+        RAISE NOTICE 'citus: % is PL/pgSQL here', v_fn.sig;
+    END LOOP;
+
+    -- These functions (hours_approvals_of, and the ones made PL/pgSQL above) are
+    -- called from inside other queries (`CROSS JOIN LATERAL hours_approvals_of(h.…)`,
+    -- `LEFT JOIN ledger_tx_digests(…)` in ledger_verify_chain, the caps in
+    -- offset_create's queries): Citus runs such a query on the shard, and the
+    -- function's own query on a distributed table is then a distributed query
+    -- started from a shard, which Citus refuses unless allowed ("cannot execute a
+    -- distributed query from a query on a shard"). Allowed for them alone: each
+    -- reads only its `p_community`, the community of the query that calls it, whose
+    -- shards are the colocated ones on the same worker, never another node's.
+    ALTER FUNCTION hours_approvals_of(text, text)
+        SET citus.allow_nested_distributed_execution = on;
+
+    -- Functions: by their community argument where they have one.
+    FOR v_fn IN
+        SELECT f.oid::regprocedure::text AS sig,
+               (SELECT i - 1 FROM generate_subscripts(f.proargnames, 1) AS i
+                 WHERE f.proargnames[i] = 'p_community'
+                   AND (f.proargmodes IS NULL OR f.proargmodes[i] IN ('i', 'b'))) AS arg,
+               coalesce('plan_cache_mode=force_generic_plan' = ANY (f.proconfig), false)
+                   AS generic,
+               f.oid AS fid
+          FROM pg_proc f
+         WHERE f.pronamespace = 'public'::regnamespace
+           AND f.prokind = 'f'
+           AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                            WHERE d.objid = f.oid AND d.deptype = 'e')
+    LOOP
+        v_done := EXISTS (
+            SELECT 1 FROM pg_dist_object o
+             WHERE o.classid = 'pg_proc'::regclass AND o.objid = v_fn.fid
+               AND o.distribution_argument_index IS NOT DISTINCT FROM v_fn.arg
+               AND (v_fn.arg IS NULL OR o.force_delegation));
+        -- Citus cannot plan a statement on a distributed table whose plan is generic
+        -- unless it is a plain single-table one ("could not create distributed plan"):
+        -- the functions that force generic plans on one server (their plans are
+        -- the same for every call) leave the choice to PostgreSQL here.
+        IF v_fn.generic THEN
+            EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', v_fn.sig);
+        END IF;
+        CONTINUE WHEN v_done;
+        IF v_fn.arg IS NULL THEN
+            PERFORM create_distributed_function(v_fn.sig::regprocedure);
+        ELSE
+            PERFORM create_distributed_function(
+                v_fn.sig::regprocedure, '$' || (v_fn.arg + 1), colocate_with => c_anchor,
+                force_delegation => true);
+        END IF;
+    END LOOP;
+END
+$distribute$;
+
+-- Where a row's writer xid and outbox seq come from. `seal_queue.xid` and
+-- `outbox_events.xid` default to pg_current_xact_id(), which the sealer and the
+-- delivery claim compare with the snapshot of the node they run on (the worker
+-- that holds the community). A statement that reaches a shard from the coordinator
+-- (a function call Citus does not delegate, e.g. `webhook_emit($1, ARRAY(SELECT
+-- …))`, whose argument has a subquery) has its defaults evaluated on the
+-- coordinator: the coordinator's xid, from another counter, would be stored, and a
+-- row could stay unsealed until the worker's xids catch up with it, or be sealed
+-- ahead of an older write. Likewise `outbox_events.seq` would come from the
+-- coordinator's range of `outbox_seq` while the writes delegated to the worker take
+-- the worker's, and seq would no longer rise within the community. These triggers
+-- run on the shard, so both always come from the worker that holds the row.
+CREATE OR REPLACE FUNCTION citus_local_xid() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.xid := pg_current_xact_id();
+    RETURN NEW;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION citus_local_outbox() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.xid := pg_current_xact_id();
+    NEW.seq := nextval('outbox_seq');
+    RETURN NEW;
+END
+$$;
+
+-- (EXECUTE: Citus passes a CREATE TRIGGER on to the shards as the text of the
+-- statement that ran it, and a text of several statements is refused there.)
+DO $triggers$
+BEGIN
+    EXECUTE 'CREATE OR REPLACE TRIGGER seal_queue_local_xid BEFORE INSERT ON seal_queue
+                 FOR EACH ROW EXECUTE FUNCTION citus_local_xid()';
+    EXECUTE 'CREATE OR REPLACE TRIGGER outbox_events_local BEFORE INSERT ON outbox_events
+                 FOR EACH ROW EXECUTE FUNCTION citus_local_outbox()';
+END
+$triggers$;
