@@ -94,4 +94,5 @@ def html(
             **ctx,
         )
     )
-    return Response(body, status_code=status, media_type="text/html; charset=utf-8")
+    # Litestar adds `; charset=utf-8` to a text/ media type itself.
+    return Response(body, status_code=status, media_type="text/html")

@@ -70,7 +70,9 @@ def _subject(request: Req) -> tuple[str, str]:
     """(community, member) this page is about: the resident's own member, or the one
     `?for=` names (the service calls' `acting_for` then decide if it may)."""
     principal = principal_of(request)
-    assert principal.community is not None and principal.member is not None
+    if principal.community is None or principal.member is None:
+        # An admin passes every role check, but has no member of its own to show.
+        raise Forbidden("these pages are a resident's: open the member's sign-in link")
     other = request.query_params.get("for")
     if other and other != principal.member:
         if not _ID.match(other):

@@ -13,7 +13,7 @@ from service.api.deps import address_of, pool_of
 from service.errors import Unauthorized
 from service.ratelimit import Limits
 from service.sessions import service as sessions
-from service.web.guard import COOKIE, LANG_COOKIE, cleared_cookie, session_cookie
+from service.web.guard import COOKIE, LANG_COOKIE, cleared_cookie, secure, session_cookie
 from service.web.i18n import LANGS
 from service.web.render import html
 
@@ -65,9 +65,7 @@ async def sign_in(request: Req) -> Response[Any]:
     except Unauthorized:
         limits.failed(address, header)
         return html(request, "sign_in.html", status=401, error="sign_in.bad_key")
-    response: Response[Any] = Redirect(home_of(opened.role), status_code=303)
-    response.set_cookie(session_cookie(request, opened.token, opened.ttl_s))
-    return response
+    return await _signed_in(request, opened)
 
 
 @get("/in", opt=PUBLIC)
@@ -88,6 +86,14 @@ async def link_sign_in(request: Req) -> Response[Any]:
     except Unauthorized:
         limits.failed(address, None)
         return html(request, "link.html", status=401, error="sign_in.bad_link")
+    return await _signed_in(request, opened)
+
+
+async def _signed_in(request: Req, opened: sessions.Opened) -> Response[Any]:
+    """The new session's cookie, always a new id (a planted one is never adopted);
+    the session this browser held until now, if any, ends on the server too (a
+    shared till or family phone: the next person to sign in ends the last one's)."""
+    await sessions.end(pool_of(request), request.cookies.get(COOKIE))
     response: Response[Any] = Redirect(home_of(opened.role), status_code=303)
     response.set_cookie(session_cookie(request, opened.token, opened.ttl_s))
     return response
@@ -109,7 +115,14 @@ async def choose_language(request: Req, to: FromPath[str]) -> Response[Any]:
     if not back.startswith("/app/") or back.startswith("//"):
         back = "/app/"
     response: Response[Any] = Redirect(back, status_code=303)
-    response.set_cookie(LANG_COOKIE, lang, path="/app", samesite="strict", max_age=365 * 86400)
+    response.set_cookie(
+        LANG_COOKIE,
+        lang,
+        path="/app",
+        samesite="strict",
+        max_age=365 * 86400,
+        secure=secure(request),
+    )
     assert lang in LANGS
     return response
 

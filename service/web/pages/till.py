@@ -115,12 +115,14 @@ def _quantities(form: dict[str, str]) -> dict[str, int]:
     """sku → qty from the form's `qty.<sku>` fields; blanks and zeros are left out."""
     wanted: dict[str, int] = {}
     for name, value in form.items():
-        if not name.startswith(QTY) or not value.strip():
+        text = value.strip()
+        if not name.startswith(QTY) or not text:
             continue
-        try:
-            qty = int(value)
-        except ValueError:
-            raise ValidationFailed(f"{name} must be a whole number") from None
+        # ASCII digits only: int() also reads "1_0" as 10, "+1", and other
+        # scripts' digits, where the basket's script (parseInt) counts otherwise.
+        if not (text.isascii() and text.isdigit()) or len(text) > 15:
+            raise ValidationFailed(f"{name} must be a whole number")
+        qty = int(text)
         if not 0 <= qty <= _MAX_QTY:
             raise ValidationFailed(f"{name} must be between 0 and {_MAX_QTY}")
         if qty:
