@@ -333,7 +333,9 @@ def peers(peer: Doc) -> set[str]:
         pod_selector = peer.get("podSelector", {}).get("matchLabels", {})
         suffix = ",".join(f"{k}={v}" for k, v in sorted(pod_selector.items()))
         return {f"ns:{namespace}" + (f"/{suffix}" if suffix else "")}
-    assert "ipBlock" not in peer, "no address-based rules yet"
+    if "ipBlock" in peer:
+        block = peer["ipBlock"]
+        return {f"ip:{block['cidr']}" + "".join(f" -{c}" for c in sorted(block.get("except", [])))}
     matched = {name for name, labels in pods().items() if selects(peer["podSelector"], labels)}
     assert matched, f"pod selector {peer['podSelector']} matches no pod of the manifests"
     return matched
@@ -397,16 +399,27 @@ def test_the_api_takes_traffic_only_from_the_ingress_and_prometheus() -> None:
         assert named_ports <= container_port_names(pod), pod
 
 
-def test_the_ledger_processes_reach_only_postgres_and_dns() -> None:
+PRIVATE = (
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+)
+INTERNET = "ip:0.0.0.0/0" + "".join(f" -{c}" for c in sorted(PRIVATE))
+
+
+def test_the_ledger_processes_reach_only_postgres_dns_and_for_webhooks_the_internet() -> None:
+    """Every process reaches PostgreSQL and DNS; only the scheduler, which delivers
+    webhooks, also the internet on 443 and 80, never a private, link-local (the
+    cloud's metadata service) or carrier-grade NAT address."""
     dns = "ns:kube-system/k8s-app=kube-dns"
+    base = {("postgres", 5432, "TCP"), (dns, 53, "UDP"), (dns, 53, "TCP")}
     for pod in APP_PODS:
-        assert allowed(pod, "Egress") == {
-            ("postgres", 5432, "TCP"),
-            (dns, 53, "UDP"),
-            (dns, 53, "TCP"),
-        }, pod
-    text = (K8S / "networkpolicy.yaml").read_text()
-    assert "# WEBHOOKS (not yet)" in text, "the marked place for the webhooks' egress rule"
+        webhooks = {(INTERNET, 443, "TCP"), (INTERNET, 80, "TCP")}
+        expected = base | webhooks if pod == "points-ledger-scheduler" else base
+        assert allowed(pod, "Egress") == expected, pod
 
 
 def test_postgres_takes_connections_only_from_the_ledger_and_the_operator() -> None:
