@@ -117,7 +117,10 @@ class Opened(msgspec.Struct, frozen=True, kw_only=True):
 async def open_with_key(conn: Queryable, resolver: KeyResolver, key: str) -> Opened:
     """A session for the holder of API key `key` (401 if it is not a valid key)."""
     principal = await resolver.resolve(conn, f"Bearer {key.strip()}")
-    token = await _open(conn, principal, principal.key_id, None, STAFF_SESSION_S)
+    # The environment's admin key has no row: the session names a digest of it, so
+    # that changing LEDGER_ADMIN_KEY ends the sessions opened with the old one.
+    key_id = admin_session_id(key.strip()) if principal.key_id == ENV_ADMIN else principal.key_id
+    token = await _open(conn, principal, key_id, None, STAFF_SESSION_S)
     return Opened(token=token, role=principal.role, ttl_s=STAFF_SESSION_S)
 
 
@@ -158,9 +161,17 @@ def _principal(key_id: str, row: Any) -> Principal:
     )
 
 
-async def resolve(conn: Queryable, token: str | None, admin_key_set: bool) -> Session | None:
-    """The live session `token` names, or None (unknown, ended, expired, or its key
-    revoked)."""
+def admin_session_id(admin_key: str | None) -> str | None:
+    """What a session opened with the environment's admin key records of it: a
+    digest, never the key (None when no admin key is configured)."""
+    if not admin_key:
+        return None
+    return f"{ENV_ADMIN}:{hashlib.sha256(admin_key.encode()).hexdigest()[:32]}"
+
+
+async def resolve(conn: Queryable, token: str | None, admin_key: str | None) -> Session | None:
+    """The live session `token` names, or None (unknown, ended, expired, its key
+    revoked, or opened with an admin key that is no longer LEDGER_ADMIN_KEY)."""
     if not token or not _plausible(token):
         return None
     row = await store.get_session(conn, _digest(token))
@@ -168,8 +179,8 @@ async def resolve(conn: Queryable, token: str | None, admin_key_set: bool) -> Se
         return None
     if row["key_id"] is None:
         key_id = f"link-{row['link_id']}"
-    elif row["key_id"] == ENV_ADMIN:
-        if not admin_key_set:
+    elif row["key_id"].startswith(f"{ENV_ADMIN}:"):
+        if row["key_id"] != admin_session_id(admin_key):
             return None
         key_id = ENV_ADMIN
     elif row["live_key"] is None:

@@ -91,7 +91,7 @@ async def authorize_page(request: Request[Any, Any, Any]) -> None:
     token = request.cookies.get(COOKIE)
     if token:
         session = await sessions.resolve(
-            pool_of(request), token, request.app.state.settings.admin_key is not None
+            pool_of(request), token, request.app.state.settings.admin_key
         )
         request.state.session = session
     if request.method not in _SAFE:

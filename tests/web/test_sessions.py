@@ -8,9 +8,12 @@ import hashlib
 from typing import Any
 
 import asyncpg
+import msgspec
 from litestar.testing import AsyncTestClient
 
-from tests.helpers import C, bearer, community
+from service.app import create_app
+from service.config import load_settings
+from tests.helpers import ADMIN_KEY, C, bearer, community
 from tests.web.conftest import csrf_of, sign_in_with_key, sign_in_with_link
 
 Client = AsyncTestClient[Any]
@@ -179,3 +182,25 @@ async def test_an_admin_session_is_not_a_resident_one(
     assert r.status_code == 200
     page = r.text
     assert csrf_of(page)
+
+
+async def test_changing_the_admin_key_ends_its_sessions(
+    client: Client, browser_client: Client, dsn: str
+) -> None:
+    """A session opened with LEDGER_ADMIN_KEY records a digest of it, not the key;
+    a process started with another admin key does not accept that session."""
+    await sign_in_with_key(browser_client, ADMIN_KEY)
+    assert (await browser_client.get("/app/welcome")).status_code == 200
+    conn = await asyncpg.connect(dsn)
+    try:
+        recorded = await conn.fetchval("SELECT key_id FROM app_sessions")
+    finally:
+        await conn.close()
+    assert recorded.startswith("env-admin:") and ADMIN_KEY not in recorded
+    rotated = msgspec.structs.replace(load_settings(), admin_key="another-admin-key-" + "x" * 20)
+    async with AsyncTestClient(create_app(rotated, dsn=dsn, scheduler=False)) as other:
+        other.follow_redirects = False
+        other.cookies.update(browser_client.cookies)
+        r = await other.get("/app/welcome")
+        assert (r.status_code, r.headers["location"]) == (303, "/app/sign-in")
+    assert (await browser_client.get("/app/welcome")).status_code == 200  # the old process
