@@ -6,17 +6,7 @@
 -- name: report_flows
 -- Net change of member balances per asset and counterparty class in [$2, $3).
 SELECT a.asset,
-       CASE
-           WHEN c.member_id IS NOT NULL THEN 'transfer'
-           WHEN c.address LIKE 'system:issuance:%' OR c.address LIKE 'system:opening:%'
-             OR c.address LIKE 'system:timebank:%' THEN 'issued'
-           WHEN c.address LIKE 'system:penalties:%' THEN 'deducted'
-           WHEN c.address LIKE 'property:%' THEN 'offset'
-           WHEN c.address LIKE 'store:%' THEN 'redeemed'
-           WHEN c.address LIKE 'system:expired:%' THEN 'expired'
-           WHEN c.address LIKE 'system:conversion:%' THEN 'converted'
-           ELSE 'adjusted'
-       END AS flow,
+       report_flow(c.member_id, c.address) AS flow,
        coalesce(sum(e.amount), 0)::bigint AS net
   FROM entries e
   JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
@@ -94,22 +84,12 @@ SELECT s.team, s.hours, s.minutes, s.volunteers, coalesce(w.points, 0)::bigint A
 
 -- name: report_monthly
 -- The members' points, per month of the community's time zone $2 ('YYYY-MM') and
--- counterparty class (classified as report_flows does), over the whole history;
+-- counterparty class (report_flow, as report_flows), over the whole history;
 -- and what members held at the end of each month with a row (every month's net
 -- added up in order), so the dashboard's months need this one read.
 WITH moved AS (
     SELECT to_char(t.finalized_at AT TIME ZONE $2, 'YYYY-MM') AS period,
-           CASE
-               WHEN c.member_id IS NOT NULL THEN 'transfer'
-               WHEN c.address LIKE 'system:issuance:%' OR c.address LIKE 'system:opening:%'
-                 OR c.address LIKE 'system:timebank:%' THEN 'issued'
-               WHEN c.address LIKE 'system:penalties:%' THEN 'deducted'
-               WHEN c.address LIKE 'property:%' THEN 'offset'
-               WHEN c.address LIKE 'store:%' THEN 'redeemed'
-               WHEN c.address LIKE 'system:expired:%' THEN 'expired'
-               WHEN c.address LIKE 'system:conversion:%' THEN 'converted'
-               ELSE 'adjusted'
-           END AS flow,
+           report_flow(c.member_id, c.address) AS flow,
            coalesce(sum(e.amount), 0)::bigint AS net
       FROM entries e
       JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
