@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import uvicorn
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 Client = AsyncTestClient[Any]
@@ -100,3 +106,24 @@ async def admin_sql(server_dsn: str, statement: str) -> None:
         await conn.execute(statement)
     finally:
         await conn.close()
+
+
+@contextmanager
+def served(app: Litestar) -> Iterator[str]:
+    """`app` under uvicorn in a thread on a free port (its own event loop), for a
+    client that is not in the test's process: a generated client, a browser."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

@@ -27,6 +27,7 @@ from service.api.wire import Amount, ClientId, Strict, Text
 from service.errors import DomainError
 from service.ledger import service as ledger
 from service.ledger.batch import submit_one
+from service.ledger.model import Transaction
 from service.ledger.views import TransactionOut, transaction_out
 from service.people import service as people
 from service.timebank import hours
@@ -73,7 +74,13 @@ class ConversionIn(Strict):
 async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[TransactionOut]:
     """Moves minutes between two members; a resident key gives its own, or those of
     a member it is a proxy of with `time` (recorded as `on_behalf_of`)."""
-    data = await body(request, TimeTransferIn)
+    tx, replayed = await give_time(request, c, await body(request, TimeTransferIn))
+    return written(transaction_out(tx), replayed)
+
+
+async def give_time(request: Req, c: str, data: TimeTransferIn) -> tuple[Transaction, bool]:
+    """The time transfer `data`, by the request's key: the API's and the resident
+    page's one way (the key's own minutes, or a principal's with `time`)."""
     principal = principal_of(request)
     pool = pool_of(request)
     on_behalf_of = await people.acting_for(pool, principal, c, data.from_member, "time")
@@ -89,8 +96,7 @@ async def create_time_transfer(request: Req, c: FromPath[str]) -> Response[Trans
     )
     params = await rules_of(request).params(pool, c)
     write = submit_one(request.app.state.coalescer, pool, c, new, params)
-    tx, replayed = await explaining(pool, c, write)
-    return written(transaction_out(tx), replayed)
+    return await explaining(pool, c, write)
 
 
 @post(

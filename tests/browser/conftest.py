@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,10 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from service.app import create_app
 from service.config import load_settings
-from tests.helpers import ADMIN_KEY, bearer, free_port
+from tests.helpers import ADMIN_KEY, bearer, served
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 try:
@@ -68,22 +65,8 @@ def app_url(dsn: str) -> Iterator[str]:
     settings = msgspec.structs.replace(
         load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=6
     )
-    app = create_app(settings, dsn=dsn, scheduler=True)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+    with served(create_app(settings, dsn=dsn, scheduler=True)) as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,8 +15,6 @@ import importlib
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -25,12 +23,11 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import uvicorn
 
 from service.app import create_app
 from service.config import load_settings
 from tests.conftest import audit_all
-from tests.helpers import ADMIN_KEY, TEMPLATE, admin_sql, free_port, with_database
+from tests.helpers import ADMIN_KEY, TEMPLATE, admin_sql, served, with_database
 
 PACKAGE = "ledger_client"
 CONFIG = """\
@@ -51,22 +48,10 @@ def base_url(server_dsn: str, template_dsn: str) -> Iterator[str]:
     settings = msgspec.structs.replace(
         load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=4
     )
-    app = create_app(settings, dsn=dsn, scheduler=False)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        with served(create_app(settings, dsn=dsn, scheduler=False)) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         try:
             asyncio.run(audit_all(dsn))
         finally:

@@ -25,20 +25,18 @@ from litestar.response import Redirect
 
 from service import setup
 from service.api.consent import MandateIn, SpendCodeIn, _company
-from service.api.deps import db, explaining, fingerprint, pool_of, principal_of, rules_of
+from service.api.deps import db, principal_of, rules_of
 from service.api.people import ProxyIn
 from service.api.setup import may_read
-from service.api.timebank import TimeTransferIn
+from service.api.timebank import TimeTransferIn, give_time
 from service.consent import service as consent
 from service.db import Conn
 from service.errors import DomainError, Forbidden, NotFound, RetryLater, ValidationFailed
 from service.ledger import lots, reads
-from service.ledger.batch import submit_one
 from service.ledger.model import ID_PATTERN, Asset, member_address
 from service.offsets.service import offset_year
 from service.people import service as people
 from service.timebank import hours
-from service.timebank import service as timebank
 from service.web.render import html
 
 Req = Request[Any, Any, Any]
@@ -514,10 +512,7 @@ async def give_minutes(request: Req) -> Response[Any]:
     """`POST …/time-transfers` from the member: the form's `op_id` is the
     transaction's id, so a double submit is a replay."""
     c, m = _subject(request)
-    principal = principal_of(request)
-    pool = pool_of(request)
     form = await request.form()
-    behalf = await people.acting_for(pool, principal, c, m, "time")
     try:
         data = _decode(
             TimeTransferIn,
@@ -529,19 +524,7 @@ async def give_minutes(request: Req) -> Response[Any]:
                 "memo": _text(form, "memo"),
             },
         )
-        new = timebank.time_transfer(
-            data.id,
-            data.from_member,
-            data.to_member,
-            data.minutes,
-            data.memo,
-            fingerprint(data),
-            principal.key_id,
-            on_behalf_of=behalf,
-        )
-        params = await rules_of(request).params(pool, c)
-        write = submit_one(request.app.state.coalescer, pool, c, new, params)
-        await explaining(pool, c, write)
+        await give_time(request, c, data)
     except DomainError as err:
         async with db(request) as conn:
             return await _time_page(
