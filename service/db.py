@@ -114,6 +114,8 @@ class BoundedPool(asyncpg.Pool):
     percent of a balance read's CPU)."""
 
     acquire_timeout_s: float | None = None
+    # Whether the database is a Citus coordinator's (`on_citus`), asked once.
+    citus: bool | None = None
 
     async def release(self, connection: Any, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Also when a dropped connection (see `_Connection`) handed its holder back
@@ -176,6 +178,18 @@ async def create_pool(
     pool.acquire_timeout_s = timeout_s
     await pool
     return pool
+
+
+async def on_citus(pool: Any) -> bool:
+    """Whether `pool`'s database has the `citus` extension (docs/scaling.md): the
+    few statements Citus refuses take another form there. Asked once per pool."""
+    found: bool | None = getattr(pool, "citus", None)
+    if found is None:
+        async with pool.acquire() as conn:
+            found = await _has_citus(conn)
+        if isinstance(pool, BoundedPool):
+            pool.citus = found
+    return found
 
 
 async def ping(pool: Pool) -> None:

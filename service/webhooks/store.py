@@ -67,9 +67,20 @@ async def retry(conn: Conn, community: str, webhook_id: str, delivery_id: str) -
 
 
 async def claim(
-    conn: Queryable, endpoints: int, lease_s: float, per_endpoint: int
+    conn: Queryable, endpoints: int, lease_s: float, per_endpoint: int, *, citus: bool = False
 ) -> list[asyncpg.Record]:
-    return await conn.fetch(q("delivery_claim"), endpoints, lease_s, per_endpoint)
+    """Due deliveries of up to `endpoints` endpoints, leased. One statement across
+    every community; on Citus, which refuses it, one delegated call per community
+    with due deliveries (docs/scaling.md)."""
+    if not citus:
+        return await conn.fetch(q("delivery_claim"), endpoints, lease_s, per_endpoint)
+    rows: list[asyncpg.Record] = []
+    for (community,) in await conn.fetch(q("delivery_due_communities"), endpoints):
+        left = endpoints - len({(r["community_id"], r["webhook_id"]) for r in rows})
+        if left <= 0:
+            break
+        rows += await conn.fetch(q("delivery_claim_of"), community, left, lease_s, per_endpoint)
+    return rows
 
 
 async def release(conn: Queryable, community: str, delivery_ids: list[str], pause_s: float) -> None:

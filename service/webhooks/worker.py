@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import structlog
 
+from service.db import on_citus
 from service.errors import ValidationFailed
 from service.webhooks import store
 from service.webhooks.model import ATTEMPT_TIMEOUT_S, FIRST_RETRY_S, retry_delay_s, signature
@@ -41,8 +42,9 @@ async def deliver_due(pool: asyncpg.Pool, *, allow_private: bool) -> int:
     each endpoint's deliveries one after another, stopping at its first failure."""
     attempted = 0
     deadline = time.monotonic() + RUN_S
+    citus = await on_citus(pool)
     async with pool.acquire() as conn:
-        rows = await store.claim(conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT)
+        rows = await store.claim(conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT, citus=citus)
     if not rows:  # the common case, every second: no HTTP client (its TLS context) made
         return 0
     async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as http:
@@ -55,7 +57,9 @@ async def deliver_due(pool: asyncpg.Pool, *, allow_private: bool) -> int:
             if time.monotonic() >= deadline:
                 break
             async with pool.acquire() as conn:
-                rows = await store.claim(conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT)
+                rows = await store.claim(
+                    conn, ENDPOINTS_PER_PASS, LEASE_S, PER_ENDPOINT, citus=citus
+                )
     return attempted
 
 

@@ -299,3 +299,76 @@ BEGIN
                  FOR EACH ROW EXECUTE FUNCTION citus_local_outbox()';
 END
 $triggers$;
+
+-- Where every id that orders a community's rows comes from: the sequence of the
+-- node that holds the community (docs/scaling.md, "Why some ids came from the
+-- coordinator").
+-- Citus gives each node a range of every bigint sequence of its own (`groupid <<
+-- 48`; the coordinator's, group 0, starts at 1). A row inserted inside a function
+-- delegated to the worker takes the worker's value; a row inserted by a statement
+-- the coordinator routes to the shard (a plain INSERT, or the statements of a
+-- function call Citus did not delegate) has its default (or identity) evaluated on
+-- the coordinator and would take the coordinator's, lower than every value the
+-- worker has handed out. Entries (`seq`: the audit's running balance, an account's
+-- statement and its cursor), transactions and lots (ids: the lots' epoch, FIFO),
+-- outbox events and the other histories are ordered by these values, so one
+-- community's rows would no longer sort in the order they were written.
+--
+-- The triggers below run on the shard: a value from the coordinator's range is
+-- replaced by the shard's node's own. The WHEN is evaluated without calling the
+-- function, so the writes delegated to the worker (the write engine's, every use
+-- case's) pay one comparison per row. RETURNING reports the value stored (it is
+-- computed on the worker, after the trigger). Every sequence-fed bigint column of
+-- a distributed table gets one (identity columns and `DEFAULT nextval(…)`), found
+-- in the catalog, so a later table is covered too; except `lots.id`, which
+-- `ledger_lots` takes with nextval() itself and refers to in the same call (a
+-- hold or debit of a lot the same batch made): a trigger replacing it would break
+-- those references. Lots are ordered by `expires_at, earned_at` first, and id
+-- only breaks ties between lots earned at the same instant, i.e. made by the same
+-- call, whose ids come from one node's sequence wherever that call ran.
+CREATE OR REPLACE FUNCTION citus_ordering_columns()
+RETURNS TABLE (table_name text, column_name text, sequence_name text)
+LANGUAGE sql STABLE AS $$
+    SELECT c.relname::text, a.attname::text,
+           coalesce(pg_get_serial_sequence(quote_ident(c.relname), a.attname),
+                    (regexp_match(pg_get_expr(d.adbin, d.adrelid),
+                                  $re$^nextval\('([^']+)'::regclass\)$re$))[1])::regclass::text
+      FROM pg_dist_partition p
+      JOIN pg_class c ON c.oid = p.logicalrelid
+      JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+      LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+     WHERE c.relnamespace = 'public'::regnamespace
+       AND p.partmethod = 'h'
+       AND a.atttypid = 'bigint'::regtype
+       AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%')
+     ORDER BY 1, 2
+$$;
+
+DO $local_ids$
+DECLARE
+    v_col record;
+    v_fn text;
+BEGIN
+    FOR v_col IN
+        SELECT * FROM citus_ordering_columns()
+         WHERE (table_name, column_name) NOT IN (('outbox_events', 'seq'),  -- outbox_events_local
+                                                 ('lots', 'id'))            -- see above
+    LOOP
+        v_fn := 'citus_local_' || v_col.table_name || '_' || v_col.column_name;
+        EXECUTE format(
+            $f$CREATE OR REPLACE FUNCTION %I() RETURNS trigger LANGUAGE plpgsql AS $body$
+               BEGIN
+                   NEW.%I := nextval(%L::regclass);
+                   RETURN NEW;
+               END
+               $body$$f$,
+            v_fn, v_col.column_name, v_col.sequence_name);
+        EXECUTE format(
+            'CREATE OR REPLACE TRIGGER %I BEFORE INSERT ON %I FOR EACH ROW'
+            ' WHEN (NEW.%I < 281474976710656) EXECUTE FUNCTION %I()',
+            v_col.table_name || '_' || v_col.column_name || '_local', v_col.table_name,
+            v_col.column_name, v_fn);
+    END LOOP;
+END
+$local_ids$;
+

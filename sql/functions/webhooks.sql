@@ -194,3 +194,65 @@ BEGIN
     RETURN v_all;
 END
 $$;
+
+-- The delivery claim of one community, for Citus (one server claims across every
+-- community in one statement, `delivery_claim` in sql/queries/webhooks.sql).
+-- Citus refuses that statement ("cannot push down this subquery": a LATERAL with
+-- LIMIT over CTEs across shards), and the error also leaves the connection unable
+-- to delegate any later function call (docs/scaling.md, "Why some ids came from
+-- the coordinator"). Here the same claim with every table read at `p_community`:
+-- distributed by that argument (sql/citus/distribute.sql), the call runs on the
+-- worker that holds the community as single-shard queries, and the xids are
+-- compared with that worker's snapshot, where they were written.
+-- service/webhooks/store.claim calls it per community with due deliveries.
+CREATE OR REPLACE FUNCTION webhook_claim(
+    p_community text, p_endpoints integer, p_lease_s double precision, p_per_endpoint integer)
+RETURNS TABLE (community_id text, id text, webhook_id text, attempts integer,
+               event_id text, type text, seq bigint, occurred_at timestamptz, data jsonb,
+               url text, secret text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+    WITH endpoints AS (
+        SELECT w.community_id, w.id AS webhook_id
+          FROM webhooks w
+         WHERE w.community_id = p_community
+           AND EXISTS (SELECT 1 FROM webhook_deliveries d
+                        WHERE d.community_id = p_community AND d.webhook_id = w.id
+                          AND d.status = 'pending' AND d.next_attempt_at <= now())
+           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x
+                            WHERE x.community_id = p_community AND x.webhook_id = w.id
+                              AND x.status = 'pending' AND x.leased_until IS NOT NULL
+                              AND x.leased_until > now())
+         ORDER BY w.id
+         LIMIT p_endpoints
+    ), due AS (
+        SELECT d.id
+          FROM endpoints p
+         CROSS JOIN LATERAL (
+               SELECT d.id
+                 FROM webhook_deliveries d
+                 JOIN outbox_events e ON e.community_id = p_community AND e.seq = d.event_seq
+                WHERE d.community_id = p_community AND d.webhook_id = p.webhook_id
+                  AND d.status = 'pending' AND d.next_attempt_at <= now()
+                  AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+                ORDER BY d.event_seq
+                LIMIT p_per_endpoint) d
+    ), claimed AS (
+        SELECT d.id FROM webhook_deliveries d
+         WHERE d.community_id = p_community AND d.id IN (SELECT due.id FROM due)
+           AND d.status = 'pending'
+           FOR UPDATE SKIP LOCKED
+    )
+    UPDATE webhook_deliveries d
+       SET leased_until = now() + make_interval(secs => p_lease_s), attempts = d.attempts + 1,
+           last_attempt_at = now()
+      FROM claimed c, outbox_events e, webhooks w
+     WHERE d.community_id = p_community AND d.id = c.id
+       AND e.community_id = p_community AND e.seq = d.event_seq
+       AND w.community_id = p_community AND w.id = d.webhook_id
+    RETURNING d.community_id, d.id, d.webhook_id, d.attempts, e.id, e.type,
+              e.seq, e.occurred_at, e.data, w.url, w.secret;
+END
+$$;

@@ -106,6 +106,22 @@ UPDATE webhook_deliveries d
 RETURNING d.community_id, d.id, d.webhook_id, d.attempts, e.id AS event_id, e.type,
           e.seq, e.occurred_at, e.data, w.url, w.secret;
 
+-- name: delivery_due_communities
+-- On Citus (where `delivery_claim` is refused, see webhook_claim in
+-- sql/citus/distribute.sql): the communities with due deliveries, at most $1.
+SELECT DISTINCT community_id
+  FROM webhook_deliveries
+ WHERE status = 'pending' AND next_attempt_at <= now()
+ ORDER BY community_id
+ LIMIT $1;
+
+-- name: delivery_claim_of
+-- On Citus: `delivery_claim` for community $1 alone, on the worker that holds it
+-- (webhook_claim, sql/functions/webhooks.sql).
+SELECT community_id, id, webhook_id, attempts, event_id, type, seq, occurred_at, data,
+       url, secret
+  FROM webhook_claim($1, $2, $3, $4);
+
 -- name: delivery_release
 -- Claimed deliveries left unattempted because their endpoint's earlier one just
 -- failed: due again after a pause of $3 seconds (so that an endpoint that is down

@@ -23,7 +23,7 @@ from service.config import load_settings
 from service.ledger.service import expire_due, seal_all
 from service.rules.book import RuleBook
 from service.rules.jobs import run_all
-from service.webhooks import jobs
+from service.webhooks import jobs, store
 from service.webhooks.model import EVENT_TYPES, MAX_ATTEMPTS
 from service.webhooks.worker import deliver_due
 from tests.api.test_supermarket import redemption, shelf
@@ -238,3 +238,26 @@ async def test_a_failure_pauses_the_rest_of_the_endpoints_backlog(
         await conn.execute("UPDATE webhook_deliveries SET next_attempt_at = now()")
     assert await deliver_due(pool, allow_private=True) == 2
     assert [b["data"]["transaction"] for b in receiver.bodies()] == ["a0", "a1", "a1", "a2"]
+
+
+async def test_the_claim_per_community_takes_what_the_one_statement_takes(
+    client: Client, pool: asyncpg.Pool, receiver: Receiver, citus: bool
+) -> None:
+    """Citus's form of the claim (`webhook_claim` per community with due deliveries,
+    docs/scaling.md), also on one server: the due deliveries in seq order, each
+    leased once; then delivery through it, as the worker does on a cluster."""
+    await community(client, members=1)
+    await subscribe(client, receiver, ["transaction.posted"])
+    for n in range(3):
+        await award(client, f"a{n}", "m0", 10 + n)
+    async with pool.acquire() as conn:
+        rows = await store.claim(conn, 50, 60.0, 10, citus=True)
+        assert [r["seq"] for r in rows] == sorted(r["seq"] for r in rows)
+        assert len(rows) == 3 and {r["community_id"] for r in rows} == {"green"}
+        assert await store.claim(conn, 50, 60.0, 10, citus=True) == []  # leased
+        if not citus:  # (Citus refuses the one statement)
+            assert await store.claim(conn, 50, 60.0, 10) == []  # it agrees
+        await store.release(conn, "green", [r["id"] for r in rows], 0)
+    pool.citus = True  # type: ignore[attr-defined]  # what `on_citus` finds on a cluster
+    await deliver_all(pool)
+    assert [b["data"]["transaction"] for b in receiver.bodies()] == ["a0", "a1", "a2"]
