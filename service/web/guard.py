@@ -158,8 +158,7 @@ def _error_page(
     t = _translator(request)
     if not hasattr(request.state, "session"):
         request.state.session = None
-    key = f"error.{code}"
-    message = t(key) if t.has(key) else detail
+    message = t.refusal(code, detail)
     response = html(request, "error.html", status=status, code=code, message=message, detail=detail)
     return page_headers(response)
 

@@ -62,3 +62,16 @@ class Translator:
 
     def has(self, key: str) -> bool:
         return key in self._messages
+
+    def first(self, *keys: str, default: str) -> str:
+        """The first of `keys` the catalogue has, else `default`."""
+        for key in keys:
+            if key in self._messages:
+                return self(key)
+        return default
+
+    def refusal(self, code: str, detail: str, area: str | None = None) -> str:
+        """A refusal's `code` in the area's words (`<area>.<code>`), else in the
+        common ones (`error.<code>`), else the service's own sentence `detail`."""
+        keys = (f"{area}.{code}",) if area else ()
+        return self.first(*keys, f"error.{code}", default=detail)

@@ -37,6 +37,7 @@ from service.ledger.model import ID_PATTERN, Asset, member_address
 from service.offsets.service import offset_year
 from service.people import service as people
 from service.timebank import hours
+from service.web.i18n import Translator
 from service.web.render import html
 
 Req = Request[Any, Any, Any]
@@ -115,11 +116,8 @@ def _message(request: Req, err: DomainError) -> str:
     it goes on to the app's error page, with its Retry-After."""
     if isinstance(err, RetryLater):
         raise err
-    t = request.state.t
-    for key in (f"resident.error.{err.code}", f"error.{err.code}"):
-        if t.has(key):
-            return str(t(key))
-    return err.detail
+    t: Translator = request.state.t
+    return t.refusal(err.code, err.detail, "resident.error")
 
 
 def _decode(type_: type[T], fields: dict[str, Any]) -> T:
