@@ -23,6 +23,7 @@ from service.api import (
     ledger,
     lots,
     members,
+    network,
     offsets,
     ops,
     people,
@@ -205,6 +206,7 @@ V1_HANDLERS = [
     *consent.HANDLERS,
     *webhooks.HANDLERS,
     *sign_in.HANDLERS,
+    *network.HANDLERS,
 ]
 
 

@@ -14,7 +14,7 @@ import hmac
 import re
 import secrets
 import time
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -23,7 +23,16 @@ from service.db import Conn, Queryable
 from service.errors import Forbidden, NotFound, Unauthorized, ValidationFailed
 from service.keys import store
 
-Role = Literal["admin", "operator", "property", "volunteer_app", "organiser", "store", "resident"]
+Role = Literal[
+    "admin",
+    "operator",
+    "property",
+    "volunteer_app",
+    "organiser",
+    "store",
+    "resident",
+    "district_operator",
+]
 _PREFIX: Final = "plk"
 # What `new_key_id` makes. A presented id of any other shape (a NUL, 5,000 letters)
 # cannot be a key, so it is refused as one without a query.
@@ -39,6 +48,8 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     member: str | None = None
     # An organiser's teams; None: all teams of its community.
     teams: tuple[str, ...] | None = None
+    # A district operator's district (SPEC section 16).
+    district: str | None = None
 
 
 def _hash(secret: str) -> bytes:
@@ -65,8 +76,9 @@ def check_scope_fields(principal: Principal) -> None:
         "property": ("community", "property_company"),
         "store": ("community", "store"),
         "resident": ("community", "member"),
+        "district_operator": ("district",),
     }[principal.role]
-    for field in ("community", "property_company", "store", "member"):
+    for field in ("community", "property_company", "store", "member", "district"):
         present = getattr(principal, field) is not None
         if present != (field in needs):
             verb = "needs" if field in needs else "takes no"
@@ -127,15 +139,21 @@ class KeyResolver:
         row = await store.get_key(conn, key_id)
         if row is None or not hmac.compare_digest(bytes(row["secret_hash"]), _hash(secret)):
             raise Unauthorized("the key is not valid or was revoked")
-        return Principal(
-            key_id=row["id"],
-            role=row["role"],
-            community=row["community_id"],
-            property_company=row["property_company"],
-            store=row["store"],
-            member=row["member_id"],
-            teams=None if row["teams"] is None else tuple(row["teams"]),
-        )
+        return principal_of_key(row["id"], row)
+
+
+def principal_of_key(key_id: str, row: Any) -> Principal:
+    """The principal of a stored key's row (`key_get`, or a session's with its key)."""
+    return Principal(
+        key_id=key_id,
+        role=row["role"],
+        community=row["community_id"],
+        property_company=row["property_company"],
+        store=row["store"],
+        member=row["member_id"],
+        teams=None if row["teams"] is None else tuple(row["teams"]),
+        district=row["district_id"],
+    )
 
 
 async def issue(conn: Conn, scope: Principal, secret_hash: bytes, issuer: str) -> None:
@@ -153,6 +171,7 @@ async def issue(conn: Conn, scope: Principal, secret_hash: bytes, issuer: str) -
         scope.member,
         None if scope.teams is None else list(scope.teams),
         issuer,
+        scope.district,
     )
 
 
@@ -169,7 +188,9 @@ async def revoke(conn: Conn, key_id: str, caller: Principal) -> None:
     await store.revoke_key(conn, key_id)
 
 
-def require(principal: Principal, roles: frozenset[str], community: str | None) -> None:
+def require(
+    principal: Principal, roles: frozenset[str], community: str | None, district: str | None = None
+) -> None:
     """The role check every endpoint makes; admins pass everywhere."""
     if principal.role == "admin":
         return
@@ -177,3 +198,5 @@ def require(principal: Principal, roles: frozenset[str], community: str | None) 
         raise Forbidden(f"a {principal.role} key may not call this endpoint")
     if community is not None and principal.community != community:
         raise Forbidden(f"this key acts only in community {principal.community!r}")
+    if district is not None and principal.district != district:
+        raise Forbidden(f"this key acts only in district {principal.district!r}")

@@ -93,7 +93,8 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
     except Unauthorized:
         limits.failed(address, header)
         raise
-    require(principal, request.route_handler.opt.get("roles", frozenset()), community)
+    district = request.path_params.get("d")
+    require(principal, request.route_handler.opt.get("roles", frozenset()), community, district)
     if request.scope["method"] in _WRITES:
         limits.write(principal.key_id)
     if community is not None:

@@ -30,9 +30,12 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
         store=data.store,
         member=data.member,
         teams=None if data.teams is None else tuple(sorted(set(data.teams))),
+        district=data.district,
     )
     auth.check_scope_fields(scope)
-    if caller.role != "admin" and (data.role == "admin" or data.community != caller.community):
+    if caller.role != "admin" and (
+        data.role in ("admin", "district_operator") or data.community != caller.community
+    ):
         raise Forbidden("an operator issues non-admin keys for its own community only")
     key, secret_hash = auth.new_key(scope)
     async with db(request) as conn:
@@ -46,6 +49,7 @@ async def create_key(request: Req) -> Response[ApiKeyOut]:
         store=scope.store,
         member=scope.member,
         teams=None if scope.teams is None else list(scope.teams),
+        district=scope.district,
     )
     return Response(out, status_code=201, headers={"Cache-Control": "no-store"})
 

@@ -23,11 +23,12 @@ from service.api.deps import (
 )
 from service.api.exports import ExportFormat, sheet_response, span
 from service.api.openapi import json_body
-from service.api.wire import Amount, ClientId, ConsentIn, Strict
+from service.api.wire import Amount, ClientId, CommunityId, ConsentIn, Strict
 from service.consent import service as consent
 from service.errors import Forbidden, ValidationFailed
 from service.exports import service as exports
 from service.ledger.model import ID_PATTERN, MAX_AMOUNT
+from service.network import service as network
 from service.supermarket import model, returns, views
 from service.supermarket import service as market
 
@@ -57,6 +58,9 @@ class RedemptionIn(Strict):
     items: Annotated[list[BasketItem], Meta(min_length=1, max_length=100)]
     # The member's consent, which a store key needs (SPEC section 10).
     consent: ConsentIn | None = None
+    # The member's community, when it is another of the district and the store is
+    # district-wide (SPEC section 16); its consent is given there.
+    member_community: CommunityId | None = None
 
 
 class ReturnIn(Strict):
@@ -128,10 +132,18 @@ async def redeem(request: Req, c: str, data: RedemptionIn) -> tuple[views.Redemp
     principal = principal_of(request)
     book = rules_of(request)
     async with db(request) as conn:
-        active = await book.active(conn, c)
+        away = None
+        home = c
+        if data.member_community is not None:
+            # A member of another community: its rule set, its consent (SPEC section 16).
+            district = await network.pair(conn, c, data.member_community, data.store)
+            home = data.member_community
+            params, language = await market.member_side(book)(conn, home)
+            away = market.Away(community=home, district=district, params=params, language=language)
+        active = await book.active(conn, home)
         code_hash = None
         if consent.needed(principal.role, active.rule_set.consent.redemption):
-            code_hash = await consent.redemption_consent(conn, c, data.member, data.consent)
+            code_hash = await consent.redemption_consent(conn, home, data.member, data.consent)
         new = market.NewRedemption(
             id=data.id,
             store=data.store,
@@ -142,8 +154,10 @@ async def redeem(request: Req, c: str, data: RedemptionIn) -> tuple[views.Redemp
             request_hash=fingerprint(msgspec.structs.replace(data, consent=None)),
             actor=principal.key_id,
             code_hash=code_hash,
+            away=away,
         )
-        params, language = active.rule_set.to_params(), await book.language(conn, c)
+        params = active.rule_set.to_params() if away is None else await book.params(conn, c)
+        language = await book.language(conn, c)
         return await market.redeem(conn, c, new, params, language=language)
 
 
@@ -182,7 +196,9 @@ async def give_back(request: Req, c: str, r: str, data: ReturnIn) -> tuple[views
     book = rules_of(request)
     async with db(request) as conn:
         params, language = await book.params(conn, c), await book.language(conn, c)
-        return await returns.return_items(conn, c, new, params, language=language)
+        return await returns.return_items(
+            conn, c, new, params, language=language, member_side=market.member_side(book)
+        )
 
 
 @get("/v1/communities/{c:str}/redemptions/export", opt={"roles": STORE})

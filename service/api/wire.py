@@ -8,10 +8,12 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from service.errors import ValidationFailed
 from service.i18n import DEFAULT_LANGUAGE, Language
 from service.ledger.model import (
     COMMUNITY_PATTERN,
     ID_PATTERN,
+    INTERCHANGE,
     MAX_AMOUNT,
     MAX_POSTINGS,
     Posting,
@@ -119,7 +121,14 @@ class ConsentIn(Strict):
 
 class ApiKeyIn(Strict):
     role: Literal[
-        "admin", "operator", "property", "volunteer_app", "organiser", "store", "resident"
+        "admin",
+        "operator",
+        "property",
+        "volunteer_app",
+        "organiser",
+        "store",
+        "resident",
+        "district_operator",
     ]
     community: CommunityId | None = None
     property_company: ClientId | None = None
@@ -127,6 +136,8 @@ class ApiKeyIn(Strict):
     member: ClientId | None = None
     # An organiser's volunteer teams (SPEC section 11); omitted: all teams.
     teams: Annotated[list[ClientId], msgspec.Meta(min_length=1, max_length=50)] | None = None
+    # A district operator's district (SPEC section 16).
+    district: CommunityId | None = None
 
 
 class ApiKeyOut(msgspec.Struct, kw_only=True):
@@ -138,9 +149,18 @@ class ApiKeyOut(msgspec.Struct, kw_only=True):
     store: str | None
     member: str | None
     teams: list[str] | None = None
+    district: str | None = None
 
 
 def postings_in(items: list[PostingIn]) -> tuple[Posting, ...]:
+    """A client's postings; the interchange accounts are not theirs to move: only a
+    change between two communities writes them, on both sides at once."""
+    for p in items:
+        if p.source.startswith(INTERCHANGE) or p.destination.startswith(INTERCHANGE):
+            raise ValidationFailed(
+                "interchange accounts change only with a change between two communities "
+                "of a district (docs/network.md)"
+            )
     return tuple(
         Posting(source=p.source, destination=p.destination, asset=p.asset, amount=p.amount)
         for p in items

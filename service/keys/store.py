@@ -18,6 +18,7 @@ async def insert_key(
     member: str | None,
     teams: list[str] | None,
     created_by: str,
+    district: str | None = None,
 ) -> None:
     await conn.execute(
         q("key_insert"),
@@ -30,6 +31,7 @@ async def insert_key(
         member,
         teams,
         created_by,
+        district,
     )
 
 

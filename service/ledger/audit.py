@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 import msgspec
 
 from service.ledger import store
@@ -71,7 +73,27 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
         "audit_undo_lots",
         "undoing {client_id} gave lot {lot_id} back {restored}; it consumed {consumed}",
     ),
+    (
+        "interchange_mirror",
+        "audit_interchange_mirror",
+        "interchange:{other}:{asset} holds {mine} here, but community {other}'s account for "
+        "this one holds {theirs}",
+    ),
+    (
+        "interchange_moves",
+        "audit_interchange_moves",
+        "transaction {client_id} moves {entries} {asset} through interchange:{other}, "
+        "its recorded move {recorded}",
+    ),
+    (
+        "interchange_sides",
+        "audit_interchange_sides",
+        "change {change_id} moved {mine} {asset} here towards {counterparty}, and {theirs} there",
+    ),
 )
+
+# The checks of the district network, which compare a community with the others.
+INTERCHANGE_CHECKS: Final = tuple(c for c in _CHECKS if c[0].startswith("interchange_"))
 
 
 async def verify(conn: store.Conn, community: str, params: RuleParams) -> AuditReport:
@@ -89,4 +111,19 @@ async def verify(conn: store.Conn, community: str, params: RuleParams) -> AuditR
                     detail=f"{row['address']} is at {row['posted'] - row['held']}, below its floor",
                 )
             )
+    return AuditReport(ok=not problems, checked=checked, problems=problems)
+
+
+async def verify_district(conn: store.Conn, communities: list[str]) -> AuditReport:
+    """The network's checks for every community of a district, in one snapshot: each
+    pair of interchange accounts mirrors the other, and every change has both sides."""
+    problems: list[Problem] = []
+    checked = 0
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        for community in communities:
+            checked += await store.audit_count(conn, community)
+            for check, query, template in INTERCHANGE_CHECKS:
+                for row in await store.audit_offending(conn, query, community):
+                    detail = template.format(**dict(row))
+                    problems.append(Problem(check=check, detail=f"{community}: {detail}"))
     return AuditReport(ok=not problems, checked=checked, problems=problems)

@@ -52,6 +52,10 @@ def parse_address(address: str) -> AccountRef:
             return AccountRef(address=address, asset=asset, member_id=None)
         case ["property", _, "offsets"] | ["store", _, "redemptions"]:
             return AccountRef(address=address, asset="points", member_id=None)
+        case ["interchange", _, ("points" | "minutes") as asset]:
+            # The mirror of community `other`'s account for this one (SPEC section 16):
+            # only changes between two communities write it (service/network).
+            return AccountRef(address=address, asset=asset, member_id=None)
     raise ValidationFailed(
         f"{address!r} is not a known account: use member:<id>:points|minutes, "
         f"system:<{'|'.join(sorted(SYSTEM_NAMES))}>:points|minutes, "
@@ -61,6 +65,14 @@ def parse_address(address: str) -> AccountRef:
 
 def member_address(member_id: str, asset: Asset) -> str:
     return f"member:{member_id}:{asset}"
+
+
+INTERCHANGE: Final = "interchange:"
+
+
+def interchange_address(other: str, asset: Asset) -> str:
+    """This community's account mirroring community `other`'s for it, in `asset`."""
+    return f"{INTERCHANGE}{other}:{asset}"
 
 
 class Posting(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,7 +20,14 @@ from service.errors import (
     NotFound,
 )
 from service.ledger import store
-from service.ledger.model import NewTransaction, Outcome, Posting, RuleParams, Transaction
+from service.ledger.model import (
+    INTERCHANGE,
+    NewTransaction,
+    Outcome,
+    Posting,
+    RuleParams,
+    Transaction,
+)
 from service.ledger.posting import (
     LimitMode,
     plan_create,
@@ -310,6 +317,16 @@ async def reversal_for(
     if tx.status != "posted":
         raise InvalidState(
             f"transaction {tx.client_id!r} is {tx.status}; only a posted one can be reversed"
+        )
+    if any(
+        p.source.startswith(INTERCHANGE) or p.destination.startswith(INTERCHANGE)
+        for p in tx.postings
+    ):
+        # One side of a change between two communities: undone only with its other
+        # side (a redemption's return), never alone (SPEC section 16).
+        raise InvalidState(
+            f"transaction {tx.client_id!r} is one side of a change between two communities; "
+            "undo the change itself (a redemption's return), which undoes both sides"
         )
     return NewTransaction(
         client_id=f"{tx.client_id}:reversal",

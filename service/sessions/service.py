@@ -15,12 +15,12 @@ import hashlib
 import re
 import secrets
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
 from service import setup
-from service.auth import KeyResolver, Principal
+from service.auth import KeyResolver, Principal, principal_of_key
 from service.db import Conn, Queryable
 from service.errors import Unauthorized, ValidationFailed
 from service.keys import store as keys_store
@@ -136,7 +136,7 @@ async def open_with_link(conn: Queryable, token: str) -> Opened:
         key = await keys_store.get_key(conn, row["key_id"])
         if key is None:
             raise Unauthorized("the key of this sign-in link was revoked")
-        staff = _principal(key["id"], key)
+        staff = principal_of_key(key["id"], key)
         opened = await _open(conn, staff, key["id"], row["id"], STAFF_SESSION_S)
         return Opened(token=opened, role=staff.role, ttl_s=STAFF_SESSION_S)
     resident = Principal(
@@ -147,18 +147,6 @@ async def open_with_link(conn: Queryable, token: str) -> Opened:
     )
     opened = await _open(conn, resident, None, row["id"], RESIDENT_SESSION_S)
     return Opened(token=opened, role="resident", ttl_s=RESIDENT_SESSION_S)
-
-
-def _principal(key_id: str, row: Any) -> Principal:
-    return Principal(
-        key_id=key_id,
-        role=row["role"],
-        community=row["community_id"],
-        property_company=row["property_company"],
-        store=row["store"],
-        member=row["member_id"],
-        teams=None if row["teams"] is None else tuple(row["teams"]),
-    )
 
 
 def admin_session_id(admin_key: str | None) -> str | None:
@@ -187,7 +175,7 @@ async def resolve(conn: Queryable, token: str | None, admin_key: str | None) -> 
         return None  # the key was revoked
     else:
         key_id = row["key_id"]
-    principal = _principal(key_id, row)
+    principal = principal_of_key(key_id, row)
     return Session(principal=principal, csrf=row["csrf"], expires_at=row["expires_at"])
 
 

@@ -30,6 +30,8 @@ class Community(msgspec.Struct, frozen=True, kw_only=True):
     timezone: str
     language: str  # of the reasons the service writes (service/i18n): zh-CN or en
     created_at: datetime
+    # The district it belongs to (SPEC section 16), if any.
+    district: str | None = None
 
 
 class Household(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,6 +98,7 @@ def _community(row: asyncpg.Record) -> Community:
         timezone=row["timezone"],
         language=row["language"],
         created_at=row["created_at"],
+        district=row["district_id"],
     )
 
 

@@ -100,6 +100,16 @@ def return_tx_id(redemption: str, return_id: str) -> str:
     return f"{tx_id(redemption)}:return:{return_id}"
 
 
+def away_tx_id(store_community: str, redemption: str) -> str:
+    """The member's side of a redemption at another community's store, in the
+    member's community (ids have no ':', so it cannot meet a redemption of its own)."""
+    return f"redemption:{store_community}:{redemption}"
+
+
+def away_return_tx_id(store_community: str, redemption: str, return_id: str) -> str:
+    return f"redemption:{store_community}:{redemption}:return:{return_id}"
+
+
 def points_tx(
     client_id: str,
     source: str,

@@ -12,10 +12,17 @@ BEGIN and COMMIT (SQL functions in sql/functions/supermarket.sql): one checks th
 the items and looks up the id; the service prices the basket (model.py) and plans
 the ledger write; the other writes the redemption, its lines, the stock and the
 ledger's transaction. A new redemption is answered from what is already known.
+
+A member of another community of the district (SPEC section 16) redeems at a
+district-wide store the same way, in the same two statements: the second writes
+the member's side in its own community (points to `interchange:<store community>`)
+and the store's side here (from `interchange:<member community>` to the store),
+with the spend code of the member's community (sql/functions/network.sql).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import asyncpg
@@ -27,11 +34,36 @@ from service.db import Conn, unit_of_work
 from service.errors import IdempotencyConflict, InsufficientPoints, NotFound
 from service.i18n import basket, system_reason
 from service.ledger import service as ledger
-from service.ledger.model import NewTransaction, RuleParams, member_address
+from service.ledger.model import NewTransaction, RuleParams, interchange_address, member_address
+from service.rules.book import RuleBook
 from service.supermarket import model
 from service.supermarket import store as market_store
 from service.supermarket.model import Line, StockItem
 from service.supermarket.views import ItemOut, ItemPage, LineOut, RedemptionOut
+
+
+class Away(msgspec.Struct, frozen=True, kw_only=True):
+    """The member's side of a redemption or a return at a store of another community
+    of the district: its community, the district, and that community's limits and
+    language (of the reason on the member's statement)."""
+
+    community: str
+    district: str
+    params: RuleParams
+    language: str
+
+
+# The limits and language of a community (the rule book's), for a member's side.
+MemberSide = Callable[[Conn, str], Awaitable[tuple[RuleParams, str]]]
+
+
+def member_side(book: RuleBook) -> MemberSide:
+    """The limits and language of a community, from `book`."""
+
+    async def of(conn: Conn, community: str) -> tuple[RuleParams, str]:
+        return await book.params(conn, community), await book.language(conn, community)
+
+    return of
 
 
 class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +76,8 @@ class NewRedemption(msgspec.Struct, frozen=True, kw_only=True):
     # The SHA-256 of the spend code consenting to it, used up by it; None when the
     # redemption needs no code (an operator's, consent by PIN, or consent: none).
     code_hash: bytes | None = None
+    # A member of another community of the district (SPEC section 16).
+    away: Away | None = None
 
 
 async def put_item(
@@ -80,6 +114,7 @@ def _redemption_out(row: asyncpg.Record, *, as_created: bool = False) -> Redempt
         items=lines,
         transaction_id=model.tx_id(row["id"]),
         created_at=row["created_at"],
+        member_community=row["member_community"],
     )
 
 
@@ -100,6 +135,7 @@ def _created_out(
         items=items,
         transaction_id=model.tx_id(new.id),
         created_at=created_at,
+        member_community=None if new.away is None else new.away.community,
     )
 
 
@@ -144,8 +180,10 @@ async def _redeem(
 ) -> RedemptionOut | None:
     """Takes the stock and the points in two statements (sql/functions/supermarket.sql);
     None when the id already exists."""
+    # A member of another community is checked there, by its side's ledger write.
+    member = new.member if new.away is None else None
     found = await market_store.prepare_redemption(
-        conn, community, new.id, new.member, new.store, sorted(new.items)
+        conn, community, new.id, member, new.store, sorted(new.items)
     )
     if not found["member_found"]:
         raise NotFound(f"no member {new.member!r} in community {community!r}")
@@ -153,6 +191,8 @@ async def _redeem(
         return None
     lines = model.price(new.items, _shelf(found), new.store)
     points = model.total(lines)
+    if new.away is not None:
+        return await _redeem_away(conn, community, new, new.away, lines, points, params, language)
     tx = _redemption_tx(new, lines, points, language)
     row = await market_store.write_redemption(
         conn,
@@ -175,6 +215,89 @@ async def _redeem(
     return _created_out(new, lines, points, row["created_at"])
 
 
+async def _redeem_away(
+    conn: Conn,
+    community: str,
+    new: NewRedemption,
+    away: Away,
+    lines: list[Line],
+    points: int,
+    params: RuleParams,
+    language: str,
+) -> RedemptionOut | None:
+    """Statement 2 for a member of another community: both sides at once."""
+    metadata = {"redemption": new.id, "store": new.store}
+    member_tx = model.points_tx(
+        model.away_tx_id(community, new.id),
+        member_address(new.member, "points"),
+        interchange_address(community, "points"),
+        points,
+        "redemption",
+        system_reason(
+            away.language,
+            "redemption",
+            store=f"{community}/{new.store}",
+            basket=basket(away.language, ((x.name, x.qty) for x in lines)),
+        ),
+        new.actor,
+        {**metadata, "store_community": community},
+        new.request_hash,
+    )
+    store_tx = model.points_tx(
+        model.tx_id(new.id),
+        interchange_address(away.community, "points"),
+        f"store:{new.store}:redemptions",
+        points,
+        "redemption",
+        system_reason(
+            language,
+            "redemption",
+            store=new.store,
+            basket=basket(language, ((x.name, x.qty) for x in lines)),
+        ),
+        new.actor,
+        {**metadata, "member": new.member, "member_community": away.community},
+        new.request_hash,
+    )
+    row = await market_store.write_network_redemption(
+        conn,
+        community,
+        away.community,
+        away.district,
+        new.id,
+        new.request_hash,
+        new.store,
+        new.member,
+        points,
+        new.actor,
+        lines,
+        new.code_hash,
+        ledger.write_document(member_tx, away.params),
+        ledger.write_document(store_tx, params),
+    )
+    if row["consent"] is not None:
+        raise code_refusal(row["consent"], row["consent_max"], points)
+    if not row["written"]:
+        return None
+    check_sides(
+        ((member_tx, row["member_outcome"]), (store_tx, row["store_outcome"])), row["failure"]
+    )
+    return _created_out(new, lines, points, row["created_at"])
+
+
+def check_sides(
+    sides: tuple[tuple[NewTransaction, str | None], ...], failure: dict[str, object] | None
+) -> None:
+    """Raises the refusal of whichever side of a change between two communities the
+    ledger refused (`interchange_write` stops at the first; the other's outcome is
+    then null), as `ledger.check_written` does for one."""
+    for tx, outcome in sides:
+        if outcome is not None and outcome != "created":
+            ledger.check_written(tx, outcome, failure)
+    for tx, outcome in sides:
+        ledger.check_written(tx, outcome or "not_found", failure)
+
+
 async def redeem(
     conn: Conn, community: str, new: NewRedemption, params: RuleParams, *, language: str
 ) -> tuple[RedemptionOut, bool]:
@@ -184,7 +307,8 @@ async def redeem(
     try:
         created = await unit_of_work(conn, lambda: _redeem(conn, community, new, params, language))
     except InsufficientPoints as err:  # a closed member's account: member_closed
-        raise await setup.explained(conn, community, err) from None
+        home = community if new.away is None else new.away.community
+        raise await setup.explained(conn, home, err) from None
     if created is not None:
         return created, False
     # The id was taken: a replay answers as the original did, from what was stored.

@@ -34,9 +34,10 @@ async def get_redemption(conn: Conn, community: str, redemption: str) -> asyncpg
 
 
 async def prepare_redemption(
-    conn: Conn, community: str, redemption: str, member: str, store: str, skus: list[str]
+    conn: Conn, community: str, redemption: str, member: str | None, store: str, skus: list[str]
 ) -> asyncpg.Record:
-    """Checks the member, locks the items `skus` (sorted) and looks up the id."""
+    """Checks the member (None: one of another community, checked there), locks the
+    items `skus` (sorted) and looks up the id."""
     row = await conn.fetchrow(q("redemption_prepare"), community, redemption, member, store, skus)
     assert row is not None
     return row
@@ -72,6 +73,85 @@ async def write_redemption(
         [x.points_each for x in lines],
         code_hash,
         document,
+    )
+    assert row is not None
+    return row
+
+
+async def write_network_redemption(
+    conn: Conn,
+    community: str,
+    member_community: str,
+    district: str,
+    redemption: str,
+    request_hash: bytes,
+    store: str,
+    member: str,
+    points: int,
+    actor: str | None,
+    lines: Sequence[Line],
+    code_hash: bytes | None,
+    member_document: str,
+    store_document: str,
+) -> asyncpg.Record:
+    """As `write_redemption`, for a member of `member_community`: the code is used up
+    there, and both sides' ledger writes are made (sql/functions/network.sql)."""
+    row = await conn.fetchrow(
+        q("network_redemption_write"),
+        community,
+        member_community,
+        district,
+        redemption,
+        request_hash,
+        store,
+        member,
+        points,
+        actor,
+        [x.sku for x in lines],
+        [x.name for x in lines],
+        [x.qty for x in lines],
+        [x.points_each for x in lines],
+        code_hash,
+        member_document,
+        store_document,
+    )
+    assert row is not None
+    return row
+
+
+async def write_network_return(
+    conn: Conn,
+    community: str,
+    member_community: str,
+    district: str,
+    redemption: str,
+    return_id: str,
+    request_hash: bytes,
+    store: str,
+    back: Sequence[Line],
+    items: list[ReturnLineOut],
+    points: int,
+    actor: str | None,
+    member_document: str,
+    store_document: str,
+) -> asyncpg.Record:
+    """As `write_return`, for a redemption by a member of `member_community`."""
+    row = await conn.fetchrow(
+        q("network_return_write"),
+        community,
+        member_community,
+        district,
+        redemption,
+        return_id,
+        request_hash,
+        store,
+        [x.sku for x in back],
+        [x.qty for x in back],
+        items,
+        points,
+        actor,
+        member_document,
+        store_document,
     )
     assert row is not None
     return row

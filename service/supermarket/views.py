@@ -38,6 +38,8 @@ class RedemptionOut(msgspec.Struct, kw_only=True):
     items: list[LineOut]
     transaction_id: str
     created_at: datetime
+    # The member's community, when it is another one of the district (SPEC section 16).
+    member_community: str | None = None
 
 
 class ReturnLineOut(msgspec.Struct, kw_only=True):

@@ -93,7 +93,8 @@ $$;
 
 DO $distribute$
 DECLARE
-    c_reference CONSTANT text[] := ARRAY['communities', 'api_keys', 'app_sessions'];
+    c_reference CONSTANT text[] := ARRAY['communities', 'api_keys', 'app_sessions', 'districts',
+                                          'settlements'];
     c_local     CONSTANT text[] := ARRAY['schema_migrations', 'schema_functions'];
     c_anchor    CONSTANT text   := 'transactions';  -- what every other table colocates with
     c_inlined   CONSTANT text[] := ARRAY['hours_approvals_of'];  -- in LATERAL of sql/queries

@@ -31,7 +31,8 @@ CREATE OR REPLACE FUNCTION redemption_prepare(
     OUT points bigint[], OUT stocks bigint[])
 LANGUAGE plpgsql AS $$
 BEGIN
-    member_found := EXISTS (SELECT 1 FROM members m
+    -- A null member: one of another community, checked there (sql/functions/network.sql).
+    member_found := p_member IS NULL OR EXISTS (SELECT 1 FROM members m
                              WHERE m.community_id = p_community AND m.id = p_member);
     IF NOT member_found THEN
         RETURN;
@@ -50,57 +51,53 @@ BEGIN
 END
 $$;
 
--- Statement 2 of a redemption, under the item locks of statement 1: the lines are
--- the priced basket (sku order), `p_ledger` the ledger's write. `p_code` is the
--- SHA-256 of the spend code consenting to it (null: no code needed): locked
--- next, so two tills presenting one code take turns, and checked (`consent`
--- says what is wrong with it: 'unknown', 'used', 'expired', 'member', 'store',
--- 'ceiling' with `consent_max`; then nothing is written). `written` is false
--- when a concurrent redemption with the same id (another basket, so not held
--- back by the item locks) committed first: then nothing is written and the code
--- is left as it was. Otherwise the code is used up by this redemption, and
--- outcome, tx_id and failure are the ledger's; a refusal among them is raised by
--- the caller, whose rollback undoes this statement (the code's use with it).
-CREATE OR REPLACE FUNCTION redemption_write(
-    p_community text, p_id text, p_hash bytea, p_store text, p_member text, p_points bigint,
-    p_actor text, p_skus text[], p_names text[], p_qtys bigint[], p_points_each bigint[],
-    p_code bytea, p_ledger ledger_write[],
-    OUT written boolean, OUT created_at timestamptz, OUT outcome text, OUT tx_id bigint,
-    OUT failure jsonb, OUT consent text, OUT consent_max bigint)
+-- The spend code `p_code` (its SHA-256) consenting to a redemption of `p_points` at
+-- store `p_store` for member `p_member`, locked (FOR NO KEY UPDATE: two tills
+-- presenting one code take turns) and checked: null when it may be used, else
+-- what is wrong with it ('unknown', 'used', 'expired', 'member', 'store',
+-- 'ceiling' with `consent_max`). `p_store` is null for a store of another
+-- community (SPEC section 16): a code limited to a store is valid at that store of
+-- its own community only.
+CREATE OR REPLACE FUNCTION spend_code_consent(
+    p_community text, p_code bytea, p_member text, p_store text, p_points bigint,
+    OUT consent text, OUT consent_max bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     v_code spend_codes;
 BEGIN
-    IF p_code IS NOT NULL THEN
-        SELECT * INTO v_code FROM spend_codes c
-         WHERE c.community_id = p_community AND c.code_hash = p_code
-           FOR NO KEY UPDATE;
-        consent := CASE
-            WHEN v_code.code_hash IS NULL THEN 'unknown'
-            WHEN v_code.used_by IS NOT NULL THEN 'used'
-            WHEN v_code.expires_at <= clock_timestamp() THEN 'expired'
-            WHEN v_code.member_id <> p_member THEN 'member'
-            WHEN v_code.store IS NOT NULL AND v_code.store <> p_store THEN 'store'
-            WHEN v_code.max_points < p_points THEN 'ceiling'
-        END;
-        IF consent IS NOT NULL THEN
-            consent_max := CASE WHEN consent = 'ceiling' THEN v_code.max_points END;
-            written := false;
-            RETURN;
-        END IF;
-    END IF;
+    SELECT * INTO v_code FROM spend_codes c
+     WHERE c.community_id = p_community AND c.code_hash = p_code
+       FOR NO KEY UPDATE;
+    consent := CASE
+        WHEN v_code.code_hash IS NULL THEN 'unknown'
+        WHEN v_code.used_by IS NOT NULL THEN 'used'
+        WHEN v_code.expires_at <= clock_timestamp() THEN 'expired'
+        WHEN v_code.member_id <> p_member THEN 'member'
+        WHEN v_code.store IS NOT NULL AND v_code.store IS DISTINCT FROM p_store THEN 'store'
+        WHEN v_code.max_points < p_points THEN 'ceiling'
+    END;
+    consent_max := CASE WHEN consent = 'ceiling' THEN v_code.max_points END;
+END
+$$;
+
+-- The redemption's row, its lines and the stock taken, in the store's community;
+-- false (and nothing written) when a concurrent redemption with the same id (another
+-- basket, so not held back by the item locks) committed first. `p_member_community`:
+-- the member's community when it is another one (SPEC section 16), else null.
+CREATE OR REPLACE FUNCTION redemption_record(
+    p_community text, p_id text, p_hash bytea, p_store text, p_member text,
+    p_member_community text, p_points bigint, p_actor text, p_skus text[], p_names text[],
+    p_qtys bigint[], p_points_each bigint[], OUT written boolean, OUT created_at timestamptz)
+LANGUAGE plpgsql AS $$
+BEGIN
     INSERT INTO redemptions AS r
-           (community_id, id, request_hash, store_id, member_id, points, actor)
-    VALUES (p_community, p_id, p_hash, p_store, p_member, p_points, p_actor)
+           (community_id, id, request_hash, store_id, member_id, member_community, points, actor)
+    VALUES (p_community, p_id, p_hash, p_store, p_member, p_member_community, p_points, p_actor)
     ON CONFLICT (community_id, id) DO NOTHING
     RETURNING r.created_at INTO created_at;
     written := FOUND;
     IF NOT written THEN
         RETURN;
-    END IF;
-    IF p_code IS NOT NULL THEN
-        UPDATE spend_codes c SET used_by = p_id, used_at = now()
-         WHERE c.community_id = p_community AND c.code_hash = p_code;
     END IF;
     INSERT INTO redemption_lines (community_id, redemption_id, sku, name, qty, points_each)
     SELECT p_community, p_id, l.sku, l.name, l.qty, l.points_each
@@ -108,6 +105,44 @@ BEGIN
     UPDATE store_items s SET stock = s.stock - c.qty
       FROM unnest(p_skus, p_qtys) AS c(sku, qty)
      WHERE s.community_id = p_community AND s.store_id = p_store AND s.sku = c.sku;
+END
+$$;
+
+-- Statement 2 of a redemption, under the item locks of statement 1: the lines are
+-- the priced basket (sku order), `p_ledger` the ledger's write. `p_code` is the
+-- SHA-256 of the spend code consenting to it (null: no code needed): locked and
+-- checked next (spend_code_consent; when `consent` says what is wrong with it,
+-- nothing is written). `written` is false when a concurrent redemption with the
+-- same id committed first: then nothing is written and the code is left as it
+-- was. Otherwise the code is used up by this redemption, and outcome, tx_id and
+-- failure are the ledger's; a refusal among them is raised by the caller, whose
+-- rollback undoes this statement (the code's use with it).
+CREATE OR REPLACE FUNCTION redemption_write(
+    p_community text, p_id text, p_hash bytea, p_store text, p_member text, p_points bigint,
+    p_actor text, p_skus text[], p_names text[], p_qtys bigint[], p_points_each bigint[],
+    p_code bytea, p_ledger ledger_write[],
+    OUT written boolean, OUT created_at timestamptz, OUT outcome text, OUT tx_id bigint,
+    OUT failure jsonb, OUT consent text, OUT consent_max bigint)
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_code IS NOT NULL THEN
+        SELECT s.consent, s.consent_max INTO consent, consent_max
+          FROM spend_code_consent(p_community, p_code, p_member, p_store, p_points) AS s;
+        IF consent IS NOT NULL THEN
+            written := false;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT x.written, x.created_at INTO written, created_at
+      FROM redemption_record(p_community, p_id, p_hash, p_store, p_member, NULL, p_points,
+                             p_actor, p_skus, p_names, p_qtys, p_points_each) AS x;
+    IF NOT written THEN
+        RETURN;
+    END IF;
+    IF p_code IS NOT NULL THEN
+        UPDATE spend_codes c SET used_by = p_id, used_at = now()
+         WHERE c.community_id = p_community AND c.code_hash = p_code;
+    END IF;
     SELECT l.outcome, l.tx_id, l.failure INTO outcome, tx_id, failure
       FROM ledger_write(p_community, p_ledger) AS l;
 END
@@ -123,13 +158,15 @@ $$;
 -- request hash of the return `p_return_id` if it exists (and then nothing more),
 -- the number of returns when the client gave no id, the lines as
 -- redemption_get reads them, and the row id of the redemption's transaction.
-CREATE OR REPLACE FUNCTION redemption_return_prepare(
+-- `member_community`: the member's, when it is another community (SPEC section 16).
+DROP FUNCTION IF EXISTS redemption_return_prepare(text, text, text);
+CREATE FUNCTION redemption_return_prepare(
     p_community text, p_redemption text, p_return_id text,
     OUT store_id text, OUT member_id text, OUT return_hash bytea, OUT return_count bigint,
-    OUT lines jsonb, OUT tx_row bigint)
+    OUT lines jsonb, OUT tx_row bigint, OUT member_community text)
 LANGUAGE plpgsql AS $$
 BEGIN
-    SELECT r.store_id, r.member_id INTO store_id, member_id
+    SELECT r.store_id, r.member_id, r.member_community INTO store_id, member_id, member_community
       FROM redemptions r
      WHERE r.community_id = p_community AND r.id = p_redemption
        FOR UPDATE;
@@ -162,15 +199,13 @@ BEGIN
 END
 $$;
 
--- Statement 2 of a return, under the redemption's lock: the items locked, the
--- lines' returned quantities and the stock put back, the ledger write
--- (`p_ledger`), and the return's row (`p_items` as its response lists them).
--- outcome, tx_id and failure are the ledger's, as for redemption_write.
-CREATE OR REPLACE FUNCTION redemption_return_write(
+-- The stock of a return: under the redemption's lock, its items locked, the lines'
+-- returned quantities and the stock put back, and the return's row (`p_items` as
+-- its response lists them).
+CREATE OR REPLACE FUNCTION redemption_return_record(
     p_community text, p_redemption text, p_return_id text, p_hash bytea, p_store text,
     p_skus text[], p_qtys bigint[], p_items jsonb, p_points bigint, p_actor text,
-    p_ledger ledger_write[],
-    OUT created_at timestamptz, OUT outcome text, OUT tx_id bigint, OUT failure jsonb)
+    OUT created_at timestamptz)
 LANGUAGE plpgsql AS $$
 BEGIN
     -- Locked in the order of every writer of store_items (as redemption_prepare).
@@ -186,11 +221,26 @@ BEGIN
     UPDATE store_items s SET stock = s.stock + c.qty
       FROM unnest(p_skus, p_qtys) AS c(sku, qty)
      WHERE s.community_id = p_community AND s.store_id = p_store AND s.sku = c.sku;
-    SELECT l.outcome, l.tx_id, l.failure INTO outcome, tx_id, failure
-      FROM ledger_write(p_community, p_ledger) AS l;
     INSERT INTO redemption_returns AS x
            (community_id, redemption_id, id, request_hash, items, points, actor)
     VALUES (p_community, p_redemption, p_return_id, p_hash, p_items, p_points, p_actor)
     RETURNING x.created_at INTO created_at;
+END
+$$;
+
+-- Statement 2 of a return, under the redemption's lock: the stock and the return's
+-- row (redemption_return_record), and the ledger write (`p_ledger`). outcome, tx_id
+-- and failure are the ledger's, as for redemption_write.
+CREATE OR REPLACE FUNCTION redemption_return_write(
+    p_community text, p_redemption text, p_return_id text, p_hash bytea, p_store text,
+    p_skus text[], p_qtys bigint[], p_items jsonb, p_points bigint, p_actor text,
+    p_ledger ledger_write[],
+    OUT created_at timestamptz, OUT outcome text, OUT tx_id bigint, OUT failure jsonb)
+LANGUAGE plpgsql AS $$
+BEGIN
+    created_at := redemption_return_record(p_community, p_redemption, p_return_id, p_hash,
+                                           p_store, p_skus, p_qtys, p_items, p_points, p_actor);
+    SELECT l.outcome, l.tx_id, l.failure INTO outcome, tx_id, failure
+      FROM ledger_write(p_community, p_ledger) AS l;
 END
 $$;

@@ -20,7 +20,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8));
 -- name: session_get
 -- A live session and, for a staff session, its key while the key is not revoked.
 SELECT s.role, s.key_id, s.community_id, s.member_id, s.link_id, s.csrf, s.expires_at,
-       k.id AS live_key, k.property_company, k.store, k.teams
+       k.id AS live_key, k.property_company, k.store, k.teams, k.district_id
   FROM app_sessions s
   LEFT JOIN api_keys k ON k.id = s.key_id AND k.revoked_at IS NULL
  WHERE s.id_hash = $1 AND s.ended_at IS NULL AND s.expires_at > now();

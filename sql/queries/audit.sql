@@ -137,3 +137,80 @@ SELECT t.client_id, r.lot_id, r.restored, coalesce(c.consumed, 0) AS consumed
         AND c.lot_id IS NOT DISTINCT FROM r.lot_id
   JOIN transactions t ON t.community_id = $1 AND t.id = r.undoes
  WHERE r.restored > coalesce(c.consumed, 0);
+
+-- The district network (SPEC section 16). Each community's interchange account for
+-- another mirrors that community's account for it: their balances are opposite.
+-- The other side is read in the same snapshot (one server; on Citus see
+-- docs/scaling.md), among the communities of the same district.
+-- name: audit_interchange_mirror
+WITH district AS (
+    SELECT c.id FROM communities c
+     WHERE c.district_id = (SELECT x.district_id FROM communities x WHERE x.id = $1)
+       AND c.id <> $1
+), mine AS (
+    SELECT split_part(a.address, ':', 2) AS other, a.asset,
+           coalesce(sum(e.amount), 0)::bigint AS balance
+      FROM accounts a
+      LEFT JOIN entries e ON e.community_id = a.community_id AND e.account_id = a.id
+     WHERE a.community_id = $1 AND a.address LIKE 'interchange:%'
+     GROUP BY 1, 2
+), theirs AS (
+    SELECT a.community_id AS other, a.asset, coalesce(sum(e.amount), 0)::bigint AS balance
+      FROM accounts a
+      LEFT JOIN entries e ON e.community_id = a.community_id AND e.account_id = a.id
+     WHERE a.community_id IN (SELECT id FROM district)
+       AND a.address IN ('interchange:' || $1 || ':points', 'interchange:' || $1 || ':minutes')
+     GROUP BY 1, 2
+)
+SELECT coalesce(m.other, t.other) AS other, coalesce(m.asset, t.asset) AS asset,
+       coalesce(m.balance, 0) AS mine, coalesce(t.balance, 0) AS theirs
+  FROM mine m
+  FULL JOIN theirs t ON t.other = m.other AND t.asset = m.asset
+ WHERE coalesce(m.balance, 0) <> -coalesce(t.balance, 0);
+
+-- Every transaction with entries on an interchange account has its move recorded,
+-- for the amount of those entries, and every move its entries.
+-- name: audit_interchange_moves
+WITH legs AS (
+    SELECT e.tx_id, a.asset, split_part(a.address, ':', 2) AS other,
+           sum(e.amount)::bigint AS amount
+      FROM entries e
+      JOIN accounts a ON a.community_id = e.community_id AND a.id = e.account_id
+     WHERE e.community_id = $1 AND a.address LIKE 'interchange:%'
+     GROUP BY 1, 2, 3
+), moves AS (
+    SELECT m.tx_id, m.asset, m.counterparty AS other, m.amount
+      FROM interchange_moves m WHERE m.community_id = $1
+)
+SELECT coalesce(t.client_id, '#' || coalesce(l.tx_id, m.tx_id)) AS client_id,
+       coalesce(l.asset, m.asset) AS asset, coalesce(l.other, m.other) AS other,
+       coalesce(l.amount, 0) AS entries, coalesce(m.amount, 0) AS recorded
+  FROM legs l
+  FULL JOIN moves m ON m.tx_id = l.tx_id AND m.asset = l.asset AND m.other = l.other
+  LEFT JOIN transactions t ON t.community_id = $1 AND t.id = coalesce(l.tx_id, m.tx_id)
+ WHERE coalesce(l.amount, 0) <> coalesce(m.amount, 0);
+
+-- No change between two communities exists on one side only: per change and asset,
+-- what this side recorded is the opposite of what its counterparty did.
+-- name: audit_interchange_sides
+WITH district AS (
+    SELECT c.id FROM communities c
+     WHERE c.district_id = (SELECT x.district_id FROM communities x WHERE x.id = $1)
+       AND c.id <> $1
+), mine AS (
+    SELECT m.change_id, m.asset, m.counterparty, sum(m.amount)::bigint AS amount
+      FROM interchange_moves m WHERE m.community_id = $1
+     GROUP BY 1, 2, 3
+), theirs AS (
+    SELECT m.change_id, m.asset, m.community_id AS counterparty, sum(m.amount)::bigint AS amount
+      FROM interchange_moves m
+     WHERE m.community_id IN (SELECT id FROM district) AND m.counterparty = $1
+     GROUP BY 1, 2, 3
+)
+SELECT coalesce(a.change_id, b.change_id) AS change_id, coalesce(a.asset, b.asset) AS asset,
+       coalesce(a.counterparty, b.counterparty) AS counterparty,
+       coalesce(a.amount, 0) AS mine, coalesce(b.amount, 0) AS theirs
+  FROM mine a
+  FULL JOIN theirs b
+    ON b.change_id = a.change_id AND b.asset = a.asset AND b.counterparty = a.counterparty
+ WHERE coalesce(a.amount, 0) <> -coalesce(b.amount, 0);

@@ -2,12 +2,13 @@
 
 -- name: key_insert
 INSERT INTO api_keys (id, secret_hash, role, community_id, property_company, store, member_id,
-                      teams, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                      teams, created_by, district_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 RETURNING created_at;
 
 -- name: key_get
-SELECT id, secret_hash, role, community_id, property_company, store, member_id, teams
+SELECT id, secret_hash, role, community_id, property_company, store, member_id, teams,
+       district_id
   FROM api_keys
  WHERE id = $1 AND revoked_at IS NULL;
 

@@ -17,7 +17,8 @@ WITH inserted AS (
 SELECT count(*) = 1 AS created FROM inserted;
 
 -- name: community_get
-SELECT id, name, timezone, language, request_hash, created_at FROM communities WHERE id = $1;
+SELECT id, name, timezone, language, request_hash, created_at, district_id
+  FROM communities WHERE id = $1;
 
 -- name: community_language
 SELECT language FROM communities WHERE id = $1;

@@ -33,7 +33,7 @@ SELECT written, created_at, outcome, tx_id, failure, consent, consent_max
 -- name: redemption_get
 -- Lines in byte-wise sku order, the order in which the service prices a basket and
 -- answers the redemption's creation (as Python sorts): a replay reads back the same.
-SELECT r.id, r.request_hash, r.store_id, r.member_id, r.points, r.created_at,
+SELECT r.id, r.request_hash, r.store_id, r.member_id, r.member_community, r.points, r.created_at,
        coalesce((SELECT jsonb_agg(jsonb_build_object(
                     'sku', l.sku, 'name', l.name, 'qty', l.qty, 'points_each', l.points_each,
                     'returned', l.returned) ORDER BY l.sku COLLATE "C")
@@ -53,7 +53,7 @@ SELECT id, request_hash, items, points, created_at FROM redemption_returns
 -- name: redemption_return_prepare
 -- A return's first statement: the redemption locked, the return id, the lines,
 -- and the row id of the transaction the return undoes.
-SELECT store_id, member_id, return_hash, return_count, lines, tx_row
+SELECT store_id, member_id, return_hash, return_count, lines, tx_row, member_community
   FROM redemption_return_prepare($1, $2, $3);
 
 -- name: redemption_return_write
@@ -62,3 +62,18 @@ SELECT store_id, member_id, return_hash, return_count, lines, tx_row
 SELECT created_at, outcome, tx_id, failure
   FROM redemption_return_write($1, $2, $3, $4, $5, $6::text[], $7::bigint[], $8::jsonb, $9,
                                $10, ledger_writes($11::text::jsonb));
+
+-- name: network_redemption_write
+-- A redemption at a district-wide store of community $1 by a member of $2: see
+-- sql/functions/network.sql. $15 and $16: the ledger's writes of the member's and
+-- the store's side, as JSON text.
+SELECT written, created_at, member_outcome, store_outcome, failure, consent, consent_max
+  FROM network_redemption_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[], $11::text[],
+                                $12::bigint[], $13::bigint[], $14::bytea,
+                                ledger_writes($15::text::jsonb), ledger_writes($16::text::jsonb));
+
+-- name: network_return_write
+SELECT created_at, member_outcome, store_outcome, failure
+  FROM network_return_write($1, $2, $3, $4, $5, $6, $7, $8::text[], $9::bigint[], $10::jsonb,
+                            $11, $12, ledger_writes($13::text::jsonb),
+                            ledger_writes($14::text::jsonb));

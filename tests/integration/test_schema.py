@@ -50,9 +50,12 @@ async def test_racing_migration_runners_apply_each_file_once(server_dsn: str) ->
         await admin.close()
 
 
-# Web-app sessions are global as keys are: a cookie names no community.
+# Web-app sessions are global as keys are: a cookie names no community. Districts
+# and their settlements span communities (reference tables on Citus).
 GLOBAL_TABLES = {
     "communities",
+    "districts",
+    "settlements",
     "api_keys",
     "app_sessions",
     "schema_migrations",
