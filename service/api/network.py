@@ -10,6 +10,7 @@ from typing import Annotated, Any, Final
 import msgspec
 from litestar import Request, Response, get, post, put
 from litestar.params import FromPath, QueryParameter
+from litestar.response import Stream
 from msgspec import Meta
 
 from service.api.deps import (
@@ -23,10 +24,12 @@ from service.api.deps import (
     rules_of,
     written,
 )
+from service.api.exports import ExportFormat, sheet_response
 from service.api.openapi import json_body
 from service.api.wire import ClientId, CommunityId, Strict
 from service.db import Conn
 from service.errors import Forbidden, ValidationFailed
+from service.exports import service as exports
 from service.ledger import audit
 from service.ledger.model import COMMUNITY_PATTERN, ID_PATTERN
 from service.network import model
@@ -187,6 +190,22 @@ async def get_settlement(request: Req, d: FromPath[str], s: FromPath[str]) -> mo
         return await network.get_settlement(conn, _district_id(d), s)
 
 
+@get("/v1/districts/{d:str}/settlements/{s:str}/export", opt={"roles": DISTRICT})
+async def export_settlement(
+    request: Req, d: FromPath[str], s: FromPath[str], fmt: ExportFormat = "csv"
+) -> Response[bytes] | Stream:
+    """The settlement as a sheet (CSV or XLSX), one row per ordered pair of communities."""
+    async with db(request) as conn:
+        settlement = await network.get_settlement(conn, _district_id(d), s)
+        found = await network.get_district(conn, settlement.district)
+        timezone = (
+            await rules_of(request).timezone(conn, found.communities[0])
+            if found.communities
+            else "UTC"
+        )
+    return sheet_response(await exports.settlement_sheet(settlement, timezone, fmt))
+
+
 @get("/v1/districts/{d:str}/audit/verify", opt={"roles": DISTRICT})
 async def verify_district(request: Req, d: FromPath[str]) -> audit.AuditReport:
     """The network's invariants over the district, in one snapshot: every pair of
@@ -207,5 +226,6 @@ HANDLERS: Final = [
     create_settlement,
     list_settlements,
     get_settlement,
+    export_settlement,
     verify_district,
 ]

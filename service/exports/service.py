@@ -29,10 +29,12 @@ from zoneinfo import ZoneInfo
 import msgspec
 
 from service.db import Conn
-from service.exports import redemptions, sheet, store, summary
+from service.exports import clearing, redemptions, sheet, store, summary
 from service.exports.sheet import Row
 from service.exports.writers import CSV_TYPE, XLSX_TYPE, CsvSheet, SheetWriter, XlsxSheet
+from service.i18n import DEFAULT_LANGUAGE
 from service.ledger import reads
+from service.network.model import SettlementOut
 from service.offsets import store as offsets_store
 from service.offsets.views import OffsetTotals, offset_out
 from service.reports import service as reports
@@ -46,7 +48,9 @@ _TITLES: Final = {
     "settlement": ("结算单", "settlement"),
     "redemptions": ("兑换明细", "redemptions"),
     "summary": ("汇总", "summary"),
+    "clearing": ("社区间结算单", "district settlement"),
 }
+_CLEARING_WIDTHS: Final = [14, 26, 26, 14, 14, 10, 10, 12, 12, 14, 14, 14, 14, 8]
 
 
 class Export(msgspec.Struct, frozen=True, kw_only=True):
@@ -188,3 +192,25 @@ async def summary_sheet(
 
     title = sheet.words(language, _TITLES)["summary"]
     return await _export("csv", f"summary-{community}", title, [], fill)
+
+
+async def settlement_sheet(settlement: SettlementOut, timezone: str, fmt: Format) -> Export:
+    """A district's settlement (SPEC section 16) as a sheet: one row per ordered pair of
+    communities, then the totals (net points and minutes sum to zero). In the service's
+    default language: a district spans communities that may each have chosen theirs;
+    times in `timezone` (its communities')."""
+    tz = ZoneInfo(timezone)
+
+    async def fill(write: Write) -> None:
+        await write(
+            [
+                clearing.header(DEFAULT_LANGUAGE),
+                *clearing.rows(settlement, tz),
+                *clearing.totals(settlement, DEFAULT_LANGUAGE),
+            ]
+        )
+
+    day = settlement.from_.astimezone(tz).strftime("%Y%m%d")
+    stem = f"district-settlement-{settlement.district}-{settlement.id}-{day}"
+    title = sheet.words(DEFAULT_LANGUAGE, _TITLES)["clearing"]
+    return await _export(fmt, stem, title, _CLEARING_WIDTHS, fill)

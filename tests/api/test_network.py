@@ -4,9 +4,12 @@ settlements, the district operator's scope and the audit's mirror checks."""
 
 from __future__ import annotations
 
+import csv
+import io
 from typing import Any
 
 import asyncpg
+import openpyxl
 
 from service.db import q
 from service.ledger import audit
@@ -266,3 +269,68 @@ async def test_the_audit_finds_a_side_without_its_mirror(
     assert found["interchange_moves"][0]["client_id"] == "sneak"
     assert found["interchange_sides"] == []  # a transaction with no move names no change
     assert (await client.get(f"{D1}/audit/verify")).json()["ok"] is True
+
+
+async def test_a_settlement_as_a_sheet(client: Client, pool: asyncpg.Pool) -> None:
+    await two_communities(client)
+    await award_blue(client, "seed-b0", "b0", 100)
+    r = await client.post(f"{BLUE}/redemptions", json=basket("r1", "m0", "green", oil=2))
+    assert r.status_code == 201
+    r = await client.post(f"{GREEN}/redemptions", json=basket("r1", "b0", "blue", soap=1))
+    assert r.status_code == 201
+    now = await pool.fetchval("SELECT now()")
+    body = {"id": "2026-12", "from": "2026-11-01T00:00:00+08:00", "to": now.isoformat()}
+    assert (await client.post(f"{D1}/settlements", json=body)).status_code == 201
+    r = await client.get(f"{D1}/settlements/2026-12/export", params={"format": "csv"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert "district-settlement-d1-2026-12-20261101.csv" in r.headers["content-disposition"]
+    rows = list(csv.reader(io.StringIO(r.content[3:].decode("utf-8"), newline="")))
+    assert rows[0][:5] == ["结算单号", "开始", "结束", "付方社区", "收方社区"]
+    by_pair = {(row[3], row[4]): row for row in rows[1:-1]}
+    # Green's members spent 40 at blue, blue's 5 at green: green owes blue 35 points,
+    # 3.50 yuan at 10 fen a point.
+    assert by_pair[("green", "blue")][5:11] == ["40", "0", "35", "0", "350", "3.50"]
+    assert by_pair[("blue", "green")][7] == "-35"
+    assert rows[-1][7:9] == ["0", "0"]
+    x = await client.get(f"{D1}/settlements/2026-12/export", params={"format": "xlsx"})
+    sheet = openpyxl.load_workbook(io.BytesIO(x.content)).active
+    assert sheet is not None and sheet.max_row == len(rows)
+    assert (await client.get(f"{D1}/settlements/none/export")).status_code == 404
+
+
+async def test_the_worked_example_of_docs_network(client: Client) -> None:
+    """docs/network.md, "A worked example in yuan", in numbers: green is 江汉一
+    (10 fen a point), blue 江汉二 (8 fen a point)."""
+    await two_communities(client)
+    r = await client.put(f"{BLUE}/rules", json={"baseline": 100, "fen_per_point": 8})
+    assert r.status_code in (200, 201), r.text
+    await award_blue(client, "seed-b0", "b0", 100)
+    await client.put(
+        f"{BLUE}/stores/s1/items/rice", json={"name": "Rice", "points": 20, "stock": 5}
+    )
+    assert (
+        await client.post(f"{BLUE}/redemptions", json=basket("r1", "m0", "green", rice=3))
+    ).status_code == 201
+    one_bag = {"items": [{"sku": "rice", "qty": 1}]}
+    assert (await client.post(f"{BLUE}/redemptions/r1/return", json=one_bag)).status_code == 201
+    await client.put(
+        f"{GREEN}/stores/s1/items/soap", json={"name": "Soap", "points": 15, "stock": 5}
+    )
+    assert (
+        await client.post(f"{GREEN}/redemptions", json=basket("r1", "b0", "blue", soap=1))
+    ).status_code == 201
+    assert await account(client, GREEN, "interchange:blue:points") == 25
+    assert await account(client, BLUE, "interchange:green:points") == -25
+    assert await account(client, GREEN, "store:s1:redemptions") == 15
+    assert await account(client, BLUE, "store:s1:redemptions") == 40
+    clearing = (await client.get(f"{D1}/clearing")).json()
+    rows = {
+        (p["from"], p["to"]): (
+            p["points"],
+            p["net_points"],
+            p["net_fen_at_from"],
+            p["net_fen_at_to"],
+        )
+        for p in clearing["positions"]
+    }
+    assert rows == {("green", "blue"): (60, 25, 250, 200), ("blue", "green"): (35, -25, -200, -250)}
