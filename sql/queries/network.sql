@@ -33,7 +33,9 @@ SELECT (SELECT count(*) FROM joined) = 1 AS joined,
 INSERT INTO stores AS s (community_id, id, name, district_wide)
 VALUES ($1, $2, $3, $4)
 ON CONFLICT (community_id, id) DO UPDATE
-   SET name = excluded.name, district_wide = excluded.district_wide, updated_at = now()
+   -- The proposed row's default (now()): Citus takes no volatile function here.
+   SET name = excluded.name, district_wide = excluded.district_wide,
+       updated_at = excluded.updated_at
 RETURNING s.id, s.name, s.district_wide, s.created_at, s.updated_at, (xmax = 0) AS created;
 
 -- name: store_get

@@ -20,7 +20,7 @@ def _only_on_citus(citus: bool) -> None:
         pytest.skip("needs DATABASE_URL naming a Citus coordinator (docs/scaling.md)")
 
 
-GLOBAL = {"communities", "api_keys", "app_sessions"}
+GLOBAL = {"communities", "api_keys", "app_sessions", "districts", "settlements"}
 LOCAL = {"schema_migrations", "schema_functions"}
 
 
