@@ -10,11 +10,22 @@ from litestar.params import FromPath
 from msgspec import Meta
 
 from service import setup
-from service.api.deps import OPERATOR, body, changed, db, principal_of, rules_of
+from service.api.deps import (
+    OPERATOR,
+    body,
+    changed,
+    db,
+    fingerprint,
+    principal_of,
+    rules_of,
+    written,
+)
 from service.api.openapi import json_body
-from service.api.wire import ClientId, Strict
+from service.api.wire import ClientId, CommunityId, Strict
 from service.db import Conn
 from service.i18n import system_reason
+from service.network import moves
+from service.network.moves import MovedMember, MoveTo
 
 Req = Request[Any, Any, Any]
 MemberPath = "/v1/communities/{c:str}/members/{m:str}"
@@ -85,4 +96,41 @@ async def household_history(
         return await setup.household_history(conn, c, m)
 
 
-HANDLERS: Final = [close_member, move_member, household_history]
+class MoveIn(Strict):
+    id: ClientId
+    to_community: CommunityId
+    to_member: ClientId
+    household: ClientId
+
+
+@post(MemberPath + "/move", opt={"roles": OPERATOR}, operation_class=json_body(MoveIn))
+async def move_house(request: Req, c: FromPath[str], m: FromPath[str]) -> Response[MovedMember]:
+    """The member moves to another community of the district (SPEC section 16): its
+    points above the baseline and its minutes go with it, lots with their expiry, and
+    the old membership is closed with its history; once per id."""
+    data = await body(request, MoveIn)
+    book = rules_of(request)
+    to = MoveTo(
+        id=data.id, community=data.to_community, member=data.to_member, household=data.household
+    )
+    async with db(request) as conn:
+        terms = await _close_terms(request, conn, c)
+        to_params, to_language = (
+            await book.params(conn, to.community),
+            await book.language(conn, to.community),
+        )
+        moved, replayed = await moves.move_house(
+            conn,
+            c,
+            m,
+            to,
+            fingerprint(data),
+            principal_of(request).key_id,
+            terms,
+            to_params,
+            to_language,
+        )
+    return written(moved, replayed)
+
+
+HANDLERS: Final = [close_member, move_member, household_history, move_house]

@@ -17,6 +17,7 @@ from service.api.deps import (
     body,
     db,
     fingerprint,
+    fingerprint_since,
     principal_of,
     rules_of,
     written,
@@ -151,7 +152,9 @@ async def redeem(request: Req, c: str, data: RedemptionIn) -> tuple[views.Redemp
             items=model.basket((i.sku, i.qty) for i in data.items),
             # The consent is not part of what a replay must repeat, and a PIN
             # must not be recoverable from the stored digest.
-            request_hash=fingerprint(msgspec.structs.replace(data, consent=None)),
+            request_hash=fingerprint_since(
+                msgspec.structs.replace(data, consent=None), "member_community"
+            ),
             actor=principal.key_id,
             code_hash=code_hash,
             away=away,

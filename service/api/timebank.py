@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Final
 
-import msgspec
 from litestar import Request, Response, get, post
 from litestar.params import FromPath, FromQuery, QueryParameter
 from msgspec import Meta
@@ -17,13 +16,14 @@ from service.api.deps import (
     db,
     explaining,
     fingerprint,
+    fingerprint_since,
     pool_of,
     principal_of,
     rules_of,
     written,
 )
 from service.api.openapi import json_body
-from service.api.wire import Amount, ClientId, Strict, Text
+from service.api.wire import Amount, ClientId, CommunityId, Strict, Text
 from service.errors import DomainError
 from service.ledger import service as ledger
 from service.ledger.batch import submit_one
@@ -50,6 +50,9 @@ class HoursIn(Strict):
     minutes: Annotated[int, Meta(ge=1, le=24 * 60)]
     organiser: ClientId | None = None
     team: ClientId | None = None
+    # The member's community, when it is another of the district (SPEC section 16):
+    # hours served here, credited there.
+    member_community: CommunityId | None = None
 
 
 class TimeTransferIn(Strict):
@@ -58,6 +61,8 @@ class TimeTransferIn(Strict):
     to_member: ClientId
     minutes: Amount
     memo: Text | None = None
+    # The receiver's community, when it is another of the district (SPEC section 16).
+    to_member_community: CommunityId | None = None
 
 
 class ConversionIn(Strict):
@@ -90,11 +95,18 @@ async def give_time(request: Req, c: str, data: TimeTransferIn) -> tuple[Transac
         data.to_member,
         data.minutes,
         data.memo,
-        fingerprint(data),
+        fingerprint_since(data, "to_member_community"),
         principal.key_id,
         on_behalf_of=on_behalf_of,
     )
-    params = await rules_of(request).params(pool, c)
+    book = rules_of(request)
+    params = await book.params(pool, c)
+    away = data.to_member_community
+    if away is not None:
+        async with db(request) as conn:
+            return await timebank.transfer_away(
+                conn, c, away, new, params, await book.params(conn, away)
+            )
     write = submit_one(request.app.state.coalescer, pool, c, new, params)
     return await explaining(pool, c, write)
 
@@ -153,6 +165,7 @@ async def log_hours(request: Req, c: FromPath[str]) -> Response[hours.Hours]:
         minutes=data.minutes,
         organiser=data.organiser,
         team=data.team,
+        member_community=data.member_community,
     )
     async with db(request) as conn:
         result, replayed = await hours.log_hours(
@@ -164,11 +177,7 @@ async def log_hours(request: Req, c: FromPath[str]) -> Response[hours.Hours]:
 def _hours_hash(data: HoursIn) -> bytes:
     """The request's fingerprint; without a team, the one it had before hours had
     teams, so that a repeat of a request logged then is still a replay."""
-    if data.team is not None:
-        return fingerprint(data)
-    fields = msgspec.structs.asdict(data)
-    del fields["team"]
-    return fingerprint(fields)
+    return fingerprint_since(data, "team", "member_community")
 
 
 @get("/v1/communities/{c:str}/volunteer-hours", opt={"roles": HOURS_READERS})

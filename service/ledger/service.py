@@ -156,8 +156,19 @@ def write_document(tx: NewTransaction, params: RuleParams, *, mode: LimitMode = 
     """The write of `tx`, as the JSON a use case passes to its own SQL function
     (which calls `ledger_write` in the same round trip as its other writes);
     `check_written` turns what that returns into the error to raise."""
-    plan = plan_create(tx.postings, params, pending=tx.pending, mode=mode)
-    return store.document([store.create_write(tx, plan)])
+    return write_documents([tx], params, mode=mode)
+
+
+def write_documents(
+    txs: Sequence[NewTransaction], params: RuleParams, *, mode: LimitMode = "spend"
+) -> str:
+    """The writes of `txs`, in order, as one document (see `write_document`)."""
+    return store.document(
+        [
+            store.create_write(tx, plan_create(tx.postings, params, pending=tx.pending, mode=mode))
+            for tx in txs
+        ]
+    )
 
 
 def check_written(tx: NewTransaction, outcome: str, failure: dict[str, Any] | None) -> None:

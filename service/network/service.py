@@ -23,6 +23,9 @@ from service.errors import (
     NotFound,
     ValidationFailed,
 )
+from service.ledger import service as ledger
+from service.ledger.model import NewTransaction, RuleParams
+from service.ledger.posting import LimitMode
 from service.network import model, store
 from service.network.model import ClearingOut, DistrictOut, SettlementOut, StoreOut
 
@@ -297,3 +300,45 @@ async def settle(
 async def tx_row_of(conn: Queryable, community: str, client_id: str) -> int | None:
     """The row id of one side's transaction of a change (what its undoing undoes)."""
     return await store.tx_row_of(conn, community, client_id)
+
+
+class Side(msgspec.Struct, frozen=True, kw_only=True):
+    """One community's side of a change: its transactions (each balanced on its own,
+    through `interchange:<other>:<asset>`) and the limits they are written under."""
+
+    community: str
+    txs: tuple[NewTransaction, ...]
+    params: RuleParams
+    mode: LimitMode = "spend"
+
+
+async def write_change(
+    conn: Conn, district: str, change: str, kind: str, first: Side, second: Side
+) -> bool:
+    """Writes both sides of a change between two communities in one statement
+    (`interchange_write`: the lock order across communities, the moves recorded),
+    inside the caller's transaction. True when written; False when it was written
+    before by the same request (a replay: nothing changed). A refusal of either side
+    is raised, and the caller's rollback undoes the other."""
+    rows = await store.interchange_write(
+        conn,
+        district,
+        change,
+        kind,
+        first.community,
+        ledger.write_documents(first.txs, first.params, mode=first.mode),
+        second.community,
+        ledger.write_documents(second.txs, second.params, mode=second.mode),
+    )
+    sides = {1: first, 2: second}
+    for row in rows:
+        if row["outcome"] == "replay" and row is rows[0]:
+            return False
+        if row["outcome"] != "created":
+            ledger.check_written(
+                sides[row["side"]].txs[row["idx"] - 1], row["outcome"], row["failure"]
+            )
+    written = sum(len(s.txs) for s in (first, second))
+    if len(rows) != written:
+        raise InvalidState(f"change {change!r} was written on one side only")
+    return True

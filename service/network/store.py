@@ -102,3 +102,29 @@ async def insert_settlement(
 async def tx_row_of(conn: Queryable, community: str, client_id: str) -> int | None:
     found: int | None = await conn.fetchval(q("interchange_tx_of"), community, client_id)
     return found
+
+
+async def interchange_write(
+    conn: Conn,
+    district: str,
+    change: str,
+    kind: str,
+    first: str,
+    first_document: str,
+    second: str,
+    second_document: str,
+) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        q("interchange_write"),
+        district,
+        change,
+        kind,
+        first,
+        first_document,
+        second,
+        second_document,
+    )
+
+
+async def member_free_lots(conn: Conn, community: str, address: str) -> list[asyncpg.Record]:
+    return await conn.fetch(q("member_free_lots"), community, address)

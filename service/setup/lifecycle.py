@@ -110,11 +110,27 @@ async def close_member(
 async def _close(
     conn: Conn, community: str, member: str, reason: str, actor: str | None, terms: CloseTerms
 ) -> bool:
+    tx = await closing(conn, community, member, reason, actor, terms)
+    if tx is None:
+        return True
+    if tx.postings:
+        await ledger.create(conn, community, tx, terms.params)
+    await mark_closed(conn, community, member, actor, reason, tx)
+    return False
+
+
+async def closing(
+    conn: Conn, community: str, member: str, reason: str, actor: str | None, terms: CloseTerms
+) -> NewTransaction | None:
+    """The first half of a close, inside the caller's transaction: the member's
+    accounts locked (first, in the order every ledger writer takes them), the checks,
+    and the transaction that takes its balances (no postings: nothing to take); None
+    when the member is closed already. The caller writes it, then `mark_closed`."""
     accounts = await store.lock_member_accounts(conn, community, member)
     if not accounts:
         raise NotFound(f"no member {member!r} in community {community!r}")
     if any(a["closed_at"] is not None for a in accounts):
-        return True
+        return None
     pending = await store.pending_on(conn, community, [a["address"] for a in accounts])
     if pending:
         raise InvalidState(
@@ -122,21 +138,24 @@ async def _close(
             "cancel, approve or reject them first, then close the member",
             pending=pending,
         )
-    postings = closing_postings(accounts, terms)
-    tx_id = close_id(member) if postings else None
-    if tx_id is not None:
-        tx = NewTransaction(
-            client_id=tx_id,
-            postings=tuple(postings),
-            request_hash=b"member_close",
-            kind="member_close",
-            reason=reason,
-            rule_version=terms.rule_version,
-            actor=actor,
-        )
-        await ledger.create(conn, community, tx, terms.params)
+    return NewTransaction(
+        client_id=close_id(member),
+        postings=tuple(closing_postings(accounts, terms)),
+        request_hash=b"member_close",
+        kind="member_close",
+        reason=reason,
+        rule_version=terms.rule_version,
+        actor=actor,
+    )
+
+
+async def mark_closed(
+    conn: Conn, community: str, member: str, actor: str | None, reason: str, tx: NewTransaction
+) -> None:
+    """The second half: the member and its accounts marked closed (by `tx`, when it
+    took anything)."""
+    tx_id = tx.client_id if tx.postings else None
     await store.close_member(conn, community, member, actor, reason, tx_id)
-    return False
 
 
 async def closed_view(conn: Conn, community: str, member: str) -> ClosedMember:

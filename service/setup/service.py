@@ -173,21 +173,41 @@ async def create_member(
     """Adds a member, opens both accounts and posts the baseline opening credit, atomically;
     `language` is the community's, for the opening credit's reason."""
 
-    async def work() -> bool:
-        if await store.household(conn, community, household) is None:
-            raise NotFound(f"no household {household!r} in community {community!r}")
-        inserted = await store.insert_member(conn, community, ident, household, name, request_hash)
-        if inserted:
-            await store.open_member_accounts(conn, community, ident)
-            await _post_opening(conn, community, ident, params, language)
-        return inserted
-
-    inserted = await unit_of_work(conn, work)
+    inserted = await unit_of_work(
+        conn,
+        lambda: add_member(conn, community, ident, household, name, request_hash, params, language),
+    )
     row = await store.member(conn, community, ident)
     assert row is not None
     if not inserted and bytes(row["request_hash"]) != request_hash:
         raise _conflict("member", ident)
     return _member(row), not inserted
+
+
+async def member_request_hash(conn: Conn, community: str, ident: str) -> bytes | None:
+    """The hash of the request that made the member (None: no such member)."""
+    row = await store.member(conn, community, ident)
+    return None if row is None else bytes(row["request_hash"])
+
+
+async def add_member(
+    conn: Conn,
+    community: str,
+    ident: str,
+    household: str,
+    name: str | None,
+    request_hash: bytes,
+    params: RuleParams,
+    language: str,
+) -> bool:
+    """`create_member`'s work, inside the caller's transaction; False when the id exists."""
+    if await store.household(conn, community, household) is None:
+        raise NotFound(f"no household {household!r} in community {community!r}")
+    inserted = await store.insert_member(conn, community, ident, household, name, request_hash)
+    if inserted:
+        await store.open_member_accounts(conn, community, ident)
+        await _post_opening(conn, community, ident, params, language)
+    return inserted
 
 
 async def _post_opening(

@@ -20,6 +20,14 @@ The logged minutes are a pending ledger credit `vh:<id>` from
 `minutes`, `activity`, `hours_id`, `organiser` and `team`), in the same transaction, so the
 points it awards and the minutes stand or fall together. Where the rule set does
 not require approval, logging approves at once.
+
+Hours served here by a member of another community of the district (SPEC section
+16, `member_community`) are logged, queued and decided here like any others, but
+hold no pending credit: the minutes are credited only when the hours are approved,
+then as one change between the two communities (here `system:timebank:minutes →
+interchange:<member community>:minutes`, there `interchange:<here>:minutes →
+member:<m>:minutes`, with that community's expiry for minutes), and the rules that
+run on the approval are the member's own community's. A rejection writes nothing.
 """
 
 from __future__ import annotations
@@ -44,7 +52,14 @@ from service.errors import (
     ValidationFailed,
 )
 from service.ledger import service as ledger
-from service.ledger.model import ID_PATTERN, NewTransaction, Posting, member_address
+from service.ledger.model import (
+    ID_PATTERN,
+    NewTransaction,
+    Posting,
+    interchange_address,
+    member_address,
+)
+from service.network import service as network
 from service.rules import service as rules
 from service.rules.book import RuleBook
 from service.rules.engine import EventInput
@@ -64,6 +79,8 @@ class LogHours(msgspec.Struct, frozen=True, kw_only=True):
     minutes: int
     organiser: str | None = None
     team: str | None = None
+    # The member's community, when it is another of the district (SPEC section 16).
+    member_community: str | None = None
 
 
 class Approval(msgspec.Struct, frozen=True, kw_only=True):
@@ -92,6 +109,7 @@ class Hours(msgspec.Struct, kw_only=True):
     approvals: list[Approval]
     # What the approval's event posted, in the response to the call that approved.
     event: rules.EventResult | None = None
+    member_community: str | None = None
 
 
 def credit_id(hours_id: str) -> str:
@@ -130,6 +148,7 @@ def _hours(
         approvals_needed=row["approvals_needed"],
         approvals=approvals,
         event=event,
+        member_community=row["member_community"],
     )
 
 
@@ -154,6 +173,10 @@ async def log_hours(
     active = await book.active(conn, community)
     at_once = not active.rule_set.time_bank.approval_required
     countable_start = countable(data.started_at, await book.timezone(conn, community))
+    away = data.member_community
+    if away is not None:
+        await network.pair(conn, community, away)
+        await setup.get_member(conn, away, data.member)  # 404 for an unknown member
 
     async def attempt() -> tuple[Hours, bool]:
         try:
@@ -171,6 +194,7 @@ async def log_hours(
                 actor,
                 data.team,
                 active.rule_set.time_bank.approvals,
+                away,
             )
         except asyncpg.ForeignKeyViolationError as err:
             raise NotFound(f"no member {data.member!r} in community {community!r}") from err
@@ -186,7 +210,10 @@ async def log_hours(
             raise ValidationFailed("started_at is out of range")
         # A pending credit does not touch the account, so the database's guard would
         # only refuse it at approval: a member who moved out logs nothing.
-        await setup.refuse_closed(conn, community, data.member)
+        await setup.refuse_closed(conn, away or community, data.member)
+        if away is not None:
+            event = await _credit_away(conn, book, community, row, actor) if at_once else None
+            return _hours(row, [], event), False
         credit = _credit(data, pending=not at_once, actor=actor)
         await ledger.create(conn, community, credit, active.rule_set.to_params())
         event = await _approved_event(conn, book, community, row, actor) if at_once else None
@@ -243,7 +270,8 @@ async def decide(
         if row["status"] != "pending":
             raise InvalidState(f"hours {hours_id!r} are already {row['status']}")
         if status == "rejected":
-            await ledger.void(conn, community, credit_id(hours_id), "rejected")
+            if row["member_community"] is None:  # hours of another's member hold nothing
+                await ledger.void(conn, community, credit_id(hours_id), "rejected")
             row = await store.decide_hours(conn, community, hours_id, status, actor)
             return _hours(row, await _approvals(conn, community, hours_id)), False
         added = await store.add_approval(conn, community, hours_id, actor)
@@ -252,6 +280,10 @@ async def decide(
             return _hours(row, approvals), True
         if len(approvals) < row["approvals_needed"]:
             return _hours(row, approvals), False
+        if row["member_community"] is not None:
+            row = await store.decide_hours(conn, community, hours_id, status, actor)
+            event = await _credit_away(conn, book, community, row, actor)
+            return _hours(row, approvals, event), False
         await ledger.post(conn, community, credit_id(hours_id), None)
         row = await store.decide_hours(conn, community, hours_id, status, actor)
         event = await _approved_event(conn, book, community, row, actor)
@@ -338,11 +370,74 @@ async def hours_page(
     return HoursPage(hours=page, next_cursor=encode_cursor(page[-1]) if more else None)
 
 
-async def _approved_event(
+def away_credit_id(community: str, hours_id: str) -> str:
+    """The credit, in the member's community, of hours served in `community`."""
+    return f"vh:{community}:{hours_id}"
+
+
+async def _credit_away(
     conn: Conn, book: RuleBook, community: str, row: Any, actor: str
 ) -> rules.EventResult:
+    """Approved hours of a member of another community: the minutes as one change
+    between the two communities, then the rules of the member's community."""
+    away, member = row["member_community"], row["member_id"]
+    district = await network.pair(conn, community, away)
+    here = NewTransaction(
+        client_id=credit_id(row["id"]),
+        postings=(
+            Posting(
+                source="system:timebank:minutes",
+                destination=interchange_address(away, "minutes"),
+                asset="minutes",
+                amount=row["minutes"],
+            ),
+        ),
+        request_hash=b"volunteer-hours",
+        kind="volunteer_hours",
+        reason=row["activity"],
+        actor=actor,
+        metadata={"hours": row["id"], "member": member, "member_community": away},
+    )
+    there = NewTransaction(
+        client_id=away_credit_id(community, row["id"]),
+        postings=(
+            Posting(
+                source=interchange_address(community, "minutes"),
+                destination=member_address(member, "minutes"),
+                asset="minutes",
+                amount=row["minutes"],
+            ),
+        ),
+        request_hash=b"volunteer-hours",
+        kind="volunteer_hours",
+        reason=row["activity"],
+        actor=actor,
+        metadata={"hours": row["id"], "served_in": community},
+    )
+    await network.write_change(
+        conn,
+        district,
+        f"volunteer_hours:{community}:{row['id']}",
+        "volunteer_hours",
+        network.Side(community=community, txs=(here,), params=await book.params(conn, community)),
+        network.Side(community=away, txs=(there,), params=await book.params(conn, away)),
+    )
+    return await _approved_event(
+        conn, book, away, row, actor, event_id=f"{away_credit_id(community, row['id'])}:approved"
+    )
+
+
+async def _approved_event(
+    conn: Conn,
+    book: RuleBook,
+    community: str,
+    row: Any,
+    actor: str,
+    *,
+    event_id: str | None = None,
+) -> rules.EventResult:
     event = EventInput(
-        id=f"{credit_id(row['id'])}:approved",
+        id=event_id or f"{credit_id(row['id'])}:approved",
         type=APPROVED_EVENT,
         member_id=row["member_id"],
         occurred_at=row["started_at"],

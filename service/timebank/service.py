@@ -10,9 +10,22 @@ from __future__ import annotations
 
 from math import gcd
 
-from service.errors import InvalidState, ValidationFailed
+import msgspec
+
+from service import setup
+from service.db import Conn, unit_of_work
+from service.errors import InsufficientPoints, InvalidState, ValidationFailed
 from service.i18n import system_reason
-from service.ledger.model import NewTransaction, Posting, member_address
+from service.ledger import service as ledger
+from service.ledger.model import (
+    NewTransaction,
+    Posting,
+    RuleParams,
+    Transaction,
+    interchange_address,
+    member_address,
+)
+from service.network import service as network
 
 CONVERSION_MINUTES = "system:conversion:minutes"
 CONVERSION_POINTS = "system:conversion:points"
@@ -48,6 +61,66 @@ def time_transfer(
         actor=actor,
         on_behalf_of=on_behalf_of,
     )
+
+
+def away_transfer_id(community: str, client_id: str) -> str:
+    """The receiving side of a transfer from community `community`, in the receiver's
+    community (client ids have no ':', so it cannot meet one of its own)."""
+    return f"time_transfer:{community}:{client_id}"
+
+
+async def transfer_away(
+    conn: Conn,
+    community: str,
+    to_community: str,
+    new: NewTransaction,
+    params: RuleParams,
+    to_params: RuleParams,
+) -> tuple[Transaction, bool]:
+    """The time transfer `new` (from `time_transfer`) to a member of another community
+    of the district (SPEC section 16): one change, in this community
+    `member:<giver>:minutes → interchange:<to_community>:minutes`, there
+    `interchange:<community>:minutes → member:<receiver>:minutes`. Once per id: a
+    replay answers with this side's transaction."""
+    district = await network.pair(conn, community, to_community)
+    posting = new.postings[0]
+    receiver = posting.destination
+    out = msgspec.structs.replace(
+        new,
+        postings=(
+            msgspec.structs.replace(
+                posting, destination=interchange_address(to_community, "minutes")
+            ),
+        ),
+        metadata={"to_community": to_community, "to_member": receiver.split(":")[1]},
+    )
+    into = msgspec.structs.replace(
+        new,
+        client_id=away_transfer_id(community, new.client_id),
+        postings=(
+            msgspec.structs.replace(posting, source=interchange_address(community, "minutes")),
+        ),
+        metadata={"from_community": community, "from_member": posting.source.split(":")[1]},
+    )
+
+    async def work() -> bool:
+        await setup.refuse_closed(conn, to_community, receiver.split(":")[1])
+        return await network.write_change(
+            conn,
+            district,
+            f"time_transfer:{community}:{new.client_id}",
+            "time_transfer",
+            network.Side(community=community, txs=(out,), params=params),
+            network.Side(community=to_community, txs=(into,), params=to_params),
+        )
+
+    try:
+        made = await unit_of_work(conn, work)
+    except InsufficientPoints as err:  # a closed giver's account: member_closed
+        raise await setup.explained(conn, community, err) from None
+    found = await ledger.replay_of(conn, community, new.client_id, new.request_hash)
+    assert found is not None
+    return found, not made
 
 
 def converted_points(minutes: int, points_per_hour: int) -> int:

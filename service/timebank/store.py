@@ -24,6 +24,7 @@ async def insert_hours(
     actor: str,
     team: str | None,
     approvals_needed: int,
+    member_community: str | None = None,
 ) -> asyncpg.Record | None:
     """The hours' new row (decided now when `status` is 'approved'); None when the
     id exists. An unknown member raises asyncpg's ForeignKeyViolationError."""
@@ -41,6 +42,7 @@ async def insert_hours(
         actor,
         team,
         approvals_needed,
+        member_community,
     )
 
 

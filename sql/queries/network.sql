@@ -92,3 +92,19 @@ RETURNING created_at;
 -- name: interchange_tx_of
 -- The row id of transaction $2 of community $1 (a side of a change).
 SELECT id FROM transactions WHERE community_id = $1 AND client_id = $2;
+
+-- name: interchange_write
+-- A change between two communities (sql/functions/network.sql): $5 and $7 are the
+-- ledger's writes of community $4's side and of $6's, as JSON text.
+SELECT side, idx, outcome, tx_id, failure
+  FROM interchange_write($1, $2, $3, $4, ledger_writes($5::text::jsonb), $6,
+                         ledger_writes($7::text::jsonb));
+
+-- name: member_free_lots
+-- The free part of a member account's lots, in the order a debit takes them
+-- (ledger_lots: expiry, then when earned, then id; lots that never expire last).
+SELECT l.expires_at, l.earned_at, (l.remaining - l.held)::bigint AS free
+  FROM lots l
+  JOIN accounts a ON a.community_id = l.community_id AND a.id = l.account_id
+ WHERE l.community_id = $1 AND a.address = $2 AND l.remaining - l.held > 0
+ ORDER BY l.expires_at, l.earned_at, l.id;

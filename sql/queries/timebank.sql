@@ -3,10 +3,10 @@
 -- name: hours_insert
 INSERT INTO volunteer_hours AS h
     (community_id, id, member_id, activity, started_at, minutes, organiser, status,
-     request_hash, actor, decided_at, decided_by, team, approvals_needed)
+     request_hash, actor, decided_at, decided_by, team, approvals_needed, member_community)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
         CASE WHEN $8 = 'approved' THEN now() END, CASE WHEN $8 = 'approved' THEN $10 END,
-        $11, $12)
+        $11, $12, $13)
 ON CONFLICT (community_id, id) DO NOTHING
 RETURNING h.*;
 
