@@ -7,7 +7,7 @@ from typing import TypedDict
 import msgspec
 
 from bench.scenarios import Spec
-from bench.seed import Keys
+from bench.seed import COMMUNITY, NEIGHBOUR, Keys
 
 
 class Profile(msgspec.Struct, kw_only=True):
@@ -92,7 +92,14 @@ SMALL = [
         "10w redemption, admin key, a webhook on redemption.created + transaction.posted",
         "redemption",
     ),
+    (
+        "s11_network_redemption",
+        "11 redemption by a member of another community of the district, admin key",
+        "network_redemption",
+    ),
 ]
+# Scenarios that run at the neighbour community's store for bench's members.
+NETWORK = {"s11_network_redemption"}
 # The webhook scenarios (SPEC section 12): their endpoint's events, and the twin
 # they are compared with (bench/report.py, outbox_costs).
 WEBHOOKS = {
@@ -142,7 +149,8 @@ def small_specs(profile: Profile, run_id: str, port: int, key: str, keys: Keys) 
             name=name,
             title=title.format(statement=profile.statement_entries, batch=profile.batch_size),
             step=step,
-            community="bench",
+            community=NEIGHBOUR if name in NETWORK else COMMUNITY,
+            member_community=COMMUNITY if name in NETWORK else None,
             members=profile.members,
             statement_member="stmt",
             **_timing(profile),

@@ -170,6 +170,14 @@ def targets(
         _target("2 write p99 ≤ 25 ms", p99("s2_hot"), 25.0, "ms", at_most=True),
         _target("5 balance read p99 ≤ 10 ms", p99("s5_balance"), 10.0, "ms", at_most=True),
         _target("5 statement read p99 ≤ 10 ms", p99("s5_statement"), 10.0, "ms", at_most=True),
+        # Issue 19: a redemption across two communities against the same one within one.
+        _target(
+            "11 redemption across communities ≥ 0.5 × 10b",
+            _ratio(ops("s11_network_redemption"), ops("s10_redemption_operator")),
+            0.5,
+            "×",
+            at_most=False,
+        ),
     ]
     for small, large in (("s5_balance", "s7_balance"), ("s5_statement", "s7_statement")):
         if small in s and large in s:
@@ -353,7 +361,7 @@ def markdown(run: Run) -> str:
         )
     lines += _consent_lines(run.consent)
     lines += _outbox_lines(run.outbox)
-    lines += ["", "| target (issue 3) | measured | limit | met |", "|---|---:|---:|:---:|"]
+    lines += ["", "| target (issues 3, 19) | measured | limit | met |", "|---|---:|---:|:---:|"]
     for t in run.targets:
         value = "n/a" if t.measured is None else f"{t.measured:,.2f} {t.unit}"
         met = {True: "yes", False: "**no**", None: "–"}[t.passed]

@@ -51,6 +51,9 @@ class Spec(msgspec.Struct, kw_only=True):
     # Event types an endpoint listens to while the scenario runs (bench/outbox.py);
     # the harness's business, the load generator ignores it.
     webhook: list[str] = msgspec.field(default_factory=list)
+    # The members' community when the scenario runs in another (s11: `community` is
+    # the store's, the neighbour of bench).
+    member_community: str | None = None
 
 
 @dataclass
@@ -294,6 +297,15 @@ async def s_redemption_consented(ctx: Ctx) -> int:
     return int(outcome == "ok")
 
 
+async def s_network_redemption(ctx: Ctx) -> int:
+    """s_redemption by a member of another community of the district, at this
+    community's district-wide store (SPEC section 16): both communities' books
+    change in the one database transaction."""
+    body = _basket(ctx, ctx.member(), member_community=ctx.spec.member_community)
+    outcome, _ = await ctx.call("redeem", "POST", "/redemptions", body, 201)
+    return int(outcome == "ok")
+
+
 Step = Callable[[Ctx], Awaitable[int]]
 STEPS: Final[dict[str, Step]] = {
     "transfer": s_transfer,
@@ -308,4 +320,5 @@ STEPS: Final[dict[str, Step]] = {
     "offset": s_offset,
     "redemption": s_redemption,
     "redemption_consented": s_redemption_consented,
+    "network_redemption": s_network_redemption,
 }

@@ -28,6 +28,10 @@ from bench.httpclient import Connection
 from bench.scenarios import ISSUANCE
 
 COMMUNITY = "bench"
+# A second community of the same district, whose district-wide store s1 serves
+# bench's members (SPEC section 16; scenario s11).
+NEIGHBOUR = "bench-next"
+DISTRICT = "bench-district"
 HOUSEHOLDS = 100
 RACE_MEMBERS = 100
 RACE_HEADROOM = 5  # redeemable points each race member starts with
@@ -145,6 +149,8 @@ async def seed(
     lap("statement member")
     await _rules_and_store(api, base)
     lap("rule set, store catalogue")
+    await _neighbour(api, names[: HOUSEHOLDS * HISTORY])
+    lap("district: the neighbour community and its district-wide store")
     await _history(api, base)
     lap("history: offsets, redemptions, events")
     await api.many(
@@ -199,6 +205,27 @@ async def _rules_and_store(api: Api, base: str) -> None:
 HISTORY = 2  # offsets, redemptions and events per household before the run
 
 
+async def _neighbour(api: Api, members: list[str]) -> None:
+    """The neighbour community in one district with bench, its store s1 district-wide
+    with the same catalogue, and a little history of bench's members redeeming there
+    (as `_history` gives bench, for the same reason)."""
+    base = f"/v1/communities/{NEIGHBOUR}"
+    await api.call("POST", "/v1/communities", {"id": NEIGHBOUR, "name": "Bench next door"})
+    body = {"id": DISTRICT, "name": "Bench district", "communities": [COMMUNITY, NEIGHBOUR]}
+    await api.call("POST", "/v1/districts", body)
+    await api.call("PUT", f"{base}/stores/s1", {"name": "Love", "district_wide": True})
+    await _rules_and_store(api, base)
+    await api.many(
+        (
+            "POST",
+            f"{base}/redemptions",
+            {"id": f"seed-{m}", "store": "s1", "member": m, "member_community": COMMUNITY,
+             "items": [{"sku": f"sku{n % SKUS}", "qty": 1}]},
+        )
+        for n, m in enumerate(members)
+    )  # fmt: skip
+
+
 async def _history(api: Api, base: str) -> None:
     """A little of what a running community has behind it: applied offsets,
     redemptions and events (HISTORY per household, by its first members). Without
@@ -235,8 +262,19 @@ async def _history(api: Api, base: str) -> None:
 
 
 async def audit(port: int, admin_key: str) -> dict[str, Any]:
-    """The service's audit/verify report of the bench community."""
+    """The service's audit/verify report of the bench community, with the problems of
+    its neighbour's and of the district's network checks added."""
     api = Api(port, admin_key, concurrency=1)
-    body = await api.call("GET", f"/v1/communities/{COMMUNITY}/audit/verify", None, 200)
-    report: dict[str, Any] = msgspec.json.decode(body)
+    report: dict[str, Any] = {}
+    for path in (
+        f"/v1/communities/{COMMUNITY}/audit/verify",
+        f"/v1/communities/{NEIGHBOUR}/audit/verify",
+        f"/v1/districts/{DISTRICT}/audit/verify",
+    ):
+        found: dict[str, Any] = msgspec.json.decode(await api.call("GET", path, None, 200))
+        if not report:
+            report = found
+        else:
+            report["ok"] = report["ok"] and found["ok"]
+            report["problems"] = report["problems"] + found["problems"]
     return report
