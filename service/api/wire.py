@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from service.auth import Role
 from service.errors import ValidationFailed
 from service.i18n import DEFAULT_LANGUAGE, Language
 from service.ledger.model import (
@@ -120,16 +121,7 @@ class ConsentIn(Strict):
 
 
 class ApiKeyIn(Strict):
-    role: Literal[
-        "admin",
-        "operator",
-        "property",
-        "volunteer_app",
-        "organiser",
-        "store",
-        "resident",
-        "district_operator",
-    ]
+    role: Role
     community: CommunityId | None = None
     property_company: ClientId | None = None
     store: ClientId | None = None
