@@ -104,6 +104,43 @@ class _Connection(asyncpg.Connection):
         self._loop.call_soon(self.terminate)  # type: ignore[attr-defined]
 
 
+# What Citus raises when it refuses a query it cannot plan across shards: mostly
+# 0A000 ("cannot push down this subquery", "complex joins are only supported when
+# …"), some XX000 ("could not create distributed plan", "the query contains a join
+# that requires repartitioning"). On one server either means a broken query.
+_REFUSALS = (asyncpg.FeatureNotSupportedError, asyncpg.InternalServerError)
+
+
+def refused(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, is a refused query (`_REFUSALS`)."""
+    for _ in range(4):  # the error, and what a domain error was raised from
+        if exc is None:
+            return False
+        if isinstance(exc, _REFUSALS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _Acquired(asyncpg.pool.PoolAcquireContext):
+    """`pool.acquire()` (also under `pool.fetch()` and the like): a connection that a
+    refused query escaped from (`refused`) is terminated, not given back for reuse.
+    On Citus a refusal raised during its recursive planning can leave the backend
+    unable to delegate a function call again (docs/scaling.md, "Why some ids came
+    from the coordinator"): every later unit of work on it would run on the
+    coordinator, statement by statement. The pool opens a new connection when it
+    is next needed. A block that ends without an error pays one comparison."""
+
+    __slots__ = ()
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        error = exc_info[1] if len(exc_info) > 1 else None
+        if error is not None and self.connection is not None and refused(error):
+            log.warning("connection_dropped", reason="refused_query", error=type(error).__name__)
+            self.connection.terminate()
+        await super().__aexit__(*exc_info)
+
+
 class BoundedPool(asyncpg.Pool):
     """A pool whose `acquire()` gives up after `acquire_timeout_s` when the caller
     names no timeout of its own: when the database freezes, every connection is
@@ -125,6 +162,9 @@ class BoundedPool(asyncpg.Pool):
         except asyncpg.InternalClientError:
             if connection._holder._in_use is not None:
                 raise
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return _Acquired(self, timeout)
 
     def _idle_connection(self) -> bool:
         """Whether the next acquire takes an open idle connection: no wait, so no

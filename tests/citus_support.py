@@ -12,11 +12,12 @@ and emptied after each test by truncating its shards on every node.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import asyncpg
 
-from tests.helpers import with_database
+from tests.helpers import TEMPLATE, admin_sql, with_database
 
 # Few shards per table: creating them is most of what `migrate` costs on a
 # cluster (32 per table by default, about 1,100 in all), and a test needs no more.
@@ -129,3 +130,51 @@ async def wipe(dsn: str) -> None:
             await conn.execute("TRUNCATE " + ", ".join(f'"{r["relname"]}"' for r in local))
         finally:
             await conn.close()
+
+
+async def shard_of(dsn: str, table: str, community: str) -> tuple[str, str, int]:
+    """Where `community`'s rows of distributed table `table` live: the dsn of the
+    node that holds its shard (same database), the shard's name and its id."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT s.nodename, s.nodeport, s.shard_name::text AS name, s.shardid,
+                      current_database() AS database
+                 FROM citus_shards s
+                WHERE s.shardid = get_shard_id_for_distribution_column($1, $2::text)""",
+            table,
+            community,
+        )
+    finally:
+        await conn.close()
+    assert row is not None, f"no shard of {table} for {community}"
+    node = _node_dsn(dsn, row["nodename"], row["nodeport"], row["database"])
+    return node, row["name"], row["shardid"]
+
+
+@dataclass(frozen=True)
+class Databases:
+    """A database of its own for a test that needs one besides the `dsn` fixture's
+    (an app under uvicorn for a whole module, each example of a property test). On
+    one server a copy of the template, dropped when released; on Citus the run's
+    one database (which nothing else uses meanwhile: tests run one at a time),
+    emptied when released, as after every test."""
+
+    server_dsn: str
+    template_dsn: str
+    citus: bool
+
+    async def create(self, name: str) -> str:
+        if self.citus:
+            return self.template_dsn
+        await admin_sql(
+            self.server_dsn, f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"
+        )
+        return with_database(self.server_dsn, name)
+
+    async def drop(self, dsn: str) -> None:
+        if self.citus:
+            await wipe(dsn)
+            return
+        name = urlsplit(dsn).path.lstrip("/")
+        await admin_sql(self.server_dsn, f"DROP DATABASE {name} WITH (FORCE)")

@@ -101,6 +101,12 @@ def template_dsn(server_dsn: str, citus: bool) -> Iterator[str]:
     yield with_database(server_dsn, TEMPLATE)
 
 
+@pytest.fixture(scope="session")
+def databases(server_dsn: str, template_dsn: str, citus: bool) -> citus_support.Databases:
+    """Databases of their own for tests that need one besides `dsn` (tests/citus_support.py)."""
+    return citus_support.Databases(server_dsn, template_dsn, citus)
+
+
 async def audit_all(dsn: str) -> None:
     """Seals what is queued, then asserts the audit finds nothing in any community."""
     pool = await create_pool(dsn, min_size=1, max_size=2)

@@ -18,19 +18,9 @@ ON CONFLICT (community_id, member_id) DO UPDATE
 RETURNING set_at;
 
 -- name: pin_attempt
--- Reserves one try before the PIN is checked, so that tries racing on any number
--- of workers are counted: the fifth within a lock's reach locks for 15 minutes;
--- while locked nothing comes back. A member id that does not exist (or has no
--- PIN) is counted the same way, so the answers never tell them apart.
-INSERT INTO member_pins AS p (community_id, member_id, failures)
-VALUES ($1, $2, 1)
-ON CONFLICT (community_id, member_id) DO UPDATE
-   SET failures = CASE WHEN p.locked_until <= now() THEN 1 ELSE p.failures + 1 END,
-       locked_until = CASE
-           WHEN (CASE WHEN p.locked_until <= now() THEN 1 ELSE p.failures + 1 END) >= $3
-           THEN now() + make_interval(secs => $4) END
- WHERE p.locked_until IS NULL OR p.locked_until <= now()
-RETURNING p.pin_hash;
+-- Reserves one try before the PIN is checked: the stored hash (null: no PIN), or no
+-- row while locked (sql/functions/consent.sql, which says why it is a function).
+SELECT a.pin_hash FROM pin_attempt($1, $2, $3, $4) AS a;
 
 -- name: pin_passed
 UPDATE member_pins SET failures = 0, locked_until = NULL
@@ -95,3 +85,16 @@ SELECT member_id, max_points, store, expires_at
   FROM spend_codes
  WHERE community_id = $1 AND code_hash = $2 AND used_by IS NULL
    AND expires_at > clock_timestamp() AND (store IS NULL OR store = $3);
+
+-- name: spend_code_holder_elsewhere
+-- As spend_code_holder, for the till of a district-wide store: the community and
+-- member of an unused, unexpired code $1 of one of the communities $2 (the other
+-- communities of the store's district). A store-limited code never matches: its
+-- store is one of its own community's. A code of any other community, used,
+-- expired or unknown finds no row alike. One primary-key probe per community.
+SELECT community_id, member_id, max_points, store, expires_at
+  FROM spend_codes
+ WHERE community_id = ANY ($2::text[]) AND code_hash = $1 AND used_by IS NULL
+   AND expires_at > clock_timestamp() AND store IS NULL
+ ORDER BY community_id COLLATE "C"
+ LIMIT 1;

@@ -107,6 +107,10 @@ SELECT d.expires_at, d.amount,
 -- before the event was recorded. Transactions are found by the ids the event's record
 -- names (the unique client id index), entries by the account index; the events
 -- themselves by the community's part of the primary key (no index on occurred_at).
+-- (The reversal's EXISTS reads `r.community_id = $1`, not `= t.community_id`, the
+-- same value: Citus does not see that a subquery correlated on the lateral's row
+-- stays in one shard, and refuses the query with "complex joins are only supported
+-- when all distributed tables are co-located…".)
 SELECT ev.id, ev.type, ev.member_id, ev.occurred_at, ev.attributes, ev.rule_version,
        m.name, own.postings,
        coalesce((SELECT b.balance_after
@@ -126,7 +130,7 @@ SELECT ev.id, ev.type, ev.member_id, ev.occurred_at, ev.attributes, ev.rule_vers
                   'asset', a.asset,
                   'amount', e.amount,
                   'reversed', EXISTS (SELECT 1 FROM transactions r
-                                       WHERE r.community_id = t.community_id
+                                       WHERE r.community_id = $1
                                          AND r.reversal_of = t.id)) ORDER BY e.seq),
                   '[]'::jsonb) AS postings,
               min(e.seq) FILTER (WHERE a.asset = 'points') AS first_seq

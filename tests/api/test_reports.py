@@ -29,7 +29,8 @@ def _flow(counterparty: str) -> tuple[str, int]:
 
 
 async def _recomputed(dsn: str) -> dict[str, dict[str, int]]:
-    """The summary's numbers from the raw postings, in Python."""
+    """The summary's numbers from the raw postings, in Python. (Every join includes
+    `community_id`, so that on Citus each one stays inside a community's shards.)"""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
@@ -37,9 +38,11 @@ async def _recomputed(dsn: str) -> dict[str, dict[str, int]]:
                       da.address AS dst, da.member_id IS NOT NULL AS dst_member,
                       sa.asset, d.amount
                  FROM entries s
-                 JOIN entries d ON d.tx_id = s.tx_id AND d.leg = s.leg + 1
-                 JOIN accounts sa ON sa.id = s.account_id
-                 JOIN accounts da ON da.id = d.account_id
+                 JOIN entries d
+                   ON d.community_id = s.community_id AND d.tx_id = s.tx_id
+                  AND d.leg = s.leg + 1
+                 JOIN accounts sa ON sa.community_id = s.community_id AND sa.id = s.account_id
+                 JOIN accounts da ON da.community_id = d.community_id AND da.id = d.account_id
                 WHERE s.leg % 2 = 0"""
         )
     finally:

@@ -96,7 +96,13 @@ async def _run_both(
     writes = _writes(txs)
     async with conn.transaction():
         fast = await store.write(conn, "fast", writes, skip_locked=skip_locked)
-        top = await conn.fetchval("SELECT pg_current_xact_id()::xid::text")
+        # Read in the community's shard: on Citus the rows are written on the worker
+        # that holds it, in the worker's own transaction, and a bare SELECT would
+        # give the coordinator's xid (docs/scaling.md). On one server the same.
+        top = await conn.fetchval(
+            "SELECT pg_current_xact_id()::xid::text FROM accounts"
+            " WHERE community_id = 'fast' LIMIT 1"
+        )
     slow = [
         one for w in writes for one in await store.write(conn, "slow", [w], skip_locked=skip_locked)
     ]

@@ -26,8 +26,9 @@ import pytest
 
 from service.app import create_app
 from service.config import load_settings
+from tests.citus_support import Databases
 from tests.conftest import audit_all
-from tests.helpers import ADMIN_KEY, TEMPLATE, admin_sql, served, with_database
+from tests.helpers import ADMIN_KEY, served
 
 PACKAGE = "ledger_client"
 CONFIG = """\
@@ -38,13 +39,9 @@ content_type_overrides:
 
 
 @pytest.fixture(scope="module")
-def base_url(server_dsn: str, template_dsn: str) -> Iterator[str]:
+def base_url(databases: Databases) -> Iterator[str]:
     """The app under uvicorn on a database of its own; audited when it stops."""
-    del template_dsn  # requested so that the template database exists
-    name = f"genclient_{os.getpid()}"
-    template = f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"
-    asyncio.run(admin_sql(server_dsn, template))
-    dsn = with_database(server_dsn, name)
+    dsn = asyncio.run(databases.create(f"genclient_{os.getpid()}"))
     settings = msgspec.structs.replace(
         load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=4
     )
@@ -55,7 +52,7 @@ def base_url(server_dsn: str, template_dsn: str) -> Iterator[str]:
         try:
             asyncio.run(audit_all(dsn))
         finally:
-            asyncio.run(admin_sql(server_dsn, f"DROP DATABASE {name} WITH (FORCE)"))
+            asyncio.run(databases.drop(dsn))
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from service.db import unit_of_work
+from service.db import on_citus, unit_of_work
 from service.errors import MemberClosed
 from service.ledger.model import NewTransaction, Posting, RuleParams
 from service.ledger.service import create
@@ -397,10 +397,13 @@ async def test_close_and_redemption_race_consistently(api: httpx.AsyncClient) ->
 
 
 async def lock_waiters(pool: asyncpg.Pool, count: int) -> None:
-    """Returns once `count` backends wait for a lock; fails the test if they never do."""
+    """Returns once `count` backends wait for a lock; fails the test if they never do.
+    On Citus, of every node (`citus_stat_activity`): the use cases' calls are
+    delegated to the worker that holds the community, and wait there."""
+    view = "citus_stat_activity" if await on_citus(pool) else "pg_stat_activity"
     for _ in range(500):
         waiting = await pool.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
+            f"SELECT count(*) FROM {view}"
             " WHERE wait_event_type = 'Lock' AND datname = current_database()"
         )
         if waiting >= count:
@@ -430,7 +433,10 @@ async def test_a_close_and_a_redemption_queued_on_the_account_go_in_turn(
     async with pool.acquire() as holder:
         lock = holder.transaction()
         await lock.start()
-        await holder.execute("SELECT 1 FROM accounts WHERE address = 'member:m0:points' FOR UPDATE")
+        await holder.execute(
+            "SELECT 1 FROM accounts WHERE community_id = 'green'"
+            " AND address = 'member:m0:points' FOR UPDATE"
+        )
         tasks = {}
         for waiting, name in enumerate(order, 1):
             tasks[name] = asyncio.create_task(calls[name]())

@@ -55,8 +55,9 @@ from service.api.openapi import document
 from service.app import create_app
 from service.config import load_settings
 from service.rules.defaults import EXAMPLE_YAML
+from tests.citus_support import Databases
 from tests.conftest import audit_all
-from tests.helpers import ADMIN_KEY, TEMPLATE, C, admin_sql, bearer, with_database
+from tests.helpers import ADMIN_KEY, C, bearer
 
 MEMBERS = ["m0", "m1", "m2", "m3"]
 # The seeded resources, by kind; `_seed` makes every one of them.
@@ -239,15 +240,11 @@ def _seed(session: requests.Session) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def run(server_dsn: str, template_dsn: str) -> Iterator[Run]:
+def run(databases: Databases) -> Iterator[Run]:
     """The app on a database of its own for the whole run, started in
     schemathesis' event-loop thread and seeded; when the run ends it is stopped
     and the ledger's audit must pass."""
-    del template_dsn  # requested so that the template database exists
-    name = f"fuzz_{os.getpid()}"
-    template = f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY"
-    asyncio.run(admin_sql(server_dsn, template))
-    dsn = with_database(server_dsn, name)
+    dsn = asyncio.run(databases.create(f"fuzz_{os.getpid()}"))
     app_settings = msgspec.structs.replace(
         load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=4
     )
@@ -270,7 +267,7 @@ def run(server_dsn: str, template_dsn: str) -> Iterator[Run]:
             asgi.shutdown_lifespans()
         asyncio.run(audit_all(dsn))
     finally:
-        asyncio.run(admin_sql(server_dsn, f"DROP DATABASE {name} WITH (FORCE)"))
+        asyncio.run(databases.drop(dsn))
 
 
 def _aim(case: Any, run: Run) -> None:

@@ -35,8 +35,9 @@ from service.app import create_app
 from service.config import load_settings
 from service.db import create_pool
 from service.ledger.service import expire_due
+from tests.citus_support import Databases
 from tests.conftest import audit_all
-from tests.helpers import ADMIN_KEY, TEMPLATE, bearer, with_database
+from tests.helpers import ADMIN_KEY, bearer
 
 C = "/v1/communities/walk"
 MEMBERS = ("m0", "m1", "m2")
@@ -599,14 +600,8 @@ class Walk:
 # --- one example: a fresh database, the real app ------------------------------------------
 
 
-async def _walk(server_dsn: str, ops: list[tuple[Any, ...]]) -> None:
-    name = f"walk_{os.getpid()}_{next(_databases)}"
-    admin = await asyncpg.connect(server_dsn)
-    try:
-        await admin.execute(f"CREATE DATABASE {name} TEMPLATE {TEMPLATE} STRATEGY FILE_COPY")
-    finally:
-        await admin.close()
-    dsn = with_database(server_dsn, name)
+async def _walk(databases: Databases, ops: list[tuple[Any, ...]]) -> None:
+    dsn = await databases.create(f"walk_{os.getpid()}_{next(_databases)}")
     try:
         app_settings = msgspec.structs.replace(
             load_settings(), admin_key=ADMIN_KEY, pool_min_size=1, pool_max_size=4
@@ -625,11 +620,7 @@ async def _walk(server_dsn: str, ops: list[tuple[Any, ...]]) -> None:
             await pool.close()
         await audit_all(dsn)  # seals everything, then audits again
     finally:
-        admin = await asyncpg.connect(server_dsn)
-        try:
-            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
-        finally:
-            await admin.close()
+        await databases.drop(dsn)
 
 
 @settings(
@@ -638,8 +629,5 @@ async def _walk(server_dsn: str, ops: list[tuple[Any, ...]]) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(ops=st.lists(operation, min_size=30, max_size=60))
-def test_random_walk_matches_the_model(
-    server_dsn: str, template_dsn: str, ops: list[tuple[Any, ...]]
-) -> None:
-    del template_dsn  # requested so that the template database exists
-    asyncio.run(_walk(server_dsn, ops))
+def test_random_walk_matches_the_model(databases: Databases, ops: list[tuple[Any, ...]]) -> None:
+    asyncio.run(_walk(databases, ops))

@@ -63,15 +63,24 @@ GLOBAL_TABLES = {
 }
 
 
-async def test_every_key_leads_with_the_community_id(pool: asyncpg.Pool) -> None:
-    rows = await pool.fetch(
-        """SELECT c.conrelid::regclass::text AS tbl, c.conname,
-                  (SELECT a.attname FROM pg_attribute a
-                    WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) AS first
-             FROM pg_constraint c
-             JOIN pg_namespace n ON n.oid = c.connamespace AND n.nspname = 'public'
-            WHERE c.contype IN ('p', 'u')"""
-    )
+async def test_every_key_leads_with_the_community_id(dsn: str) -> None:
+    # A connection of its own, not the service's: on Citus the service's sessions
+    # see the shards in pg_class (sql/citus/distribute.sql), and the catalog of the
+    # coordinator holds the reference tables' shards, which are not tables of the
+    # schema. Other sessions see no shards.
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            """SELECT c.conrelid::regclass::text AS tbl, c.conname,
+                      (SELECT a.attname FROM pg_attribute a
+                        WHERE a.attrelid = c.conrelid AND a.attnum = c.conkey[1]) AS first
+                 FROM pg_constraint c
+                 JOIN pg_namespace n ON n.oid = c.connamespace AND n.nspname = 'public'
+                 JOIN pg_class t ON t.oid = c.conrelid  -- (Citus hides its shards here)
+                WHERE c.contype IN ('p', 'u')"""
+        )
+    finally:
+        await conn.close()
     assert rows
     for row in rows:
         if row["tbl"] in GLOBAL_TABLES:
@@ -89,13 +98,20 @@ async def test_a_transaction_is_reversed_at_most_once_by_the_schema_itself(
     await award(client, "a1", "m0", 5)
     r = await client.post(f"{C}/transactions/a1/reverse")
     assert r.status_code == 201, r.text
+    reversal = await pool.fetchrow(
+        "SELECT request_hash, kind, status, reversal_of FROM transactions"
+        " WHERE community_id = 'green' AND reversal_of IS NOT NULL"
+    )
+    assert reversal is not None
+    # VALUES, not INSERT … SELECT: Citus runs that one by pulling the rows to the
+    # coordinator and copying them back, and reports the shard's unique violation
+    # as an internal error (XX000) instead of 23505 (docs/scaling.md).
     insert = """
         INSERT INTO transactions (community_id, client_id, request_hash, kind, status,
                                   finalized_at, reversal_of)
-        SELECT community_id, $1, request_hash, kind, status, now(), reversal_of
-          FROM transactions WHERE community_id = 'green' AND reversal_of IS NOT NULL"""
+        VALUES ('green', $1, $2, $3, $4, now(), $5)"""
     with pytest.raises(asyncpg.UniqueViolationError):
-        await pool.execute(insert, "r2")
+        await pool.execute(insert, "r2", *reversal)
     # Other transactions share the NULL freely (the key is partial).
     assert (
         await pool.fetchval(
