@@ -93,7 +93,10 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
     except Unauthorized:
         limits.failed(address, header)
         raise
-    district = request.path_params.get("d")
+    # Only a district's routes are scoped by their `{d}` (a webhook delivery's is not).
+    district = (
+        request.path_params.get("d") if request.scope["path"].startswith(_DISTRICTS) else None
+    )
     require(principal, request.route_handler.opt.get("roles", frozenset()), community, district)
     if request.scope["method"] in _WRITES:
         limits.write(principal.key_id)
@@ -105,6 +108,7 @@ async def authorize(request: Request[Any, Any, Any]) -> None:
 
 
 _WRITES: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_DISTRICTS: Final = "/v1/districts/"
 
 
 def address_of(scope: Any) -> str:

@@ -143,7 +143,10 @@ async def redeem(request: Req, c: str, data: RedemptionIn) -> tuple[views.Redemp
             away = market.Away(community=home, district=district, params=params, language=language)
         active = await book.active(conn, home)
         code_hash = None
-        if consent.needed(principal.role, active.rule_set.consent.redemption):
+        # An operator is trusted in its own community only: for a member of another
+        # one it is a till like any other, and the member's community consents.
+        role = "store" if away is not None and principal.role == "operator" else principal.role
+        if consent.needed(role, active.rule_set.consent.redemption):
             code_hash = await consent.redemption_consent(conn, home, data.member, data.consent)
         new = market.NewRedemption(
             id=data.id,

@@ -98,6 +98,7 @@ async def give_time(request: Req, c: str, data: TimeTransferIn) -> tuple[Transac
         fingerprint_since(data, "to_member_community"),
         principal.key_id,
         on_behalf_of=on_behalf_of,
+        across=data.to_member_community is not None,
     )
     book = rules_of(request)
     params = await book.params(pool, c)

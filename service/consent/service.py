@@ -167,6 +167,9 @@ class SpendCodeHolder(msgspec.Struct, frozen=True, kw_only=True):
     max_points: int
     store: str | None
     expires_at: datetime
+    # The member's community when it is another one of the district (SPEC
+    # section 16, `spend_code_holder_elsewhere`); None for the till's own.
+    community: str | None = None
 
 
 _CODE_MAX_LEN: Final = 128
@@ -191,6 +194,31 @@ async def spend_code_holder(
         max_points=row["max_points"],
         store=row["store"],
         expires_at=row["expires_at"],
+    )
+
+
+async def spend_code_holder_elsewhere(
+    conn: Queryable, communities: list[str], code: str
+) -> SpendCodeHolder:
+    """The member of a spend code issued in one of `communities` (the other
+    communities of a district-wide store's district, SPEC section 16) that the
+    store's till could use now: unused, unexpired, and for no particular store (a
+    store-limited code names a store of its own community, never this one). Read
+    only, as `spend_code_holder`, and refused alike (`consent_required`, reason
+    `unusable`) whatever was wrong, a code of a community outside the district
+    included; the redemption checks the code again in the member's community,
+    under its lock, and uses it up."""
+    if not 1 <= len(code) <= _CODE_MAX_LEN or not communities:
+        raise _unusable()
+    row = await store.spend_code_holder_elsewhere(conn, communities, code_hash(code))
+    if row is None:
+        raise _unusable()
+    return SpendCodeHolder(
+        member=row["member_id"],
+        max_points=row["max_points"],
+        store=row["store"],
+        expires_at=row["expires_at"],
+        community=row["community_id"],
     )
 
 

@@ -42,6 +42,14 @@ async def spend_code_holder(
     return await conn.fetchrow(q("spend_code_holder"), community, code_hash, store)
 
 
+async def spend_code_holder_elsewhere(
+    conn: Queryable, communities: list[str], code_hash: bytes
+) -> asyncpg.Record | None:
+    """The community, member, ceiling and expiry of a code of one of `communities`
+    that a district-wide store of another community could use now."""
+    return await conn.fetchrow(q("spend_code_holder_elsewhere"), code_hash, communities)
+
+
 async def set_pin(
     conn: Queryable, community: str, member: str, pin_hash: str, actor: str
 ) -> datetime:

@@ -31,6 +31,8 @@ class Movement(msgspec.Struct, frozen=True, kw_only=True):
     points: int
     created_at: datetime
     goods: Sequence[tuple[str, int]]  # (name, qty), in sku order
+    # The member's community when it is another one of the district (SPEC section 16).
+    member_community: str | None = None
 
 
 class Totals(msgspec.Struct, kw_only=True):

@@ -14,6 +14,11 @@ cannot be dodged by moving, nor cut short by it.
 Which lots are carried: those the close's debit takes, in the order every debit
 takes lots (soonest expiry first; `ledger_lots`), read under the account locks, so
 they are exactly the lots the debit consumes (the audit's lot checks recompute it).
+
+Once per id: a move's id is unique in the community it leaves (`member_moves`,
+which also records what it carried, for replays, and names a move that carried
+nothing and so wrote no transaction). A duplicate waiting for the member's locks
+finds the member closed and the move recorded when it gets them: a replay.
 """
 
 from __future__ import annotations
@@ -116,14 +121,21 @@ async def move_house(
     to_params: RuleParams,
     to_language: str,
 ) -> tuple[MovedMember, bool]:
-    """Moves the member to `to` once per id (a replay answers as the move did)."""
+    """Moves the member to `to` once per id, unique in `community` (`member_moves`):
+    a replay answers as the move did, another request under the id is a conflict."""
     district = await network.pair(conn, community, to.community)
 
     async def work() -> Carried | None:
+        if await _made(conn, community, to.id, member, request_hash):
+            return None
         reason = terms.default_reason
         close = await lifecycle.closing(conn, community, member, reason, actor, terms)
         if close is None:
-            return None
+            # Closed: by this very move, if a duplicate committed while this one
+            # waited for the member's locks; otherwise it left before.
+            if await _made(conn, community, to.id, member, request_hash):
+                return None
+            raise MemberClosed(f"member {member!r} moved out already")
         carried: list[CarriedLot] = []
         for p in close.postings:
             free = await store.member_free_lots(conn, community, p.source)
@@ -139,12 +151,7 @@ async def move_house(
             ),
             request_hash=request_hash,
             kind="member_move",
-            metadata={
-                "move": to.id,
-                "to_community": to.community,
-                "to_member": to.member,
-                "carried": msgspec.to_builtins(done),
-            },
+            metadata={"move": to.id, "to_community": to.community, "to_member": to.member},
         )
         found = await members.get_member(conn, community, member)
         made = await members.add_member(
@@ -161,27 +168,7 @@ async def move_house(
             raise InvalidState(
                 f"member {to.member!r} exists in community {to.community!r}; pick a new id"
             )
-        into = tuple(
-            NewTransaction(
-                client_id=f"{move_id(community, member)}:{n}",
-                postings=(
-                    Posting(
-                        source=interchange_address(community, lot.asset),
-                        destination=member_address(to.member, lot.asset),
-                        asset=lot.asset,
-                        amount=lot.amount,
-                    ),
-                ),
-                request_hash=request_hash,
-                kind="member_move",
-                reason=reason,
-                actor=actor,
-                metadata={"move": to.id, "from_community": community, "from_member": member},
-                lot_earned_at=lot.earned_at,
-                lot_expires=_policy(lot),
-            )
-            for n, lot in enumerate(lots, 1)
-        )
+        into = _carried_in(community, member, to, done, request_hash, reason, actor)
         if out.postings:
             await network.write_change(
                 conn,
@@ -192,21 +179,70 @@ async def move_house(
                 network.Side(community=to.community, txs=into, params=to_params),
             )
         await lifecycle.mark_closed(conn, community, member, actor, reason, out)
+        recorded = await store.insert_member_move(
+            conn,
+            community,
+            to.id,
+            request_hash,
+            member,
+            to.community,
+            to.member,
+            district,
+            msgspec.to_builtins(done),
+            actor,
+        )
+        if not recorded:  # another member's move took the id meanwhile
+            raise _conflict(to.id)
         return done
 
     done = await unit_of_work(conn, work)
-    closed = await lifecycle.closed_view(conn, community, member)
     replayed = done is None
     if done is None:
-        done = await _replayed(conn, closed, to, request_hash)
+        row = await store.member_move(conn, community, to.id)
+        assert row is not None
+        done = msgspec.convert(row["carried"], Carried)
     moved = MovedMember(
         id=to.id,
-        closed=closed,
+        closed=await lifecycle.closed_view(conn, community, member),
         to_community=to.community,
         member=await members.get_member(conn, to.community, to.member),
         carried=done,
     )
     return moved, replayed
+
+
+def _carried_in(
+    community: str,
+    member: str,
+    to: MoveTo,
+    carried: Carried,
+    request_hash: bytes,
+    reason: str,
+    actor: str | None,
+) -> tuple[NewTransaction, ...]:
+    """The new member's side: one credit from `interchange:<community>` per lot
+    carried, earned and expiring as it did."""
+    return tuple(
+        NewTransaction(
+            client_id=f"{move_id(community, member)}:{n}",
+            postings=(
+                Posting(
+                    source=interchange_address(community, lot.asset),
+                    destination=member_address(to.member, lot.asset),
+                    asset=lot.asset,
+                    amount=lot.amount,
+                ),
+            ),
+            request_hash=request_hash,
+            kind="member_move",
+            reason=reason,
+            actor=actor,
+            metadata={"move": to.id, "from_community": community, "from_member": member},
+            lot_earned_at=lot.earned_at,
+            lot_expires=_policy(lot),
+        )
+        for n, lot in enumerate(carried.lots, 1)
+    )
 
 
 def _policy(lot: CarriedLot) -> str | None:
@@ -217,19 +253,17 @@ def _policy(lot: CarriedLot) -> str | None:
     return "never" if lot.expires_at is None else f"at:{lot.expires_at.isoformat()}"
 
 
-async def _replayed(conn: Conn, closed: ClosedMember, to: MoveTo, request_hash: bytes) -> Carried:
-    """What a move already made carried (from its close's transaction); a member
-    closed otherwise, or moved by another request, is refused. The new member was
-    made by this very request when its row carries the request's hash."""
-    made = await members.member_request_hash(conn, to.community, to.member)
-    tx = closed.transaction
-    meta = (tx.metadata if tx is not None else None) or {}
-    if made != request_hash:
-        if meta.get("move") == to.id:
-            raise IdempotencyConflict(
-                f"move {to.id!r} was made with different fields; use a new id"
-            )
-        raise MemberClosed(f"member {closed.member.id!r} moved out already")
-    if tx is None:
-        return Carried(points=0, minutes=0, lots=[])
-    return msgspec.convert(meta["carried"], Carried)
+def _conflict(ident: str) -> IdempotencyConflict:
+    return IdempotencyConflict(f"move {ident!r} was made with different fields; use a new id")
+
+
+async def _made(conn: Conn, community: str, ident: str, member: str, request_hash: bytes) -> bool:
+    """Whether move `ident` of `community` was made, by this same request; one made
+    by another request (of another member, or to another community, member or
+    household) is a conflict."""
+    row = await store.member_move(conn, community, ident)
+    if row is None:
+        return False
+    if row["member_id"] != member or bytes(row["request_hash"]) != request_hash:
+        raise _conflict(ident)
+    return True

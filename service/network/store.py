@@ -128,3 +128,35 @@ async def interchange_write(
 
 async def member_free_lots(conn: Conn, community: str, address: str) -> list[asyncpg.Record]:
     return await conn.fetch(q("member_free_lots"), community, address)
+
+
+async def member_move(conn: Queryable, community: str, ident: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(q("member_move_get"), community, ident)
+
+
+async def insert_member_move(
+    conn: Conn,
+    community: str,
+    ident: str,
+    request_hash: bytes,
+    member: str,
+    to_community: str,
+    to_member: str,
+    district: str,
+    carried: object,
+    created_by: str | None,
+) -> bool:
+    """True when the move was recorded; False when its id was taken meanwhile."""
+    inserted = await conn.fetchval(
+        q("member_move_insert"),
+        community,
+        ident,
+        request_hash,
+        member,
+        to_community,
+        to_member,
+        district,
+        carried,
+        created_by,
+    )
+    return inserted is not None

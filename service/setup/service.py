@@ -184,12 +184,6 @@ async def create_member(
     return _member(row), not inserted
 
 
-async def member_request_hash(conn: Conn, community: str, ident: str) -> bytes | None:
-    """The hash of the request that made the member (None: no such member)."""
-    row = await store.member(conn, community, ident)
-    return None if row is None else bytes(row["request_hash"])
-
-
 async def add_member(
     conn: Conn,
     community: str,
@@ -228,6 +222,7 @@ async def _post_opening(
         request_hash=b"opening",
         kind="opening",
         reason=system_reason(language, "opening_balance"),
+        lot_expires="never",  # the baseline's lot, whatever the rule set's policy
     )
     await ledger.create(conn, community, opening, params)
 

@@ -28,6 +28,20 @@ then as one change between the two communities (here `system:timebank:minutes �
 interchange:<member community>:minutes`, there `interchange:<here>:minutes →
 member:<m>:minutes`, with that community's expiry for minutes), and the rules that
 run on the approval are the member's own community's. A rejection writes nothing.
+
+Why the pending state of such hours is their row here alone, not a pending credit:
+a pending ledger transaction here on `interchange:<member community>:minutes` would
+be one side of a change that the ledger's own post and void (an operator's `POST
+…/transactions/{id}/post`) could finish without the other, and a pending credit in
+the member's community would have to be written there at logging and voided there
+at rejection. With the row alone, nothing exists on either side until the decision,
+which writes both (approval) or neither (rejection), so no state is one-sided. What
+is given up: the member's own community shows no pending minutes for the hours
+until they are approved (the queue here shows them). The rules run in the member's
+community because they count per member (caps, statistics, an event's member
+belongs to its community) and credit the member's accounts, which live there; this
+community's rules see nothing of the hours (`volunteer.approved` is recorded there
+as `vh:<here>:<id>:approved`).
 """
 
 from __future__ import annotations
@@ -172,11 +186,12 @@ async def log_hours(
     now, not left pending where no approval could ever pass."""
     active = await book.active(conn, community)
     at_once = not active.rule_set.time_bank.approval_required
-    countable_start = countable(data.started_at, await book.timezone(conn, community))
     away = data.member_community
     if away is not None:
         await network.pair(conn, community, away)
         await setup.get_member(conn, away, data.member)  # 404 for an unknown member
+    # The rules that count the approval are those of the member's community.
+    countable_start = countable(data.started_at, await book.timezone(conn, away or community))
 
     async def attempt() -> tuple[Hours, bool]:
         try:

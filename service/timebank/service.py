@@ -3,7 +3,8 @@
 Both are ordinary ledger transactions, written through the same group commit as any
 single write, so the minutes account's floor (0) and idempotency by the client's id
 hold exactly as for points. A conversion's rate comes from the rule set in force,
-and the transaction records that version.
+and the transaction records that version. A transfer to a member of another
+community of the district is one change between the two (`transfer_away`).
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ def time_transfer(
     actor: str,
     *,
     on_behalf_of: str | None = None,
+    across: bool = False,
 ) -> NewTransaction:
     """Minutes from one member to another (help given, or a donation); by a proxy's
-    key (`actor`) `on_behalf_of` the giver."""
-    if from_member == to_member:
+    key (`actor`) `on_behalf_of` the giver. `across`: the receiver is a member of
+    another community (`transfer_away`), so the same id names someone else there."""
+    if from_member == to_member and not across:
         raise ValidationFailed("a time transfer needs two different members")
     posting = Posting(
         source=member_address(from_member, "minutes"),

@@ -108,3 +108,18 @@ SELECT l.expires_at, l.earned_at, (l.remaining - l.held)::bigint AS free
   JOIN accounts a ON a.community_id = l.community_id AND a.id = l.account_id
  WHERE l.community_id = $1 AND a.address = $2 AND l.remaining - l.held > 0
  ORDER BY l.expires_at, l.earned_at, l.id;
+
+-- Moving house (service/network/moves.py).
+
+-- name: member_move_get
+SELECT id, request_hash, member_id, to_community, to_member, carried, created_at
+  FROM member_moves WHERE community_id = $1 AND id = $2;
+
+-- name: member_move_insert
+-- The move $2 of member $4 of community $1, unless the id is taken (a concurrent
+-- move under it waits here until the other commits, then finds it taken).
+INSERT INTO member_moves (community_id, id, request_hash, member_id, to_community, to_member,
+                          district_id, carried, created_by)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+ON CONFLICT (community_id, id) DO NOTHING
+RETURNING id;

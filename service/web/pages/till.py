@@ -14,11 +14,22 @@ code (`consent.spend_code_holder`: an unused, unexpired code this store may
 take, found by its digest, not used up). Failed look-ups count against the
 address as failed sign-ins do (service/ratelimit.py).
 
-The code and the member it was found for travel from the look-up to the sale in
-hidden fields of the basket form, back to the browser that typed the code (pages
-are `no-store`); the code is never in a URL, and it is good for one sale of at
-most its ceiling within minutes. The redemption checks the code against the
-member again, under the code's lock, so an edited form gets `consent_required`.
+A district-wide store (SPEC section 16) also serves the residents of the other
+communities of its district: a code not found in the till's own community is
+looked up among those (`consent.spend_code_holder_elsewhere`, one query by the
+code's digest; a store-limited code of another community never matches), and
+the basket names the member with their community's name. A code of a community
+outside the district, or at a store that serves its own community only, is
+refused as an unknown code is. The sale then calls `redeem` with
+`member_community`, which writes both communities' sides at once; a return is
+`give_back` as for any sale (the redemption knows whose member it was).
+
+The code and the member it was found for (and their community, if another one)
+travel from the look-up to the sale in hidden fields of the basket form, back to
+the browser that typed the code (pages are `no-store`); the code is never in a
+URL, and it is good for one sale of at most its ceiling within minutes. The
+redemption checks the code against the member again (in the member's
+community), under the code's lock, so an edited form gets `consent_required`.
 The sale is not looked up again before it is made: the same form sent twice
 must reach the redemption to be answered as a replay.
 """
@@ -36,6 +47,7 @@ from litestar import Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect
 
+from service import setup
 from service.api.deps import address_of, db, rules_of
 from service.api.supermarket import RedemptionIn, ReturnIn, give_back, redeem
 from service.consent import service as consent
@@ -55,6 +67,8 @@ from service.errors import (
 )
 from service.exports import store as movements
 from service.i18n import basket
+from service.network import service as network
+from service.network.service import OutsideDistrict
 from service.ratelimit import Limits
 from service.supermarket import service as market
 from service.supermarket.views import ItemOut, RedemptionOut
@@ -130,18 +144,54 @@ def _quantities(form: dict[str, str]) -> dict[str, int]:
     return wanted
 
 
+async def _neighbours(conn: Conn, community: str, store: str) -> list[str]:
+    """The other communities of the district whose residents `store` serves: none
+    unless the store is district-wide and its community is in a district."""
+    try:
+        if not (await network.get_store(conn, community, store)).district_wide:
+            return []
+    except NotFound:  # a store known only by its catalogue serves its own community
+        return []
+    here = await setup.get_community(conn, community)
+    if here.district is None:
+        return []
+    district = await network.get_district(conn, here.district)
+    return [c for c in district.communities if c != community]
+
+
 async def _holder(
     request: Req, conn: Conn, community: str, store: str, code: str
 ) -> consent.SpendCodeHolder:
-    """Whom the code stands for; a failed look-up counts as a failed sign-in does."""
+    """Whom the code stands for, in the till's community or else (at a district-wide
+    store) in another of its district; a failed look-up counts as a failed sign-in
+    does, once, and is answered alike wherever the code was not found."""
     limits: Limits = request.app.state.limits
     address = address_of(request.scope)
     limits.admit(address, None)
     try:
-        return await consent.spend_code_holder(conn, community, code, store)
+        try:
+            return await consent.spend_code_holder(conn, community, code, store)
+        except ConsentRequired:
+            others = await _neighbours(conn, community, store)
+            if not others:
+                raise
+            return await consent.spend_code_holder_elsewhere(conn, others, code)
     except ConsentRequired:
         limits.failed(address, None)
         raise
+
+
+async def _community_names(conn: Conn, communities: set[str | None]) -> dict[str, str]:
+    """id → name of the members' other communities a page shows."""
+    return {c: (await setup.get_community(conn, c)).name for c in sorted(filter(None, communities))}
+
+
+def who(member: str, community: str | None, names: dict[str, str]) -> str:
+    """The member as the till shows them: with their community's name when it is
+    another one of the district ("m-1 · 江汉一")."""
+    if community is None:
+        return member
+    return f"{member} · {names.get(community, community)}"
 
 
 def refusal(t: Translator, err: DomainError, names: dict[str, str]) -> Refusal:
@@ -162,6 +212,11 @@ def refusal(t: Translator, err: DomainError, names: dict[str, str]) -> Refusal:
         return Refusal(title=t("till.refusal.out_of_stock", name=names.get(sku, sku), left=left))
     if isinstance(err, MemberClosed):
         return Refusal(title=t("till.refusal.member_closed"))
+    if isinstance(err, OutsideDistrict):
+        return Refusal(
+            title=t.refusal(err.code, err.detail, "till.refusal"),
+            detail=t("till.refusal.outside_district_help"),
+        )
     if isinstance(err, NotFound):
         return Refusal(title=t("till.refusal.no_item"))
     if isinstance(err, IdempotencyConflict):
@@ -189,7 +244,13 @@ _SALE_REFUSALS: Final = (
     ValidationFailed,
     RateLimited,
 )
-_RETURN_REFUSALS: Final = (InvalidState, ValidationFailed, IdempotencyConflict, RateLimited)
+_RETURN_REFUSALS: Final = (
+    InvalidState,
+    ValidationFailed,
+    IdempotencyConflict,
+    RateLimited,
+    OutsideDistrict,
+)
 
 
 def _scan_page(
@@ -212,6 +273,7 @@ def _scan_page(
 def _basket_page(
     request: Req,
     holder: consent.SpendCodeHolder,
+    member: str,
     code: str,
     items: list[ItemOut],
     quantities: dict[str, int],
@@ -228,6 +290,7 @@ def _basket_page(
         nav="sale",
         step=2,
         holder=holder,
+        member=member,
         code=code,
         items=items,
         quantities=quantities,
@@ -261,10 +324,12 @@ async def find_member(request: Req) -> Response[str]:
             holder = await _holder(request, conn, community, store, code)
         except (ConsentRequired, RateLimited) as err:
             return _scan_page(request, err.status, refusal(request.state.t, err, {}), quantities)
+        names = await _community_names(conn, {holder.community})
         items = await _catalogue(conn, community, store)
     on_shelf = {i.sku for i in items if i.stock > 0}
     kept = {sku: qty for sku, qty in quantities.items() if sku in on_shelf}
-    return _basket_page(request, holder, code, items, kept, _op_id("till"))
+    member = who(holder.member, holder.community, names)
+    return _basket_page(request, holder, member, code, items, kept, _op_id("till"))
 
 
 async def _basket_again(
@@ -285,10 +350,12 @@ async def _basket_again(
             holder = await _holder(request, conn, community, store, code)
         except (ConsentRequired, RateLimited) as err:
             return _scan_page(request, err.status, refusal(request.state.t, err, {}), quantities)
+        names = await _community_names(conn, {holder.community})
         items = await _catalogue(conn, community, store)
     if isinstance(why, DomainError):
         why = refusal(request.state.t, why, {i.sku: i.name for i in items})
-    return _basket_page(request, holder, code, items, quantities, op_id, status, why)
+    member = who(holder.member, holder.community, names)
+    return _basket_page(request, holder, member, code, items, quantities, op_id, status, why)
 
 
 @post("/till/sale", opt=TILL)
@@ -308,18 +375,19 @@ async def sell(request: Req) -> Response[Any]:
         return await again({}, op_id, err.status, err)
     if not quantities:
         return await again({}, op_id, 422, Refusal(title=t("till.refusal.empty")))
+    body: dict[str, Any] = {
+        "id": op_id,
+        "store": store,
+        "member": form.get("member", ""),
+        "items": [{"sku": s, "qty": q} for s, q in sorted(quantities.items())],
+        "consent": {"spend_code": code},
+    }
+    # A member of another community of the district: the community the look-up
+    # found the code in (the redemption checks the code there again).
+    if member_community := form.get("member_community", "").strip():
+        body["member_community"] = member_community
     try:
-        data = msgspec.convert(
-            {
-                "id": op_id,
-                "store": store,
-                "member": form.get("member", ""),
-                "items": [{"sku": s, "qty": q} for s, q in sorted(quantities.items())],
-                "consent": {"spend_code": code},
-            },
-            RedemptionIn,
-            strict=True,
-        )
+        data = msgspec.convert(body, RedemptionIn, strict=True)
     except msgspec.ValidationError:
         return await again(quantities, op_id, 422, Refusal(title=t("till.refusal.invalid")))
     limits: Limits = request.app.state.limits
@@ -331,7 +399,8 @@ async def sell(request: Req) -> Response[Any]:
         # Used, expired, wrong: the resident shows a new code; the basket is kept.
         limits.failed(address, None)
         return _scan_page(request, err.status, refusal(t, err, {}), quantities)
-    except RateLimited as err:
+    except (RateLimited, OutsideDistrict) as err:
+        # OutsideDistrict: the store stopped serving the district since the look-up.
         return _scan_page(request, err.status, refusal(t, err, {}), quantities)
     except _SALE_REFUSALS as err:
         fresh = _op_id("till") if isinstance(err, IdempotencyConflict) else op_id
@@ -347,6 +416,7 @@ def _returnable(redemption: RedemptionOut) -> list[tuple[str, str, int]]:
 def _receipt_page(
     request: Req,
     redemption: RedemptionOut,
+    names: dict[str, str],
     status: int = 200,
     refused: Refusal | None = None,
     notice: str | None = None,
@@ -358,6 +428,7 @@ def _receipt_page(
         nav="receipt",
         step=3,
         r=redemption,
+        member=who(redemption.member, redemption.member_community, names),
         returnable=_returnable(redemption),
         op_id=_op_id("back"),
         refusal=refused,
@@ -372,9 +443,10 @@ async def receipt(request: Req, r: FromPath[str]) -> Response[str]:
     async with db(request) as conn:
         await _local_zone(request, conn, community)
         redemption = await market.get_redemption(conn, community, r, store)
+        names = await _community_names(conn, {redemption.member_community})
     t: Translator = request.state.t
     notice = t("till.receipt.returned") if request.query_params.get("done") == "return" else None
-    return _receipt_page(request, redemption, notice=notice)
+    return _receipt_page(request, redemption, names, notice=notice)
 
 
 async def _receipt_again(
@@ -384,9 +456,10 @@ async def _receipt_again(
     async with db(request) as conn:
         await _local_zone(request, conn, community)
         redemption = await market.get_redemption(conn, community, r, store)
+        names = await _community_names(conn, {redemption.member_community})
     if isinstance(why, DomainError):
         why = refusal(request.state.t, why, {x.sku: x.name for x in redemption.items})
-    return _receipt_page(request, redemption, status, why)
+    return _receipt_page(request, redemption, names, status, why)
 
 
 @post("/till/receipts/{r:str}/return", opt=TILL)
@@ -429,6 +502,7 @@ async def today(request: Req) -> Response[str]:
                 conn, community, store, start, start + timedelta(days=1)
             ):
                 rows.extend(page)
+        names = await _community_names(conn, {m.member_community for m in rows})
     t: Translator = request.state.t
     rows.reverse()  # newest first
     sold = [m for m in rows if m.kind == "redemption"]
@@ -439,7 +513,12 @@ async def today(request: Req) -> Response[str]:
         nav="today",
         day=start,
         rows=[
-            (m, basket(HTML_LANG[t.lang], m.goods), m.created_at.astimezone(zone).strftime("%H:%M"))
+            (
+                m,
+                who(m.member, m.member_community, names),
+                basket(HTML_LANG[t.lang], m.goods),
+                m.created_at.astimezone(zone).strftime("%H:%M"),
+            )
             for m in rows
         ],
         sales=len(sold),
