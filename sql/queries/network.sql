@@ -78,9 +78,21 @@ SELECT id FROM settlements
 -- before $4 as settled by $3 (each row once: a row another settlement took first is
 -- skipped after its lock), and says what they were; `late`: made before the
 -- period's start $5 (committed after an earlier settlement of its own period).
+-- A change is taken only once both of its sides are seen: on Citus the two sides
+-- live on two workers, each read with its own snapshot, and a change whose commit
+-- has reached one worker but not yet the other is left, whole, to the next
+-- settlement (on one server both sides are always seen together).
+WITH whole AS (
+    SELECT change_id FROM interchange_moves
+     WHERE community_id = ANY ($2::text[]) AND district_id = $1
+       AND settlement_id IS NULL AND created_at < $4
+     GROUP BY change_id
+    HAVING count(DISTINCT community_id) = 2
+)
 UPDATE interchange_moves m SET settlement_id = $3
  WHERE m.community_id = ANY ($2::text[]) AND m.district_id = $1
    AND m.settlement_id IS NULL AND m.created_at < $4
+   AND m.change_id IN (SELECT change_id FROM whole)
 RETURNING m.community_id, m.counterparty, m.asset, m.amount, m.created_at < $5 AS late;
 
 -- name: settlement_insert
