@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 import msgspec
@@ -94,16 +95,52 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
 
 # The checks of the district network, which compare a community with the others.
 INTERCHANGE_CHECKS: Final = tuple(c for c in _CHECKS if c[0].startswith("interchange_"))
+_SIDES: Final = next(c for c in _CHECKS if c[0] == "interchange_sides")
+
+# How long to wait before each second look at a change seen on one side only.
+SECOND_LOOKS_S: Final = (0.05, 0.2, 0.75)
+
+
+async def _problems(
+    conn: store.Conn, community: str, checks: tuple[tuple[str, str, str], ...], prefix: str = ""
+) -> list[Problem]:
+    found: list[Problem] = []
+    for check, query, template in checks:
+        for row in await store.audit_offending(conn, query, community):
+            found.append(Problem(check=check, detail=prefix + template.format(**dict(row))))
+    return found
+
+
+async def _persisting(
+    conn: store.Conn, communities: dict[str, str], problems: list[Problem]
+) -> list[Problem]:
+    """`problems` without the changes seen on one side only that, looked at again,
+    have both. On Citus the two sides of a change live on two workers, and each
+    worker's part of a read has its own snapshot: for the moment a change's commit
+    takes to reach both, one side shows. A side that never arrives is still missing
+    after the last look (about a second) and is reported. `communities` maps each
+    community looked at to the prefix of its problems' details."""
+    one_sided = {p for p in problems if p.check == "interchange_sides"}
+    for pause in SECOND_LOOKS_S:
+        if not one_sided:
+            break
+        await asyncio.sleep(pause)
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            seen = {
+                p
+                for c, prefix in communities.items()
+                for p in await _problems(conn, c, (_SIDES,), prefix)
+            }
+        one_sided &= seen
+    return [p for p in problems if p.check != "interchange_sides" or p in one_sided]
 
 
 async def verify(conn: store.Conn, community: str, params: RuleParams) -> AuditReport:
-    """Runs every check in one consistent snapshot; `ok` only when none finds a problem."""
-    problems: list[Problem] = []
+    """Runs every check in one consistent snapshot (on Citus: one per worker; see
+    `_persisting`); `ok` only when none finds a problem."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         checked = await store.audit_count(conn, community)
-        for check, query, template in _CHECKS:
-            for row in await store.audit_offending(conn, query, community):
-                problems.append(Problem(check=check, detail=template.format(**dict(row))))
+        problems = await _problems(conn, community, _CHECKS)
         for row in await store.audit_limits(conn, community, params.floor):
             problems.append(
                 Problem(
@@ -111,6 +148,7 @@ async def verify(conn: store.Conn, community: str, params: RuleParams) -> AuditR
                     detail=f"{row['address']} is at {row['posted'] - row['held']}, below its floor",
                 )
             )
+    problems = await _persisting(conn, {community: ""}, problems)
     return AuditReport(ok=not problems, checked=checked, problems=problems)
 
 
@@ -119,11 +157,10 @@ async def verify_district(conn: store.Conn, communities: list[str]) -> AuditRepo
     pair of interchange accounts mirrors the other, and every change has both sides."""
     problems: list[Problem] = []
     checked = 0
+    prefixes = {c: f"{c}: " for c in communities}
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         for community in communities:
             checked += await store.audit_count(conn, community)
-            for check, query, template in INTERCHANGE_CHECKS:
-                for row in await store.audit_offending(conn, query, community):
-                    detail = template.format(**dict(row))
-                    problems.append(Problem(check=check, detail=f"{community}: {detail}"))
+            problems += await _problems(conn, community, INTERCHANGE_CHECKS, prefixes[community])
+    problems = await _persisting(conn, prefixes, problems)
     return AuditReport(ok=not problems, checked=checked, problems=problems)
