@@ -3,6 +3,8 @@
 uv run python -m bench                  # full run, about 20 minutes
 uv run python -m bench --quick          # about 2 minutes, small scale data
 uv run python -m bench --quick --smoke  # CI: every scenario for 2 s; exit 1 on any error
+uv run python -m bench --quick --no-scale --citus ../shared/citus   # on Citus
+uv run python -m bench.tools.citus_compare --citus ../shared/citus  # both, one table
 """
 
 from __future__ import annotations
@@ -64,6 +66,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         metavar="PATH",
         help="py-spy executable: sample the service's processes per scenario",
     )
+    parser.add_argument(
+        "--citus",
+        type=Path,
+        metavar="DIR",
+        help="a Citus build (the folder of its `cluster` script): run on a coordinator "
+        "and two workers instead of one server (no SQL floor, stack or scale scenarios)",
+    )
+    parser.add_argument("--citus-port", type=int, default=56600, help="the coordinator's port")
     parser.add_argument("--work-dir", type=Path, help="where the database lives (default: /tmp)")
     parser.add_argument("--keep-data", action="store_true", help="keep the database afterwards")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -107,6 +117,16 @@ def _notes(out: Outcome) -> list[str]:
     ]
 
 
+def _citus_notes(citus: Path | None) -> list[str]:
+    if citus is None:
+        return []
+    return [
+        f"On Citus: a coordinator and two workers on this machine ({citus}/cluster), the "
+        "schema distributed by the service's migrate. No SQL floor, stack or scale "
+        "scenarios. PostgreSQL's cores count the coordinator's backends and the workers'."
+    ]
+
+
 def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds, so the service and PostgreSQL are stopped
 
@@ -127,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         workers=args.workers,
         work_dir=work,
         pgss=args.pgss,
-        scale=not args.no_scale,
+        scale=not args.no_scale and args.citus is None,
         only=only,
         clients=args.clients,
         py_spy=args.py_spy,
@@ -135,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         wait_idle_s=args.wait_idle,
         results_dir=args.out,
         stamp=started,
+        citus=args.citus,
+        citus_port=args.citus_port,
     )
     try:
         out = Bench(opts).run()
@@ -166,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         targets=report.targets(out.scenarios, floor_tps, out.scale.get("bytes_per_posting")),
         audit=out.audit,
         seconds_total=round(time.perf_counter() - began, 1),
-        notes=_notes(out),
+        notes=_notes(out) + _citus_notes(args.citus),
         consent=report.consent_costs(out.scenarios),
         outbox=report.outbox_costs(out.scenarios),
     )
@@ -174,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     say(f"wrote {json_path} and {md_path} in {run.seconds_total} s")
     if args.smoke:
-        every = 2 + len(STACK) + len(SMALL) + (len(SCALE) if opts.scale else 0)
+        on_one_server = 2 + len(STACK) if args.citus is None else 0  # floors and stack
+        every = on_one_server + len(SMALL) + (len(SCALE) if opts.scale else 0)
         expected = every if only is None else len(out.scenarios)
         failures = smoke_failures(out, expected)
         for failure in failures:

@@ -46,6 +46,12 @@ def postgres_groups(postmaster_pid: int) -> dict[str, list[int]]:
     return {"pg_backends": backends, "pg_background": background}
 
 
+def postgres_cores(cpu: dict[str, float]) -> float:
+    """PostgreSQL's cores: the backends, the background processes and, on a Citus
+    cluster, the coordinator's backends (`pg_coordinator`, bench/pg.py Cluster)."""
+    return sum(cpu.get(k, 0.0) for k in ("pg_backends", "pg_coordinator", "pg_background"))
+
+
 class CpuMeter:
     """Samples the groups' CPU time until `stop()`, which returns cores per group.
 

@@ -26,7 +26,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from bench.cpu import CpuMeter, Groups
+from bench.cpu import CpuMeter, Groups, postgres_cores
 from bench.driver import stop_child
 from bench.seed import COMMUNITY, Api
 
@@ -194,7 +194,7 @@ def drain(
     elapsed = time.perf_counter() - start
     drained = after["delivered"] - before["delivered"]
     cpu_s = {
-        "pg": round((cores.get("pg_backends", 0.0) + cores.get("pg_background", 0.0)) * elapsed, 2),
+        "pg": round(postgres_cores(cores) * elapsed, 2),
         "service": round(cores.get("service", 0.0) * elapsed, 2),
         "receiver": round(cores.get("receiver", 0.0) * elapsed, 2),
     }

@@ -136,3 +136,37 @@ def fsync_rate(directory: Path) -> float | None:
         if fields[:1] == ["fdatasync"] and len(fields) > 1:
             return float(fields[1])  # the first table: one 8 kB write per sync
     return None
+
+
+class Cluster:
+    """A Citus coordinator and `workers` workers (`../shared/citus/cluster`, docs/
+    scaling.md), kept up while this object lives: what the service's `migrate`
+    distributes the schema on. The same face as `Server` where the harness needs
+    one (`dsn`, `stop`); the CPU is attributed node by node (`groups`)."""
+
+    def __init__(self, citus_dir: Path, data_dir: Path, port: int, workers: int = 2) -> None:
+        self.script = citus_dir.resolve() / "cluster"
+        self.data_dir = data_dir.resolve()
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.parent.chmod(0o755)  # the servers run as another user when root
+        started = subprocess.run(
+            [str(self.script), "start", str(self.data_dir), str(workers), str(port)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if started.returncode != 0:
+            raise SystemExit(f"the Citus cluster did not start: {started.stderr.strip()}")
+        self._url = started.stdout.strip().splitlines()[-1]
+        self.nodes = ["coordinator", *(f"worker{i}" for i in range(1, workers + 1))]
+
+    def dsn(self, database: str = "postgres") -> str:
+        return self._url.rsplit("/", 1)[0] + f"/{database}"
+
+    def postmaster_pid(self, node: str) -> int:
+        return int((self.data_dir / node / "postmaster.pid").read_text().split()[0])
+
+    def stop(self) -> None:
+        subprocess.run(
+            [str(self.script), "stop", str(self.data_dir)], capture_output=True, check=False
+        )

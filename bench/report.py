@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import psutil  # type: ignore[import-untyped]
 
+from bench.cpu import postgres_cores
 from bench.profiles import WEBHOOKS
 from bench.stats import ScenarioResult
 
@@ -226,7 +227,7 @@ def consent_costs(scenarios: list[ScenarioResult]) -> list[ConsentCost]:
 
 
 def _pg_ms_per_op(s: ScenarioResult) -> float | None:
-    pg = s.cpu_cores.get("pg_backends", 0.0) + s.cpu_cores.get("pg_background", 0.0)
+    pg = postgres_cores(s.cpu_cores)
     return round(1000 * pg / s.ops_per_s, 3) if pg and s.ops_per_s else None
 
 
@@ -318,7 +319,7 @@ def _consent_lines(costs: list[ConsentCost]) -> list[str]:
 
 
 def _cores(cpu: dict[str, float]) -> str:
-    pg = cpu.get("pg_backends", 0.0) + cpu.get("pg_background", 0.0)
+    pg = postgres_cores(cpu)
     service = cpu.get("service", 0.0)
     client = cpu.get("loadgen", 0.0) + cpu.get("pgbench", 0.0) + cpu.get("receiver", 0.0)
     other = cpu.get("unattributed", 0.0) + cpu.get("harness", 0.0) + cpu.get("idle_service", 0.0)

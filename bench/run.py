@@ -41,6 +41,9 @@ class Options:
     wait_idle_s: float = 0.0
     results_dir: Path = Path("bench/results")
     stamp: str = "run"
+    # A Citus build (the folder of `cluster`): run on a coordinator and two workers.
+    citus: Path | None = None
+    citus_port: int = 56600
 
 
 @dataclass
@@ -60,6 +63,7 @@ class Bench:
         self.run_id = secrets.token_hex(3)
         self.out = Outcome()
         self.server: pg.Server | None = None
+        self.cluster: pg.Cluster | None = None
         self.service: Service | None = None
         self.stack: StackServer | None = None  # while a stack scenario runs
         self.loadgen: LoadGenerator | None = None
@@ -86,21 +90,36 @@ class Bench:
             self.service.stop()
         if self.server is not None:
             self.server.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
 
     def _start(self) -> None:
         pgdata = self.opts.work_dir / "pgdata"
-        say(f"starting PostgreSQL in {pgdata}")
-        self.server = pg.Server(pgdata, pg_stat_statements=self.opts.pgss)
-        self.dsn = self.server.dsn()
+        database_url = None
+        if self.opts.citus is not None:
+            where = self.opts.work_dir / "citus" / "c"
+            self.opts.work_dir.chmod(0o755)  # mkdtemp's is private; the servers' user must pass
+            say(f"starting a Citus coordinator and two workers in {where}")
+            self.cluster = pg.Cluster(self.opts.citus, where, self.opts.citus_port)
+            self.dsn = database_url = self.cluster.dsn()
+        else:
+            say(f"starting PostgreSQL in {pgdata}")
+            self.server = pg.Server(pgdata, pg_stat_statements=self.opts.pgss)
+            self.dsn = self.server.dsn()
         self.out.postgres = asyncio.run(pg.settings(self.dsn))
         pg.check_durable(self.out.postgres)
         if self.opts.profile.name == "full":
             rate = pg.fsync_rate(self.opts.work_dir)
             self.out.postgres["fdatasync_per_s"] = "n/a" if rate is None else f"{rate:.0f}"
-        asyncio.run(floor.create(self.dsn, self.server.dsn("floor")))
+        if self.server is not None:
+            asyncio.run(floor.create(self.dsn, self.server.dsn("floor")))
         say(f"starting the service ({self.opts.workers} workers)")
         self.service = Service(
-            pgdata, self.key, self.opts.workers, self.opts.work_dir / "service.log"
+            pgdata,
+            self.key,
+            self.opts.workers,
+            self.opts.work_dir / "service.log",
+            database_url=database_url,
         )
         self.service.wait_ready()
         self.out.service_command = self.service.command
@@ -109,8 +128,8 @@ class Bench:
         self.loadgen = LoadGenerator()
 
     def groups(self) -> dict[str, list[int]]:
-        assert self.server is not None and self.service is not None
-        found = postgres_groups(self.server.postmaster_pid)
+        assert self.service is not None
+        found = self._postgres_groups()
         if self.stack is not None:
             found["service"] = self.stack.pids()
             found["idle_service"] = self.service.pids()
@@ -119,6 +138,20 @@ class Bench:
         found["loadgen"] = [self.loadgen.pid] if self.loadgen else []
         found["receiver"] = [self.receiver.pid] if self.receiver else []
         found["harness"] = [os.getpid()]
+        return found
+
+    def _postgres_groups(self) -> dict[str, list[int]]:
+        """PostgreSQL's processes; on a cluster the coordinator's backends apart
+        (`pg_coordinator`) from the workers' (`pg_backends`)."""
+        if self.server is not None:
+            return postgres_groups(self.server.postmaster_pid)
+        assert self.cluster is not None
+        found: dict[str, list[int]] = {"pg_backends": [], "pg_coordinator": [], "pg_background": []}
+        for node in self.cluster.nodes:
+            of_node = postgres_groups(self.cluster.postmaster_pid(node))
+            backends = "pg_coordinator" if node == "coordinator" else "pg_backends"
+            found[backends] += of_node.get("pg_backends", [])
+            found["pg_background"] += of_node.get("pg_background", [])
         return found
 
     # -- phases ----------------------------------------------------------------
@@ -136,7 +169,7 @@ class Bench:
         return self.opts.only is None or name in self.opts.only
 
     def _small(self) -> None:
-        assert self.service is not None and self.server is not None
+        assert self.service is not None
         p = self.opts.profile
         say(f"seeding {p.members:,} members through the API")
         self.out.seed, keys = asyncio.run(
@@ -145,10 +178,13 @@ class Bench:
         self.out.seed["sealing"] = asyncio.run(dbstats.wait_sealed(self.dsn))
         self.out.seed["analyze"] = asyncio.run(dbstats.analyze(self.dsn))
         say(f"  seeded: {self.out.seed} (seconds)")
-        for mode in ("uniform", "hot"):
+        if self.cluster is not None:
+            say("on Citus: no SQL floor (pgbench's tables would be the coordinator's own)")
+            say("  and no stack scenarios (they measure the HTTP stack, not the database)")
+        for mode in ("uniform", "hot") if self.server is not None else ():
             if self._wanted(f"floor_{mode}"):
                 self._floor(mode)
-        for name, title, app in STACK:
+        for name, title, app in STACK if self.server is not None else ():
             if self._wanted(name):
                 self._stack_scenario(stack_spec(p, name, title, self.run_id, 0), app)
         for spec in small_specs(p, self.run_id, self.service.port, self.key, keys):

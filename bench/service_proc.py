@@ -25,7 +25,14 @@ def free_port() -> int:
 class Service:
     """`python -m service serve` (the `points-ledger` entry point) on 127.0.0.1:port."""
 
-    def __init__(self, data_dir: Path, admin_key: str, workers: int, log_path: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        admin_key: str,
+        workers: int,
+        log_path: Path,
+        database_url: str | None = None,
+    ) -> None:
         self.port = free_port()
         self.workers = workers
         self.command = [
@@ -38,8 +45,12 @@ class Service:
             "--port",
             str(self.port),
         ]
+        # The embedded server the harness started in `data_dir`, or a database of
+        # its own choosing (a Citus coordinator's).
+        database = {"DATABASE_URL": database_url} if database_url else {}
         self._start(
             log_path,
+            **database,
             LEDGER_DATA_DIR=str(data_dir),
             LEDGER_ADMIN_KEY=admin_key,
             LEDGER_LOG_LEVEL="warning",
