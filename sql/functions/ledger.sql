@@ -605,6 +605,12 @@ $$;
 -- one sealer works on a community at a time (the chain head is locked, others
 -- skip it), and it takes only writes whose xid is below every running
 -- transaction's, so the chain's order never has to change afterwards.
+-- On Citus a queued row can also carry an xid this node has not handed out yet
+-- (at or above the snapshot's xmax): a row of a community whose shards moved here
+-- from a node whose counter was ahead. A row this node wrote is never seen with
+-- such an xid, so that row was committed on the node it came from, before the
+-- move; it is sealed now, ahead of this node's own (docs/scaling.md, "Moving one
+-- community"), instead of waiting until this node's counter passes it.
 CREATE OR REPLACE FUNCTION ledger_seal(p_community text, p_limit integer)
 RETURNS integer
 LANGUAGE plpgsql AS $$
@@ -622,12 +628,12 @@ BEGIN
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    SELECT array_agg(q.tx_id ORDER BY q.xid, q.tx_id) INTO v_txs
-      FROM (SELECT q.tx_id, q.xid
-              FROM seal_queue q
+    SELECT array_agg(q.tx_id ORDER BY q.moved DESC, q.xid, q.tx_id) INTO v_txs
+      FROM (SELECT q.tx_id, q.xid, q.xid >= pg_snapshot_xmax(s.now) AS moved
+              FROM seal_queue q, (SELECT pg_current_snapshot() AS now) s
              WHERE q.community_id = p_community
-               AND q.xid < pg_snapshot_xmin(pg_current_snapshot())
-             ORDER BY q.xid, q.tx_id
+               AND (q.xid < pg_snapshot_xmin(s.now) OR q.xid >= pg_snapshot_xmax(s.now))
+             ORDER BY 3 DESC, q.xid, q.tx_id
              LIMIT p_limit) q;
     IF v_txs IS NULL THEN
         RETURN 0;

@@ -236,7 +236,10 @@ BEGIN
                  JOIN outbox_events e ON e.community_id = p_community AND e.seq = d.event_seq
                 WHERE d.community_id = p_community AND d.webhook_id = p.webhook_id
                   AND d.status = 'pending' AND d.next_attempt_at <= now()
-                  AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
+                  -- or an event that came with its shards from another node (a
+                  -- community moved; ledger_seal says why it is committed)
+                  AND (e.xid < pg_snapshot_xmin(pg_current_snapshot())
+                       OR e.xid >= pg_snapshot_xmax(pg_current_snapshot()))
                 ORDER BY d.event_seq
                 LIMIT p_per_endpoint) d
     ), claimed AS (
