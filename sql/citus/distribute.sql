@@ -56,6 +56,11 @@ DO $visibility$
 BEGIN
     EXECUTE format('ALTER DATABASE %I SET citus.show_shards_for_app_name_prefixes = %L',
                    current_database(), 'points-ledger');
+    -- The service's prepared statements, like the functions' statements below, are
+    -- planned for their arguments: Citus routes a statement to the one shard of its
+    -- community from the value of `community_id`, which a generic plan lacks.
+    EXECUTE format('ALTER DATABASE %I SET plan_cache_mode = force_custom_plan',
+                   current_database());
 END
 $visibility$;
 -- Distributing several tables in one transaction that already touched a reference
@@ -259,12 +264,18 @@ BEGIN
              WHERE o.classid = 'pg_proc'::regclass AND o.objid = v_fn.fid
                AND o.distribution_argument_index IS NOT DISTINCT FROM v_fn.arg
                AND (v_fn.arg IS NULL OR o.force_delegation));
-        -- Citus cannot plan a statement on a distributed table whose plan is generic
-        -- unless it is a plain single-table one ("could not create distributed plan"):
-        -- the functions that force generic plans on one server (their plans are
-        -- the same for every call) leave the choice to PostgreSQL here.
-        IF v_fn.generic THEN
-            EXECUTE format('ALTER FUNCTION %s RESET plan_cache_mode', v_fn.sig);
+        -- Every statement of a function of one community is planned for the call's
+        -- own arguments (force_custom_plan). Citus routes a statement to its one
+        -- shard from the value of `community_id`; a generic plan has only a
+        -- parameter there, and Citus either cannot plan it ("could not create
+        -- distributed plan", for the functions that force generic plans on one
+        -- server) or plans it for every shard. PL/pgSQL switches to a generic plan
+        -- after five calls: the `UPDATE accounts … FROM unnest(…)` of ledger_write
+        -- then ran as one task per shard of `accounts` in every write (measured
+        -- with citus.multi_task_query_log_level, docs/scaling.md).
+        IF v_fn.arg IS NOT NULL OR v_fn.generic THEN
+            EXECUTE format('ALTER FUNCTION %s SET plan_cache_mode = force_custom_plan',
+                           v_fn.sig);
         END IF;
         CONTINUE WHEN v_done;
         IF v_fn.arg IS NULL THEN

@@ -17,7 +17,7 @@ LANGUAGE sql STABLE AS $$
        AND ((t.status = 'pending' AND (t.expires_at IS NULL OR t.expires_at > now()))
             OR (t.status = 'posted' AND NOT EXISTS (
                     SELECT 1 FROM transactions r
-                     WHERE r.community_id = t.community_id AND r.reversal_of = t.id)))
+                     WHERE r.community_id = p_community AND r.reversal_of = t.id)))
 $$;
 
 -- The points of a member's offsets with one company in `p_year` that still count
@@ -35,7 +35,7 @@ LANGUAGE sql STABLE AS $$
        AND ((t.status = 'pending' AND (t.expires_at IS NULL OR t.expires_at > now()))
             OR (t.status = 'posted' AND NOT EXISTS (
                     SELECT 1 FROM transactions r
-                     WHERE r.community_id = t.community_id AND r.reversal_of = t.id)))
+                     WHERE r.community_id = p_community AND r.reversal_of = t.id)))
 $$;
 
 -- Creates an offset and writes (or holds) its points, once per id. The service has

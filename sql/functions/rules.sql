@@ -166,7 +166,7 @@ BEGIN
       FROM transactions t
      WHERE t.community_id = p_community AND t.client_id = ANY (p_siblings)
        AND NOT EXISTS (SELECT 1 FROM transactions x
-                        WHERE x.community_id = t.community_id AND x.reversal_of = t.id);
+                        WHERE x.community_id = p_community AND x.reversal_of = t.id);
     UPDATE member_stats s
        SET earned = s.earned - p_earned,
            deducted = s.deducted - p_deducted,

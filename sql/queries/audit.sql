@@ -70,9 +70,9 @@ SELECT address, asset, posted, held
 SELECT t.client_id, t.status
   FROM transactions t
  WHERE t.community_id = $1 AND t.status <> 'pending'
-   AND NOT EXISTS (SELECT 1 FROM seals s WHERE s.community_id = t.community_id AND s.tx_id = t.id)
+   AND NOT EXISTS (SELECT 1 FROM seals s WHERE s.community_id = $1 AND s.tx_id = t.id)
    AND NOT EXISTS (SELECT 1 FROM seal_queue q
-                    WHERE q.community_id = t.community_id AND q.tx_id = t.id);
+                    WHERE q.community_id = $1 AND q.tx_id = t.id);
 
 -- name: audit_chain
 SELECT seq, tx_id, problem FROM ledger_verify_chain($1);

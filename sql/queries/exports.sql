@@ -26,7 +26,7 @@ SELECT e.kind, e.redemption, e.return_id, e.store, e.member, e.member_community,
                r.created_at,
                (SELECT jsonb_agg(jsonb_build_array(l.name, l.qty) ORDER BY l.sku COLLATE "C")
                   FROM redemption_lines l
-                 WHERE l.community_id = r.community_id AND l.redemption_id = r.id) AS goods
+                 WHERE l.community_id = $1 AND l.redemption_id = r.id) AS goods
           FROM redemptions r
          WHERE r.community_id = $1 AND ($2::text IS NULL OR r.store_id = $2)
            AND r.created_at >= $3 AND r.created_at < $4

@@ -49,7 +49,7 @@ SELECT a.id, a.address, a.asset, a.member_id IS NOT NULL AS limited, a.held,
            (SELECT sum(e.amount)
               FROM seal_queue q
               JOIN entries e ON e.community_id = q.community_id AND e.tx_id = q.tx_id
-             WHERE q.community_id = a.community_id AND e.account_id = a.id), 0)::bigint END
+             WHERE q.community_id = $1 AND e.account_id = a.id), 0)::bigint END
          AS posted
   FROM accounts a
  WHERE a.community_id = $1 AND a.address = $2;
@@ -76,7 +76,7 @@ SELECT e.seq, e.amount, e.balance_after, e.created_at,
        (SELECT a2.address
           FROM entries e2
           JOIN accounts a2 ON a2.community_id = e2.community_id AND a2.id = e2.account_id
-         WHERE e2.community_id = e.community_id AND e2.tx_id = e.tx_id
+         WHERE e2.community_id = $1 AND e2.tx_id = e.tx_id
            AND e2.leg = (e.leg # 1)::smallint) AS counterparty
   FROM entries e
   JOIN transactions t ON t.community_id = e.community_id AND t.id = e.tx_id

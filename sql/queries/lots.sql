@@ -34,7 +34,7 @@ SELECT a.asset, a.posted, a.held, x.expires_at, x.amount
   LEFT JOIN LATERAL (
         SELECT l.expires_at, sum(l.remaining - l.held)::bigint AS amount
           FROM lots l
-         WHERE l.community_id = a.community_id AND l.account_id = a.id
+         WHERE l.community_id = $1 AND l.account_id = a.id
            AND l.remaining > 0 AND l.expires_at IS NOT NULL
          GROUP BY l.expires_at
         HAVING sum(l.remaining - l.held) > 0

@@ -38,10 +38,10 @@ SELECT r.id, r.request_hash, r.store_id, r.member_id, r.member_community, r.poin
                     'sku', l.sku, 'name', l.name, 'qty', l.qty, 'points_each', l.points_each,
                     'returned', l.returned) ORDER BY l.sku COLLATE "C")
                    FROM redemption_lines l
-                  WHERE l.community_id = r.community_id AND l.redemption_id = r.id),
+                  WHERE l.community_id = $1 AND l.redemption_id = r.id),
                 '[]'::jsonb) AS lines,
        coalesce((SELECT sum(x.points) FROM redemption_returns x
-                  WHERE x.community_id = r.community_id AND x.redemption_id = r.id), 0)::bigint
+                  WHERE x.community_id = $1 AND x.redemption_id = r.id), 0)::bigint
          AS returned_points
   FROM redemptions r
  WHERE r.community_id = $1 AND r.id = $2;
