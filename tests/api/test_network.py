@@ -229,6 +229,32 @@ async def test_a_settlement_closes_a_period_once(client: Client, pool: asyncpg.P
     assert r.status_code == 422
 
 
+async def _sneak_leg(conn: asyncpg.Connection) -> int:
+    """3 points onto green's interchange account for blue, written alone (no move, no
+    other side); the transaction's row id."""
+    sneak = NewTransaction(
+        client_id="sneak",
+        postings=(
+            Posting(
+                source=ISSUANCE, destination="interchange:blue:points", asset="points", amount=3
+            ),
+        ),
+        request_hash=b"",
+    )
+    document = ledger.write_document(sneak, RuleParams())
+    tx_id: int = await conn.fetchval(
+        "SELECT tx_id FROM ledger_write('green', ledger_writes($1::text::jsonb))", document
+    )
+    return tx_id
+
+
+async def _interchange_findings(conn: asyncpg.Connection) -> dict[str, list[dict[str, Any]]]:
+    return {
+        check: [dict(r) for r in await conn.fetch(q(query), "green")]
+        for check, query, _ in audit.INTERCHANGE_CHECKS
+    }
+
+
 async def test_the_audit_finds_a_side_without_its_mirror(
     client: Client, pool: asyncpg.Pool
 ) -> None:
@@ -241,26 +267,8 @@ async def test_the_audit_finds_a_side_without_its_mirror(
         await tx.start()
         try:
             # One side written alone, behind the service's back.
-            sneak = NewTransaction(
-                client_id="sneak",
-                postings=(
-                    Posting(
-                        source=ISSUANCE,
-                        destination="interchange:blue:points",
-                        asset="points",
-                        amount=3,
-                    ),
-                ),
-                request_hash=b"",
-            )
-            document = ledger.write_document(sneak, RuleParams())
-            await conn.execute(
-                "SELECT * FROM ledger_write('green', ledger_writes($1::text::jsonb))", document
-            )
-            found = {
-                check: [dict(r) for r in await conn.fetch(q(query), "green")]
-                for check, query, _ in audit.INTERCHANGE_CHECKS
-            }
+            await _sneak_leg(conn)
+            found = await _interchange_findings(conn)
         finally:
             await tx.rollback()
     assert found["interchange_mirror"] == [
@@ -284,33 +292,14 @@ async def test_a_change_seen_on_one_side_is_the_sides_check_s_not_the_mirror_s(
         tx = conn.transaction()
         await tx.start()
         try:
-            sneak = NewTransaction(
-                client_id="sneak",
-                postings=(
-                    Posting(
-                        source=ISSUANCE,
-                        destination="interchange:blue:points",
-                        asset="points",
-                        amount=3,
-                    ),
-                ),
-                request_hash=b"",
-            )
-            document = ledger.write_document(sneak, RuleParams())
-            tx_id = await conn.fetchval(
-                "SELECT tx_id FROM ledger_write('green', ledger_writes($1::text::jsonb))",
-                document,
-            )
+            tx_id = await _sneak_leg(conn)
             await conn.execute(
                 """INSERT INTO interchange_moves (community_id, tx_id, asset, change_id,
                                                   counterparty, district_id, amount, kind)
                    VALUES ('green', $1, 'points', 'ghost', 'blue', 'd1', 3, 'redemption')""",
                 tx_id,
             )
-            found = {
-                check: [dict(r) for r in await conn.fetch(q(query), "green")]
-                for check, query, _ in audit.INTERCHANGE_CHECKS
-            }
+            found = await _interchange_findings(conn)
         finally:
             await tx.rollback()
     assert found["interchange_mirror"] == []
